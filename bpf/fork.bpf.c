@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Process lifecycle: the fork snapshot, the growing set of traced processes,
+ * and the fate (exec, exit) of children forked from multithreaded parents.
+ */
+#include "fh.bpf.h"
+
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
+			     unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+
+/* The fork event is built here (it is far larger than the BPF stack), then
+ * sent with only the lock entries it uses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fh_fork_event);
+} fork_scratch SEC(".maps");
+
+struct snapshot_ctx {
+	struct fh_fork_event *ev;
+	struct fh_thread_locks *tl;
+	__u32 tid;
+	bool own;
+	char comm[FH_COMM_LEN];
+};
+
+/*
+ * One slot of one thread into the event (a bpf_loop callback: the verifier
+ * checks it once, where an inlined 16-slot loop inside the thread loop
+ * explodes its state count). The counters live in the event, not in
+ * registers, for the same reason.
+ */
+static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
+{
+	struct fh_fork_event *ev = c->ev;
+	enum held_verdict verdict;
+	struct fh_held_lock *h;
+	struct fh_lock *l;
+	__u32 n;
+
+	if (i >= FH_HELD_SLOTS)
+		return 1;
+	h = &c->tl->slot[i];
+	if (!h->addr)
+		return 0;
+	verdict = lock_word_verdict(h, c->tid);
+	if (verdict == HELD_NO)
+		return 0;	/* waiting, failed trylock, or inside cond_wait */
+	n = ev->nr_locks;
+	if ((!c->own && n - ev->nr_own >= FH_MAX_FOREIGN_LOCKS) || n >= FH_EVENT_LOCKS) {
+		ev->locks_omitted++;
+		return 0;
+	}
+	l = &ev->locks[n];
+	l->addr = h->addr;
+	l->acquired_ns = h->acquired_ns;
+	l->caller = h->caller;
+	l->stack_id = h->stack_gen == stack_gen ? h->stack_id : -1;
+	l->holder_tid = c->tid;
+	l->kind = h->kind;
+	l->depth = h->depth;
+	l->flags = (c->own ? FH_LOCK_OWN : 0) | (verdict == HELD_YES ? FH_LOCK_CONFIRMED : 0);
+	__builtin_memcpy(l->holder_comm, c->comm, sizeof(l->holder_comm));
+	ev->nr_locks = n + 1;
+	if (c->own)
+		ev->nr_own++;
+	return 0;
+}
+
+/* Copy the locks thread `t` holds into the event. */
+static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct task_struct *t,
+					    bool own)
+{
+	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .own = own };
+
+	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
+	if (!c.tl)
+		return;
+	bpf_probe_read_kernel(c.comm, sizeof(c.comm), t->comm);
+	bpf_loop(FH_HELD_SLOTS, snapshot_slot, &c, 0);
+}
+
+/* Walk the parent's threads: what the child inherits is what they hold now. */
+static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task_struct *parent)
+{
+	struct bpf_iter_task it;
+	struct task_struct *t;
+
+	/* The walk count lives in the event: a register counter would be
+	 * tracked precisely and the verifier would walk every value of it. */
+	ev->walked = 0;
+	bpf_iter_task_new(&it, parent, BPF_TASK_ITER_PROC_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		if (ev->walked >= FH_MAX_SNAPSHOT_THREADS) {
+			ev->flags |= FH_FORK_TRUNCATED;
+			break;
+		}
+		ev->walked++;
+		snapshot_thread(ev, t, t->pid == parent->pid);
+	}
+	bpf_iter_task_destroy(&it);
+}
+
+static __always_inline void request_probes(__u32 pid)
+{
+	struct fh_probe_request req = { .type = FH_EV_PROBE_REQUEST, .pid = pid };
+
+	emit(&req, sizeof(req));
+}
+
+/* A thread was created in `parent`'s process: ask userspace for lock probes
+ * if this process (or executable) does not have them yet. */
+static __always_inline void on_new_thread(struct task_struct *parent)
+{
+	__u32 tgid = parent->tgid;
+
+	if (request_mode == FH_REQ_TRACED_THREADS) {
+		struct fh_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+
+		if (!p || (p->flags & (FH_PROC_PROBED | FH_PROC_REQUESTED)))
+			return;
+		__sync_fetch_and_or(&p->flags, FH_PROC_REQUESTED);
+		request_probes(tgid);
+	} else if (request_mode == FH_REQ_NEW_MT_EXE) {
+		struct inode *exe;
+		__u64 key;
+		__u8 one = 1;
+
+		if (tgid == self_tgid || parent->signal->nr_threads != 2)
+			return;	/* only the process's first extra thread */
+		exe = BPF_CORE_READ(parent, mm, exe_file, f_inode);
+		key = BPF_CORE_READ(exe, i_ino) ^ ((__u64)BPF_CORE_READ(exe, i_sb, s_dev) << 40);
+		if (bpf_map_update_elem(&seen_exes, &key, &one, BPF_NOEXIST))
+			return;
+		request_probes(tgid);
+	}
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
+	struct fh_fork_event *ev;
+	struct fh_child fate = {};
+	__u64 now, size;
+
+	if (child_tgid == tgid) {
+		on_new_thread(parent);
+		return 0;
+	}
+	if (!is_traced(tgid))
+		return 0;
+	if (filter_pids) {
+		struct fh_proc traced = { .flags = FH_PROC_TRACED };
+
+		if (bpf_map_update_elem(&procs, &child_tgid, &traced, BPF_ANY))
+			stat_inc(FH_STAT_PROCS_FULL);
+	}
+	/* vfork and posix_spawn (CLONE_VM) share the parent's memory: nothing
+	 * is copied, nothing is inherited, the child is not a fork hazard. */
+	if (child->mm == parent->mm)
+		return 0;
+	stat_inc(FH_STAT_FORKS);
+	if (parent->signal->nr_threads < 2)
+		return 0;	/* single-threaded: no other thread can hold a lock */
+	stat_inc(FH_STAT_MT_FORKS);
+
+	ev = bpf_map_lookup_elem(&fork_scratch, &zero);
+	if (!ev)
+		return 0;
+	now = bpf_ktime_get_ns();
+	ev->type = FH_EV_FORK;
+	ev->pid = tgid;
+	ev->tid = parent->pid;
+	ev->child_pid = child_tgid;
+	ev->time_ns = now;
+	ev->threads = parent->signal->nr_threads;
+	ev->ppid = BPF_CORE_READ(parent, real_parent, tgid);
+	ev->nr_locks = 0;
+	ev->nr_own = 0;
+	ev->locks_omitted = 0;
+	ev->flags = track_locks ? 0 : FH_FORK_LIGHT;
+	ev->stack_id = user_stack_id(ctx);
+	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), parent->comm);
+	if (track_locks)
+		snapshot_locks(ev, parent);
+	if (ev->nr_locks > ev->nr_own || ev->locks_omitted)
+		stat_inc(FH_STAT_HAZARDS);
+
+	fate.fork_ns = now;
+	fate.parent_pid = tgid;
+	if (bpf_map_update_elem(&children, &child_tgid, &fate, BPF_ANY))
+		stat_inc(FH_STAT_CHILDREN_FULL);
+
+	/* Send only the lock entries in use. */
+	size = offsetof(struct fh_fork_event, locks) + (__u64)ev->nr_locks * sizeof(struct fh_lock);
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	emit(ev, size);
+	return 0;
+}
+
+static __always_inline void child_decided(__u32 pid, __u32 outcome, __s32 exit_code)
+{
+	struct fh_child *c = bpf_map_lookup_elem(&children, &pid);
+	struct fh_child_event ev = { .type = FH_EV_CHILD, .pid = pid, .outcome = outcome };
+
+	if (!c)
+		return;
+	if (!(c->flags & FH_CHILD_DECIDED)) {
+		ev.parent_pid = c->parent_pid;
+		ev.fork_ns = c->fork_ns;
+		ev.time_ns = bpf_ktime_get_ns();
+		ev.exit_code = exit_code;
+		emit(&ev, sizeof(ev));
+	}
+	bpf_map_delete_elem(&children, &pid);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid;
+
+	/* The old program's locks are gone with its memory. */
+	if (track_locks)
+		bpf_task_storage_delete(&held_locks, p);
+	child_decided(tgid, FH_CHILD_EXEC, 0);
+	if (filter_pids) {
+		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+
+		/* The new program may map another C library: ask again. */
+		if (proc)
+			proc->flags = FH_PROC_TRACED;
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tgid = p->tgid;
+
+	if (!group_dead)
+		return 0;	/* thread exit: its task storage goes with it */
+	child_decided(tgid, FH_CHILD_EXIT, p->exit_code);
+	if (filter_pids)
+		bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Confirmed deadlocks: the only thread of a child forked from a multithreaded
+ * parent blocks, without a timeout, on a process-private futex. No thread
+ * exists that could wake it, whatever the lock is (mutex, rwlock, semaphore,
+ * a Python lock, glibc's own locks): it needs no lock probes at all.
+ */
+#include "fh.bpf.h"
+
+extern struct task_struct *bpf_task_from_vpid(s32 vpid) __weak __ksym;
+extern void bpf_task_release(struct task_struct *p) __weak __ksym;
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_futex	202
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_futex	98
+#endif
+#define NR_futex_waitv	449	/* same number on every architecture */
+#define NR_futex_wait	455
+
+#define FUTEX_WAIT		0
+#define FUTEX_LOCK_PI		6
+#define FUTEX_WAIT_BITSET	9
+#define FUTEX_LOCK_PI2		13
+#define FUTEX_PRIVATE_FLAG	128
+#define FUTEX_CLOCK_REALTIME	256
+#define FUTEX2_SIZE_MASK	0x3
+#define FUTEX2_SIZE_U32		0x2
+#define FUTEX2_PRIVATE		128
+#define FUTEX_TID_MASK		0x3fffffff
+#define WAITV_MAX		8	/* futex_waitv vectors checked in full */
+
+/*
+ * `tid` as read from a lock word, in the waiter's PID namespace: is it a
+ * thread of the parent? Then it is the thread that held the lock at the fork.
+ * Returns its TID as the tool reports TIDs (initial namespace), or 0.
+ */
+static __always_inline __u32 parent_thread(__u32 tid, __u32 parent_pid)
+{
+	struct task_struct *t;
+	__u32 found = 0;
+
+	if (!tid || tid > FUTEX_TID_MASK)
+		return 0;
+	t = bpf_task_from_vpid(tid);
+	if (!t)
+		return 0;
+	if (t->tgid == parent_pid)
+		found = t->pid;
+	bpf_task_release(t);
+	return found;
+}
+
+static __always_inline __u32 read_u32(__u64 addr)
+{
+	__u32 v = 0;
+
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+/*
+ * Who owns the lock whose futex word is at `uaddr`, by the layouts we know:
+ * glibc mutex __owner at +8 from its __lock word; glibc rwlock __cur_writer
+ * at +16 from __wrphase_futex and +12 from __writers_futex. A candidate only
+ * counts when it names a thread of the parent, so a word of another layout
+ * does not invent an owner.
+ */
+static __always_inline __u32 owner_from_layout(__u64 uaddr, __u32 parent_pid)
+{
+	__u32 owner;
+
+	owner = parent_thread(read_u32(uaddr + 8), parent_pid);
+	if (!owner)
+		owner = parent_thread(read_u32(uaddr + 16), parent_pid);
+	if (!owner)
+		owner = parent_thread(read_u32(uaddr + 12), parent_pid);
+	return owner;
+}
+
+/* Would this futex(2) call block forever? Sets *uaddr and *pi. */
+static __always_inline bool futex_blocks_forever(struct pt_regs *regs, __u64 *uaddr, __u32 *op,
+						 bool *pi)
+{
+	__u32 cmd;
+
+	*uaddr = PT_REGS_PARM1_SYSCALL(regs);
+	*op = PT_REGS_PARM2_SYSCALL(regs);
+	if (!(*op & FUTEX_PRIVATE_FLAG) || PT_REGS_PARM4_SYSCALL(regs))	/* shared, or a timeout */
+		return false;
+	cmd = *op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+	if (cmd == FUTEX_LOCK_PI || cmd == FUTEX_LOCK_PI2) {
+		*pi = true;
+		return true;
+	}
+	if (cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET)
+		return false;
+	/* The kernel returns EAGAIN at once if the word has already changed. */
+	return read_u32(*uaddr) == (__u32)PT_REGS_PARM3_SYSCALL(regs);
+}
+
+/* futex_wait(uaddr, val, mask, flags, timeout, clockid), the futex2 call. */
+static __always_inline bool futex2_blocks_forever(struct pt_regs *regs, __u64 *uaddr)
+{
+	__u64 flags = PT_REGS_PARM4_SYSCALL(regs);
+
+	*uaddr = PT_REGS_PARM1_SYSCALL(regs);
+	if (!(flags & FUTEX2_PRIVATE) || PT_REGS_PARM5_SYSCALL(regs))
+		return false;
+	if ((flags & FUTEX2_SIZE_MASK) != FUTEX2_SIZE_U32)
+		return true;	/* other sizes: cannot compare, assume it waits */
+	return read_u32(*uaddr) == (__u32)PT_REGS_PARM2_SYSCALL(regs);
+}
+
+/* futex_waitv(waiters, nr, flags, timeout, clockid): blocks forever when no
+ * timeout is given and every word is private and still holds its value. */
+static __always_inline bool futex_waitv_blocks_forever(struct pt_regs *regs, __u64 *uaddr)
+{
+	struct futex_waitv w;
+	__u64 vec = PT_REGS_PARM1_SYSCALL(regs);
+	__u32 nr = PT_REGS_PARM2_SYSCALL(regs);
+
+	if (PT_REGS_PARM4_SYSCALL(regs) || !nr || nr > WAITV_MAX)
+		return false;
+	for (int i = 0; i < WAITV_MAX; i++) {
+		if (i >= nr)
+			break;
+		if (bpf_probe_read_user(&w, sizeof(w), (void *)(vec + i * sizeof(w))))
+			return false;
+		if (!(w.flags & FUTEX2_PRIVATE))
+			return false;
+		if ((w.flags & FUTEX2_SIZE_MASK) == FUTEX2_SIZE_U32 &&
+		    read_u32(w.uaddr) != (__u32)w.val)
+			return false;
+		if (i == 0)
+			*uaddr = w.uaddr;
+	}
+	return true;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
+{
+	struct fh_deadlock_event ev = { .type = FH_EV_DEADLOCK };
+	struct task_struct *task;
+	struct fh_child *c;
+	__u64 uaddr = 0;
+	__u32 op = 0;
+	bool pi = false, forever;
+	__u32 tgid;
+
+	/* Every syscall of the machine passes here: the cheapest test first. */
+	if (id != NR_futex && id != NR_futex_wait && id != NR_futex_waitv)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	c = bpf_map_lookup_elem(&children, &tgid);
+	if (!c || (c->flags & FH_CHILD_DECIDED))
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (task->signal->nr_threads != 1)
+		return 0;	/* another thread could still release the lock */
+
+	if (id == NR_futex)
+		forever = futex_blocks_forever(regs, &uaddr, &op, &pi);
+	else if (id == NR_futex_wait)
+		forever = futex2_blocks_forever(regs, &uaddr);
+	else
+		forever = futex_waitv_blocks_forever(regs, &uaddr);
+	if (!forever)
+		return 0;
+
+	c->flags |= FH_CHILD_DECIDED;
+	stat_inc(FH_STAT_DEADLOCKS);
+	ev.pid = tgid;
+	ev.tid = task->pid;
+	ev.parent_pid = c->parent_pid;
+	ev.time_ns = bpf_ktime_get_ns();
+	ev.fork_ns = c->fork_ns;
+	ev.futex = uaddr;
+	ev.syscall = id;
+	ev.op = op;
+	if (pi) {
+		ev.flags |= FH_DL_PI;
+		ev.owner_tid = parent_thread(read_u32(uaddr) & FUTEX_TID_MASK, c->parent_pid);
+	} else {
+		ev.owner_tid = owner_from_layout(uaddr, c->parent_pid);
+	}
+	if (ev.owner_tid)
+		ev.flags |= FH_DL_OWNER_KNOWN;
+	ev.stack_id = user_stack_id(ctx);
+	bpf_probe_read_kernel(ev.comm, sizeof(ev.comm), task->comm);
+	emit(&ev, sizeof(ev));
+	return 0;
+}

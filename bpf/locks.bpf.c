@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Lock probes: keep, per thread, the locks it has asked for and not released.
+ *
+ * Both programs run on every lock call of every traced process, so they do
+ * the least that the fork snapshot needs: no uretprobe (whether the call
+ * succeeded is read from the lock word at the fork), no map lookups beyond
+ * the thread's own storage, a stack only when asked for.
+ *
+ * Userspace attaches them with uprobe_multi links; the cookie of each probe
+ * point carries the lock kind and where the return address sits.
+ */
+#include "fh.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline __u64 caller_of(struct pt_regs *ctx, __u64 cookie)
+{
+	__u64 sp = PT_REGS_SP(ctx) + FH_COOKIE_RET_SLOT(cookie) * 8;
+	__u64 ret = 0;
+
+	bpf_probe_read_user(&ret, sizeof(ret), (void *)sp);
+	return ret;
+}
+
+/* Free the slots whose lock word says this thread no longer holds them:
+ * failed trylocks and timed-out waits are only noticed here, when the
+ * thread's table is full. Returns a free slot or -1. */
+static __always_inline int reclaim_slot(struct fh_thread_locks *tl, __u32 tid)
+{
+	int free_slot = -1;
+
+	for (int i = 0; i < FH_HELD_SLOTS; i++) {
+		if (lock_word_verdict(&tl->slot[i], tid) == HELD_NO) {
+			tl->slot[i].addr = 0;
+			free_slot = i;
+		}
+	}
+	return free_slot;
+}
+
+SEC("uprobe")
+int lock_acquire(struct pt_regs *ctx)
+{
+	__u64 addr = PT_REGS_PARM1(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct fh_thread_locks *tl;
+	struct fh_held_lock *l;
+	int free_slot = -1;
+
+	if (!addr)
+		return 0;
+	tl = bpf_task_storage_get(&held_locks, bpf_get_current_task_btf(), NULL,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tl) {
+		stat_inc(FH_STAT_HELD_FULL);
+		return 0;
+	}
+
+	for (int i = 0; i < FH_HELD_SLOTS; i++) {
+		l = &tl->slot[i];
+		if (l->addr == addr) {
+			/* A lock we have a slot for: a recursive acquisition
+			 * unless the lock word proves we do not hold it (then
+			 * this is a retry after a failed or timed-out attempt). */
+			if (lock_word_verdict(l, tid) != HELD_NO) {
+				l->depth++;
+				return 0;
+			}
+			free_slot = i;
+			break;
+		}
+		if (!l->addr && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		free_slot = reclaim_slot(tl, tid);
+	if (free_slot < 0) {
+		stat_inc(FH_STAT_HELD_FULL);
+		return 0;
+	}
+
+	l = &tl->slot[free_slot & (FH_HELD_SLOTS - 1)];
+	l->addr = addr;
+	l->kind = FH_COOKIE_KIND(cookie);
+	l->depth = 1;
+	l->acquired_ns = bpf_ktime_get_ns();
+	l->caller = caller_of(ctx, cookie);
+	l->stack_id = lock_stacks ? user_stack_id(ctx) : -1;
+	l->stack_gen = stack_gen;
+	return 0;
+}
+
+SEC("uprobe")
+int lock_release(struct pt_regs *ctx)
+{
+	__u64 addr = PT_REGS_PARM1(ctx);
+	struct fh_thread_locks *tl;
+
+	tl = bpf_task_storage_get(&held_locks, bpf_get_current_task_btf(), NULL, 0);
+	if (!tl)
+		return 0;
+	for (int i = 0; i < FH_HELD_SLOTS; i++) {
+		struct fh_held_lock *l = &tl->slot[i];
+
+		if (l->addr != addr)
+			continue;
+		if (l->depth > 1)
+			l->depth--;
+		else
+			l->addr = 0;
+		break;
+	}
+	return 0;
+}

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * forkhazard.h - what the kernel side tells userspace, and the limits both
+ * sides agree on. Included by bpf/ and src/: fixed-width __u32/__u64 only,
+ * no libc types. Every event starts with a __u32 type tag (enum fh_event_type).
+ */
+#ifndef FORKHAZARD_H
+#define FORKHAZARD_H
+
+#ifndef __VMLINUX_H__		/* userspace; the BPF side has vmlinux.h */
+#include <linux/types.h>
+#endif
+
+#define FH_COMM_LEN		16
+/* Locks one thread can be tracked holding at once (a power of two). */
+#define FH_HELD_SLOTS		16
+/* Foreign locks copied into one fork event; more are counted as omitted. */
+#define FH_MAX_FOREIGN_LOCKS	128
+/* Room for the foreign locks plus every lock of the forking thread. */
+#define FH_EVENT_LOCKS		(FH_MAX_FOREIGN_LOCKS + FH_HELD_SLOTS)
+/* Threads walked per fork snapshot; a larger process is flagged truncated. */
+#define FH_MAX_SNAPSHOT_THREADS	16384
+/* Frames kept per user stack in the stack map. */
+#define FH_STACK_DEPTH		32
+
+enum fh_event_type {
+	FH_EV_FORK = 1,		/* struct fh_fork_event */
+	FH_EV_CHILD,		/* struct fh_child_event */
+	FH_EV_DEADLOCK,		/* struct fh_deadlock_event */
+	FH_EV_PROBE_REQUEST,	/* struct fh_probe_request */
+};
+
+/* A new kind is one line here, one row in src/probes.c's table and, when
+ * its lock word can prove ownership, one case in bpf/locks.bpf.h. */
+enum fh_lock_kind {
+	FH_KIND_NONE = 0,
+	FH_KIND_MUTEX,
+	FH_KIND_RWLOCK_READ,
+	FH_KIND_RWLOCK_WRITE,
+	FH_KIND_SEM,
+	FH_KIND_SPIN,
+	FH_KIND_CUSTOM,
+	FH_KIND_MAX,
+};
+
+/*
+ * The uprobe cookie of a lock probe: the lock kind in the low byte; bits 8-15
+ * hold the distance from the stack pointer to the return address at the probe
+ * point, in 8-byte words (0 at a function's first instruction).
+ */
+#define FH_COOKIE(kind, ret_slot)	((__u64)(kind) | ((__u64)(ret_slot) << 8))
+#define FH_COOKIE_KIND(c)		((__u32)((c) & 0xff))
+#define FH_COOKIE_RET_SLOT(c)		((__u32)(((c) >> 8) & 0xff))
+
+/* One lock a thread is believed to hold; kept in task storage. */
+struct fh_held_lock {
+	__u64 addr;		/* lock address; 0 marks a free slot */
+	__u64 acquired_ns;	/* CLOCK_MONOTONIC when the lock call was made */
+	__u64 caller;		/* return address of the lock call: exact frame */
+	__s32 stack_id;		/* user stack at the call; < 0: none */
+	__u32 stack_gen;	/* stack map generation stack_id belongs to */
+	__u16 kind;		/* enum fh_lock_kind */
+	__u16 depth;		/* recursive acquisitions still to release */
+	__u32 _pad;
+};
+
+struct fh_thread_locks {
+	struct fh_held_lock slot[FH_HELD_SLOTS];
+};
+
+/* fh_lock.flags */
+#define FH_LOCK_OWN		0x1	/* held by the forking thread itself */
+#define FH_LOCK_CONFIRMED	0x2	/* the lock word named the holder at the fork */
+
+/* A lock in a fork snapshot. */
+struct fh_lock {
+	__u64 addr;
+	__u64 acquired_ns;
+	__u64 caller;
+	__s32 stack_id;
+	__u32 holder_tid;
+	__u16 kind;
+	__u16 flags;
+	__u32 depth;
+	char holder_comm[FH_COMM_LEN];
+};
+
+/* fh_fork_event.flags */
+#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light) */
+#define FH_FORK_TRUNCATED	0x2	/* more threads than FH_MAX_SNAPSHOT_THREADS */
+
+/*
+ * A new process forked from a multithreaded traced process. Sent with only
+ * nr_locks entries of locks[]: foreign and own locks mixed, own ones flagged.
+ */
+struct fh_fork_event {
+	__u32 type;
+	__u32 pid;		/* parent tgid */
+	__u32 tid;		/* forking thread */
+	__u32 child_pid;
+	__u64 time_ns;		/* CLOCK_MONOTONIC */
+	__u32 threads;		/* parent's thread count at the fork */
+	__u32 nr_locks;		/* entries of locks[] that follow */
+	__u32 nr_own;		/* ... of which the forking thread's own */
+	__u32 locks_omitted;	/* foreign locks held beyond FH_MAX_FOREIGN_LOCKS */
+	__u32 flags;
+	__s32 stack_id;		/* user stack of the fork call */
+	__u32 ppid;		/* parent's parent */
+	__u32 walked;		/* threads whose locks were looked at */
+	char comm[FH_COMM_LEN];
+	struct fh_lock locks[FH_EVENT_LOCKS];
+};
+
+enum fh_child_outcome {
+	FH_CHILD_EXEC = 1,
+	FH_CHILD_EXIT,
+	FH_CHILD_DEADLOCK,
+	FH_CHILD_ALIVE,
+};
+
+/* What became of the child of a fork event. */
+struct fh_child_event {
+	__u32 type;
+	__u32 pid;
+	__u32 parent_pid;
+	__u32 outcome;		/* enum fh_child_outcome */
+	__u64 time_ns;
+	__u64 fork_ns;		/* time of the fork */
+	__s32 exit_code;	/* wait status for FH_CHILD_EXIT */
+	__u32 _pad;
+};
+
+/* fh_deadlock_event.flags */
+#define FH_DL_OWNER_KNOWN	0x1	/* owner_tid read from the lock word and verified */
+#define FH_DL_PI		0x2	/* PI futex: the TID is in the futex word itself */
+
+/* The only thread of a forked child blocks forever on a private futex. */
+struct fh_deadlock_event {
+	__u32 type;
+	__u32 pid;
+	__u32 tid;
+	__u32 parent_pid;
+	__u64 time_ns;
+	__u64 fork_ns;
+	__u64 futex;		/* futex word address */
+	__u32 owner_tid;	/* valid with FH_DL_OWNER_KNOWN */
+	__u32 flags;
+	__s32 stack_id;
+	__u32 syscall;		/* syscall number of the wait */
+	__u32 op;		/* futex op (futex(2) only) */
+	__u32 _pad;
+	char comm[FH_COMM_LEN];
+};
+
+/* A traced process needs its lock probes checked (it became multithreaded,
+ * or exec'd and may now map another C library). */
+struct fh_probe_request {
+	__u32 type;
+	__u32 pid;
+};
+
+/* Indexes of the per-CPU counters in the `stats` map. */
+enum fh_stat {
+	FH_STAT_FORKS,		/* forks (new processes) from traced processes */
+	FH_STAT_MT_FORKS,	/* ... of which the parent was multithreaded */
+	FH_STAT_HAZARDS,	/* ... of which another thread held a lock */
+	FH_STAT_DEADLOCKS,	/* children found blocked forever */
+	FH_STAT_LOST,		/* events dropped: ring buffer full */
+	FH_STAT_HELD_FULL,	/* acquisitions not tracked: thread's slots full */
+	FH_STAT_PROCS_FULL,	/* processes not traced: `procs` map full */
+	FH_STAT_CHILDREN_FULL,	/* children not followed: `children` map full */
+	FH_STAT_STACKS_LOST,	/* stacks not recorded: stack map full or error */
+	FH_STAT_MAX,
+};
+
+/* procs map: the processes being traced (when filtering by PID). */
+#define FH_PROC_TRACED		0x1
+#define FH_PROC_PROBED		0x2	/* userspace attached its lock probes */
+#define FH_PROC_REQUESTED	0x4	/* a probe request is pending */
+
+struct fh_proc {
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* children map: forked children of multithreaded parents, until their fate. */
+#define FH_CHILD_DECIDED	0x1	/* outcome already sent */
+
+struct fh_child {
+	__u64 fork_ns;
+	__u32 parent_pid;
+	__u32 flags;
+};
+
+/* What the `request_mode` rodata switch asks the kernel to report. */
+enum fh_request_mode {
+	FH_REQ_NONE = 0,
+	FH_REQ_TRACED_THREADS,	/* a traced process without probes made a thread */
+	FH_REQ_NEW_MT_EXE,	/* any executable's first multithreaded process */
+};
+
+#endif /* FORKHAZARD_H */

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+#include "forkhazard.h"
+
+static const char usage_text[] =
+"Usage: forkhazard [OPTION...] [-p PID]... [-- COMMAND [ARG...]]\n"
+"       forkhazard inspect [--json] PID\n"
+"\n"
+"Find fork hazards as they happen: a process forks while another of its\n"
+"threads holds a lock, so the child inherits the lock locked with no thread\n"
+"that could ever release it. Without -p or COMMAND, traces the whole system.\n"
+"\n"
+"  -p, --pid=PID          trace PID and what it forks from now on (repeatable)\n"
+"  -j, --json             JSON Lines output (see docs/json.md)\n"
+"  -o, --output=FILE      write events to FILE (created, never followed if a symlink)\n"
+"  -d, --duration=SECONDS stop after SECONDS\n"
+"      --light            no lock probes: forks, child fates and confirmed\n"
+"                         deadlocks only (cheapest; locks are reported as null)\n"
+"      --no-lock-stacks   record only the caller of each lock call, not its stack\n"
+"      --stack-depth=N    frames shown per stack (default 8, at most 32)\n"
+"      --max-procs=N      processes that can get lock probes at once (default 1024)\n"
+"      --hold-ms=MS       text mode: wait up to MS for a child's fate before\n"
+"                         printing its fork (default 200)\n"
+"  -v, --verbose          every fork of a multithreaded process, not only hazards;\n"
+"                         -vv also shows libbpf's and the probes' diagnostics\n"
+"  -h, --help             this help\n"
+"      --version          version\n"
+"\n"
+"inspect PID: diagnose a running (hung) process now, without earlier tracing:\n"
+"which thread waits on which lock, who owns it, and whether that owner still\n"
+"exists. Verdict deadlock / blocked / ok.\n"
+"\n"
+"Examples:\n"
+"  sudo forkhazard                      # whole system, hazards as they happen\n"
+"  sudo forkhazard -p 4242              # one process and its descendants\n"
+"  sudo forkhazard -- python3 app.py    # run a command under tracing\n"
+"  sudo forkhazard -j -o hazards.jsonl  # JSON Lines to a file\n"
+"  sudo forkhazard --light              # cheap enough to leave running\n"
+"  sudo forkhazard inspect 4711         # why is this child hung?\n"
+"\n"
+"Exit status: 0 ok (with a COMMAND: its status), 1 error, 2 usage error.\n";
+
+enum {
+	OPT_LIGHT = 256,
+	OPT_NO_LOCK_STACKS,
+	OPT_STACK_DEPTH,
+	OPT_MAX_PROCS,
+	OPT_HOLD_MS,
+	OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "pid", required_argument, NULL, 'p' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "duration", required_argument, NULL, 'd' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "light", no_argument, NULL, OPT_LIGHT },
+	{ "no-lock-stacks", no_argument, NULL, OPT_NO_LOCK_STACKS },
+	{ "stack-depth", required_argument, NULL, OPT_STACK_DEPTH },
+	{ "max-procs", required_argument, NULL, OPT_MAX_PROCS },
+	{ "hold-ms", required_argument, NULL, OPT_HOLD_MS },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("forkhazard: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs(" (see --help)\n", stderr);
+	return FH_EXIT_USAGE;
+}
+
+int cli_parse_pid(const char *s, pid_t *pid)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < 1 || v > (1L << 22))
+		return -EINVAL;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+static int parse_int(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void defaults(struct fh_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->lock_stacks = true;
+	cfg->stack_depth = 8;
+	cfg->max_procs = 1024;
+	cfg->hold_ms = 200;
+}
+
+static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
+{
+	int i;
+
+	cfg->mode = FH_MODE_INSPECT;
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
+			cfg->json = true;
+		else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
+			cfg->verbose++;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage_text, stdout);
+			return FH_EXIT_OK;
+		} else if (argv[i][0] == '-')
+			return usage_error("inspect: unknown option '%s'", argv[i]);
+		else if (cfg->inspect_pid)
+			return usage_error("inspect: one PID only, '%s' is one too many", argv[i]);
+		else if (cli_parse_pid(argv[i], &cfg->inspect_pid))
+			return usage_error("inspect: invalid PID '%s'", argv[i]);
+	}
+	if (!cfg->inspect_pid)
+		return usage_error("inspect: missing PID%s", "");
+	return -1;
+}
+
+int cli_parse(int argc, char **argv, struct fh_config *cfg)
+{
+	long v;
+	int c;
+
+	defaults(cfg);
+	if (argc > 1 && !strcmp(argv[1], "inspect"))
+		return parse_inspect(argc - 1, argv + 1, cfg);
+
+	optind = 1;
+	opterr = 0;
+	/* '+': stop at the first non-option, so COMMAND's own options stay its own */
+	while ((c = getopt_long(argc, argv, "+:p:jo:d:vh", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (cfg->npids == FH_MAX_PIDS)
+				return usage_error("too many -p (at most 64): '%s'", optarg);
+			if (cli_parse_pid(optarg, &cfg->pids[cfg->npids]))
+				return usage_error("invalid PID '%s'", optarg);
+			cfg->npids++;
+			break;
+		case 'j':
+			cfg->json = true;
+			break;
+		case 'o':
+			if (!*optarg)
+				return usage_error("empty output file name%s", "");
+			cfg->output = optarg;
+			break;
+		case 'd': {
+			char *end;
+			double d;
+
+			errno = 0;
+			d = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !isfinite(d) || d <= 0 || d > 1e9)
+				return usage_error("invalid duration '%s' (seconds > 0)", optarg);
+			cfg->duration = d;
+			break;
+		}
+		case 'v':
+			cfg->verbose++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return FH_EXIT_OK;
+		case OPT_LIGHT:
+			cfg->light = true;
+			break;
+		case OPT_NO_LOCK_STACKS:
+			cfg->lock_stacks = false;
+			break;
+		case OPT_STACK_DEPTH:
+			if (parse_int(optarg, 1, FH_STACK_DEPTH, &v))
+				return usage_error("invalid stack depth '%s' (1-32)", optarg);
+			cfg->stack_depth = (int)v;
+			break;
+		case OPT_MAX_PROCS:
+			if (parse_int(optarg, 1, 65536, &v))
+				return usage_error("invalid --max-procs '%s' (1-65536)", optarg);
+			cfg->max_procs = (int)v;
+			break;
+		case OPT_HOLD_MS:
+			if (parse_int(optarg, 0, 10000, &v))
+				return usage_error("invalid --hold-ms '%s' (0-10000)", optarg);
+			cfg->hold_ms = (int)v;
+			break;
+		case OPT_VERSION:
+			printf("forkhazard %s\n", FH_VERSION);
+			return FH_EXIT_OK;
+		case ':':
+			return usage_error("option '%s' needs an argument", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc) {
+		if (strcmp(argv[optind - 1], "--") != 0)
+			return usage_error("unexpected argument '%s' (put a command after --)",
+					   argv[optind]);
+		cfg->command = &argv[optind];
+	} else if (optind > 1 && !strcmp(argv[optind - 1], "--")) {
+		return usage_error("missing COMMAND after --%s", "");
+	}
+	if (cfg->command && cfg->npids)
+		return usage_error("-p and a COMMAND cannot be combined%s", "");
+	return -1;
+}

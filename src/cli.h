@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Command-line parsing into the one configuration the rest reads. */
+#ifndef FH_CLI_H
+#define FH_CLI_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define FH_MAX_PIDS 64
+
+/* Exit statuses. */
+#define FH_EXIT_OK	0
+#define FH_EXIT_ERROR	1	/* runtime: not root, no BTF, no such PID, ... */
+#define FH_EXIT_USAGE	2	/* bad command line */
+
+enum fh_mode { FH_MODE_TRACE, FH_MODE_INSPECT };
+
+struct fh_config {
+	enum fh_mode mode;
+	pid_t pids[FH_MAX_PIDS];	/* -p */
+	int npids;
+	char **command;			/* after --, NULL-terminated; NULL if none */
+	bool json;
+	const char *output;		/* -o FILE; NULL: stdout */
+	double duration;		/* -d SECONDS; 0: until interrupted */
+	int verbose;
+	bool light;			/* no lock probes */
+	bool lock_stacks;		/* full user stack at each acquisition */
+	int stack_depth;		/* frames shown per stack */
+	int max_procs;			/* processes with per-process probes */
+	int hold_ms;			/* text: wait this long for a child's fate */
+	pid_t inspect_pid;
+};
+
+/*
+ * Parse argv into cfg. Returns -1 to go on, or the status to exit with at
+ * once (0 after --help/--version, FH_EXIT_USAGE after a one-line error that
+ * has been written to stderr).
+ */
+int cli_parse(int argc, char **argv, struct fh_config *cfg);
+
+/* Parse a PID argument: a decimal number in [1, 2^22]. Returns 0 or -EINVAL. */
+int cli_parse_pid(const char *s, pid_t *pid);
+
+#endif

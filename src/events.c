@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <stddef.h>
+#include "correlate.h"
+#include "events.h"
+#include "forkhazard.h"
+#include "output.h"
+
+int events_handle(void *ctx, void *data, size_t size)
+{
+	struct events *e = ctx;
+	__u32 type;
+
+	if (size < sizeof(type)) {
+		e->malformed++;
+		return 0;
+	}
+	type = *(__u32 *)data;
+	switch (type) {
+	case FH_EV_FORK: {
+		const struct fh_fork_event *ev = data;
+
+		if (size < offsetof(struct fh_fork_event, locks) || ev->nr_locks > FH_EVENT_LOCKS ||
+		    size < offsetof(struct fh_fork_event, locks) + ev->nr_locks * sizeof(struct fh_lock)) {
+			e->malformed++;
+			break;
+		}
+		correlate_fork(e->corr, ev, size);
+		break;
+	}
+	case FH_EV_CHILD:
+		if (size < sizeof(struct fh_child_event)) {
+			e->malformed++;
+			break;
+		}
+		correlate_child(e->corr, data);
+		break;
+	case FH_EV_DEADLOCK:
+		if (size < sizeof(struct fh_deadlock_event)) {
+			e->malformed++;
+			break;
+		}
+		correlate_deadlock(e->corr, data);
+		break;
+	case FH_EV_PROBE_REQUEST:
+		if (size < sizeof(struct fh_probe_request)) {
+			e->malformed++;
+			break;
+		}
+		if (e->probe_request)
+			e->probe_request(e->ctx, (pid_t)((struct fh_probe_request *)data)->pid);
+		break;
+	default:
+		e->malformed++;
+		break;
+	}
+	return 0;
+}
+
+/* ---- correlation sink ---------------------------------------------------- */
+
+static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
+		      const struct fh_deadlock_event *dl)
+{
+	struct events *e = ctx;
+
+	output_fork(e->out, ev, fate, dl);
+}
+
+static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork)
+{
+	struct events *e = ctx;
+
+	/* A fate is news only where its fork was (text mode hides info forks). */
+	if (fork && !output_wants_fork(e->out, fork))
+		return;
+	output_child(e->out, ev);
+}
+
+static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const struct fh_lock *lock,
+			  const struct fh_fork_event *fork, int with_fork)
+{
+	struct events *e = ctx;
+
+	(void)with_fork;	/* the deadlock's own record carries its stack */
+	output_deadlock(e->out, ev, lock, fork);
+}
+
+static int sink_hold(void *ctx, const struct fh_fork_event *ev)
+{
+	struct events *e = ctx;
+
+	return output_wants_fork(e->out, ev);
+}
+
+const struct corr_sink events_sink = {
+	.fork = sink_fork,
+	.child = sink_child,
+	.deadlock = sink_deadlock,
+	.hold = sink_hold,
+};

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Diagnostics on stderr: one line each, prefixed with the tool's name. */
+#ifndef FH_LOG_H
+#define FH_LOG_H
+
+#include <stdarg.h>
+#include <bpf/libbpf.h>
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern int log_verbosity;	/* LOG_WARN by default; -v: INFO, -vv: DEBUG */
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* libbpf's own messages: shown only at -vv (warnings at -v). */
+int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap);
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+/* forkhazard: find fork hazards as they happen. */
+#include <stdio.h>
+#include "cli.h"
+#include "inspect.h"
+#include "log.h"
+#include "tracer.h"
+
+int main(int argc, char **argv)
+{
+	struct fh_config cfg;
+	int status = cli_parse(argc, argv, &cfg);
+
+	if (status >= 0)
+		return status;
+	log_verbosity = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose == 1 ? LOG_INFO : LOG_WARN;
+	if (cfg.mode == FH_MODE_INSPECT)
+		return inspect_run(&cfg);
+	return tracer_run(&cfg);
+}

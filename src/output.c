@@ -1,0 +1,509 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "escape.h"
+#include "json.h"
+#include "output.h"
+#include "symbolize.h"
+
+struct output {
+	struct output_opts o;
+	struct jw jw;
+	struct fh_frame frames[FH_STACK_DEPTH + 1];
+	bool failed;
+};
+
+struct output *output_new(const struct output_opts *opts)
+{
+	struct output *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return NULL;
+	o->o = *opts;
+	jw_init(&o->jw);
+	return o;
+}
+
+void output_free(struct output *o)
+{
+	if (!o)
+		return;
+	jw_free(&o->jw);
+	free(o);
+}
+
+const char *lock_kind_name(unsigned int kind)
+{
+	switch (kind) {
+	case FH_KIND_MUTEX: return "mutex";
+	case FH_KIND_RWLOCK_READ: return "rwlock-read";
+	case FH_KIND_RWLOCK_WRITE: return "rwlock-write";
+	case FH_KIND_SEM: return "sem";
+	case FH_KIND_SPIN: return "spin";
+	case FH_KIND_CUSTOM: return "custom";
+	default: return "unknown";
+	}
+}
+
+const char *child_outcome_name(unsigned int outcome)
+{
+	switch (outcome) {
+	case FH_CHILD_EXEC: return "exec";
+	case FH_CHILD_EXIT: return "exit";
+	case FH_CHILD_DEADLOCK: return "deadlock";
+	case FH_CHILD_ALIVE: return "alive";
+	default: return "unknown";
+	}
+}
+
+void fmt_rfc3339(int64_t real_ns, char *buf, size_t size)
+{
+	time_t secs = (time_t)(real_ns / 1000000000);
+	long usec = (long)((real_ns % 1000000000) / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
+}
+
+void fmt_duration(uint64_t ns, char *buf, size_t size)
+{
+	if (ns < 1000)
+		snprintf(buf, size, "%" PRIu64 "ns", ns);
+	else if (ns < 1000000)
+		snprintf(buf, size, "%.1fus", ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, size, "%.1fms", ns / 1e6);
+	else
+		snprintf(buf, size, "%.2fs", ns / 1e9);
+}
+
+static void fmt_clock(const struct output *o, uint64_t mono_ns, char *buf, size_t size)
+{
+	int64_t real = (int64_t)mono_ns + o->o.mono_to_real_ns;
+	time_t secs = (time_t)(real / 1000000000);
+	struct tm tm;
+
+	localtime_r(&secs, &tm);
+	strftime(buf, size, "%H:%M:%S", &tm);
+}
+
+static void write_line(struct output *o, const char *s, size_t n)
+{
+	if (o->failed)
+		return;
+	if (fwrite(s, 1, n, o->o.f) != n)
+		o->failed = true;
+}
+
+static void emit_json(struct output *o)
+{
+	if (o->jw.oom) {
+		o->failed = true;
+		return;
+	}
+	write_line(o, o->jw.buf, o->jw.len);
+	write_line(o, "\n", 1);
+	jw_reset(&o->jw);
+}
+
+static void json_header(struct output *o, const char *type, uint64_t mono_ns)
+{
+	char ts[40];
+
+	fmt_rfc3339((int64_t)mono_ns + o->o.mono_to_real_ns, ts, sizeof(ts));
+	jw_reset(&o->jw);
+	jw_obj_begin(&o->jw, NULL);
+	jw_str(&o->jw, "type", type);
+	jw_str(&o->jw, "time", ts);
+}
+
+/* ---- stacks ------------------------------------------------------------ */
+
+static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uint64_t exact)
+{
+	return syms_stack(o->o.syms, pid, stack_id, skip, exact, o->frames,
+			  o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH);
+}
+
+static void json_stack(struct output *o, const char *key, int n)
+{
+	jw_arr_begin(&o->jw, key);
+	for (int i = 0; i < n; i++) {
+		const struct fh_frame *f = &o->frames[i];
+
+		jw_obj_begin(&o->jw, NULL);
+		jw_addr(&o->jw, "addr", f->addr);
+		jw_str(&o->jw, "symbol", f->known ? f->symbol : NULL);
+		if (f->known)
+			jw_uint(&o->jw, "offset", f->offset);
+		else
+			jw_null(&o->jw, "offset");
+		jw_str(&o->jw, "module", f->has_module ? f->module : NULL);
+		if (f->fp)
+			jw_bool(&o->jw, "fp", true);
+		jw_obj_end(&o->jw);
+	}
+	jw_arr_end(&o->jw);
+}
+
+static void text_stack(struct output *o, int n, const char *indent)
+{
+	char sym[FH_SYM_LEN * 4], mod[FH_MODULE_LEN * 4];
+
+	for (int i = 0; i < n; i++) {
+		const struct fh_frame *f = &o->frames[i];
+		const char *base;
+
+		if (f->has_module) {
+			base = strrchr(f->module, '/');
+			term_escape(base ? base + 1 : f->module, (size_t)-1, mod, sizeof(mod));
+		}
+		if (f->known) {
+			term_escape(f->symbol, (size_t)-1, sym, sizeof(sym));
+			fprintf(o->o.f, "%s#%d %s+0x%" PRIx64 " [%s]%s\n", indent, i, sym, f->offset,
+				f->has_module ? mod : "?", f->fp ? " (fp)" : "");
+		} else if (f->has_module) {
+			fprintf(o->o.f, "%s#%d 0x%" PRIx64 " [%s+0x%" PRIx64 "]%s\n", indent, i,
+				f->addr, mod, f->module_offset, f->fp ? " (fp)" : "");
+		} else {
+			fprintf(o->o.f, "%s#%d 0x%" PRIx64 "%s\n", indent, i, f->addr,
+				f->fp ? " (fp)" : "");
+		}
+	}
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static bool is_hazard(const struct fh_fork_event *ev)
+{
+	return ev->nr_locks > ev->nr_own || ev->locks_omitted;
+}
+
+bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev)
+{
+	return o->o.json || o->o.verbose || is_hazard(ev);
+}
+
+static void json_lock(struct output *o, const char *key, const struct fh_fork_event *ev,
+		      const struct fh_lock *l)
+{
+	int n;
+
+	jw_obj_begin(&o->jw, key);
+	jw_addr(&o->jw, "addr", l->addr);
+	jw_str(&o->jw, "kind", lock_kind_name(l->kind));
+	jw_uint(&o->jw, "holder_tid", l->holder_tid);
+	jw_strn(&o->jw, "holder_comm", l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN));
+	jw_uint(&o->jw, "held_ns", ev->time_ns > l->acquired_ns ? ev->time_ns - l->acquired_ns : 0);
+	jw_bool(&o->jw, "confirmed", l->flags & FH_LOCK_CONFIRMED);
+	if (l->depth > 1)
+		jw_uint(&o->jw, "depth", l->depth);
+	n = stack_frames(o, (pid_t)ev->pid, l->stack_id, 1, l->caller);
+	json_stack(o, "stack", n);
+	jw_obj_end(&o->jw);
+}
+
+static void json_locks(struct output *o, const struct fh_fork_event *ev, const char *key, bool own)
+{
+	if (ev->flags & FH_FORK_LIGHT) {
+		jw_null(&o->jw, key);
+		return;
+	}
+	jw_arr_begin(&o->jw, key);
+	for (__u32 i = 0; i < ev->nr_locks; i++)
+		if (!!(ev->locks[i].flags & FH_LOCK_OWN) == own)
+			json_lock(o, NULL, ev, &ev->locks[i]);
+	jw_arr_end(&o->jw);
+}
+
+static void json_fork(struct output *o, const struct fh_fork_event *ev)
+{
+	int n;
+
+	json_header(o, "fork", ev->time_ns);
+	jw_uint(&o->jw, "pid", ev->pid);
+	jw_uint(&o->jw, "tid", ev->tid);
+	jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+	jw_uint(&o->jw, "child_pid", ev->child_pid);
+	jw_uint(&o->jw, "threads", ev->threads);
+	jw_str(&o->jw, "severity", is_hazard(ev) ? "hazard" : "info");
+	json_locks(o, ev, "locks", false);
+	json_locks(o, ev, "own_locks", true);
+	if (ev->locks_omitted)
+		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
+	if (ev->flags & FH_FORK_TRUNCATED)
+		jw_bool(&o->jw, "threads_truncated", true);
+	n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+	json_stack(o, "stack", n);
+	jw_obj_end(&o->jw);
+	emit_json(o);
+}
+
+static void text_prefix(struct output *o, uint64_t mono_ns, __u32 pid, const char *tid,
+			const char *comm, size_t comm_len, const char *child, const char *thr)
+{
+	char clock[16], name[FH_COMM_LEN * 4 + 1];
+
+	fmt_clock(o, mono_ns, clock, sizeof(clock));
+	term_escape(comm, comm_len, name, sizeof(name));
+	fprintf(o->o.f, "%-8s %-7u %-7s %-16.16s %-7s %-4s ", clock, pid, tid, name, child, thr);
+}
+
+static void text_lock_line(struct output *o, const struct fh_fork_event *ev, const struct fh_lock *l,
+			   const char *indent)
+{
+	char held[32], name[FH_COMM_LEN * 4 + 1];
+	int n;
+
+	fmt_duration(ev->time_ns > l->acquired_ns ? ev->time_ns - l->acquired_ns : 0, held,
+		     sizeof(held));
+	term_escape(l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN), name, sizeof(name));
+	fprintf(o->o.f, "%s%s 0x%llx held by %u (%s) for %s%s%s\n", indent, lock_kind_name(l->kind),
+		(unsigned long long)l->addr, l->holder_tid, name, held,
+		l->depth > 1 ? " (recursive)" : "",
+		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
+	n = stack_frames(o, (pid_t)ev->pid, l->stack_id, 1, l->caller);
+	text_stack(o, n, "        ");
+}
+
+static void text_verdict(struct output *o, const struct fh_fork_event *ev,
+			 const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
+{
+	char after[32];
+
+	if (dl) {
+		fmt_duration(dl->time_ns - ev->time_ns, after, sizeof(after));
+		fprintf(o->o.f, "    -> child %u DEADLOCKED after %s on futex 0x%llx", dl->pid,
+			after, (unsigned long long)dl->futex);
+		if (dl->flags & FH_DL_OWNER_KNOWN)
+			fprintf(o->o.f, " owned by %u", dl->owner_tid);
+		fputc('\n', o->o.f);
+		return;
+	}
+	if (!fate)
+		return;
+	fmt_duration(fate->time_ns - fate->fork_ns, after, sizeof(after));
+	switch (fate->outcome) {
+	case FH_CHILD_EXEC:
+		fprintf(o->o.f, "    -> child %u exec'd after %s (benign)\n", fate->pid, after);
+		break;
+	case FH_CHILD_EXIT:
+		fprintf(o->o.f, "    -> child %u exited after %s without exec\n", fate->pid, after);
+		break;
+	case FH_CHILD_ALIVE:
+		fprintf(o->o.f, "    -> child %u still alive, no exec after %s\n", fate->pid, after);
+		break;
+	default:
+		break;
+	}
+}
+
+static void text_fork(struct output *o, const struct fh_fork_event *ev,
+		      const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
+{
+	char tid[16], child[16], thr[16];
+	__u32 foreign = ev->nr_locks - ev->nr_own + ev->locks_omitted;
+	int n;
+
+	snprintf(tid, sizeof(tid), "%u", ev->tid);
+	snprintf(child, sizeof(child), "%u", ev->child_pid);
+	snprintf(thr, sizeof(thr), "%u", ev->threads);
+	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), child,
+		    thr);
+	if (ev->flags & FH_FORK_LIGHT)
+		fputs("fork (locks not tracked)\n", o->o.f);
+	else if (foreign)
+		fprintf(o->o.f, "HAZARD: %u foreign lock%s held\n", foreign, foreign == 1 ? "" : "s");
+	else
+		fputs("fork, no foreign lock held\n", o->o.f);
+
+	for (__u32 i = 0; i < ev->nr_locks; i++)
+		if (!(ev->locks[i].flags & FH_LOCK_OWN))
+			text_lock_line(o, ev, &ev->locks[i], "    ");
+	if (ev->locks_omitted)
+		fprintf(o->o.f, "    ... and %u more locks\n", ev->locks_omitted);
+	for (__u32 i = 0; i < ev->nr_locks; i++)
+		if (ev->locks[i].flags & FH_LOCK_OWN)
+			text_lock_line(o, ev, &ev->locks[i], "    own: ");
+	if (foreign || o->o.verbose > 1) {
+		n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+		if (n) {
+			fputs("    fork called from:\n", o->o.f);
+			text_stack(o, n, "        ");
+		}
+	}
+	text_verdict(o, ev, fate, dl);
+}
+
+void output_fork(struct output *o, const struct fh_fork_event *ev,
+		 const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
+{
+	if (!output_wants_fork(o, ev))
+		return;
+	if (o->o.json)
+		json_fork(o, ev);
+	else
+		text_fork(o, ev, fate, dl);
+}
+
+/* ---- child, deadlock, lost, summary ------------------------------------ */
+
+void output_child(struct output *o, const struct fh_child_event *ev)
+{
+	uint64_t after = ev->time_ns > ev->fork_ns ? ev->time_ns - ev->fork_ns : 0;
+	char dur[32], what[96];
+
+	if (o->o.json) {
+		json_header(o, "child", ev->time_ns);
+		jw_uint(&o->jw, "pid", ev->pid);
+		jw_uint(&o->jw, "parent_pid", ev->parent_pid);
+		jw_str(&o->jw, "outcome", child_outcome_name(ev->outcome));
+		jw_uint(&o->jw, "after_ns", after);
+		if (ev->outcome == FH_CHILD_EXIT) {
+			if ((ev->exit_code & 0x7f) == 0)
+				jw_int(&o->jw, "exit_status", (ev->exit_code >> 8) & 0xff);
+			else
+				jw_int(&o->jw, "signal", ev->exit_code & 0x7f);
+		}
+		jw_obj_end(&o->jw);
+		emit_json(o);
+		return;
+	}
+	if (ev->outcome == FH_CHILD_DEADLOCK)
+		return;	/* the DEADLOCK record that follows says it, with more */
+	fmt_duration(after, dur, sizeof(dur));
+	switch (ev->outcome) {
+	case FH_CHILD_EXEC:
+		snprintf(what, sizeof(what), "child of %u exec'd after %s (benign)", ev->parent_pid, dur);
+		break;
+	case FH_CHILD_EXIT:
+		snprintf(what, sizeof(what), "child of %u exited after %s", ev->parent_pid, dur);
+		break;
+	case FH_CHILD_ALIVE:
+		snprintf(what, sizeof(what), "child of %u still alive, no exec after %s",
+			 ev->parent_pid, dur);
+		break;
+	default:
+		snprintf(what, sizeof(what), "child of %u DEADLOCKED after %s", ev->parent_pid, dur);
+		break;
+	}
+	text_prefix(o, ev->time_ns, ev->pid, "-", "", 0, "-", "-");
+	fprintf(o->o.f, "%s\n", what);
+}
+
+void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
+		     const struct fh_lock *lock, const struct fh_fork_event *fork)
+{
+	char tid[16];
+	int n;
+
+	if (o->o.json) {
+		json_header(o, "deadlock", ev->time_ns);
+		jw_uint(&o->jw, "pid", ev->pid);
+		jw_uint(&o->jw, "tid", ev->tid);
+		jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+		jw_uint(&o->jw, "parent_pid", ev->parent_pid);
+		jw_addr(&o->jw, "futex", ev->futex);
+		if (ev->flags & FH_DL_OWNER_KNOWN)
+			jw_uint(&o->jw, "owner_tid", ev->owner_tid);
+		else if (lock)
+			jw_uint(&o->jw, "owner_tid", lock->holder_tid);
+		else
+			jw_null(&o->jw, "owner_tid");
+		if (lock && fork)
+			json_lock(o, "lock", fork, lock);
+		else
+			jw_null(&o->jw, "lock");
+		n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+		json_stack(o, "stack", n);
+		jw_obj_end(&o->jw);
+		emit_json(o);
+		return;
+	}
+	snprintf(tid, sizeof(tid), "%u", ev->tid);
+	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), "-", "1");
+	fprintf(o->o.f, "DEADLOCK: child of %u blocked forever\n", ev->parent_pid);
+	fprintf(o->o.f, "    waits on futex 0x%llx", (unsigned long long)ev->futex);
+	if (ev->flags & FH_DL_OWNER_KNOWN)
+		fprintf(o->o.f, " owned by %u, a thread of the parent", ev->owner_tid);
+	fputc('\n', o->o.f);
+	if (lock && fork)
+		text_lock_line(o, fork, lock, "    inherited ");
+	n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+	if (n) {
+		fputs("    waiting in:\n", o->o.f);
+		text_stack(o, n, "        ");
+	}
+}
+
+void output_lost(struct output *o, uint64_t events, uint64_t now_ns)
+{
+	char clock[16];
+
+	if (o->o.json) {
+		json_header(o, "lost", now_ns);
+		jw_uint(&o->jw, "events", events);
+		jw_obj_end(&o->jw);
+		emit_json(o);
+		return;
+	}
+	fmt_clock(o, now_ns, clock, sizeof(clock));
+	fprintf(o->o.f, "%-8s LOST %" PRIu64 " events: the ring buffer was full\n", clock, events);
+}
+
+void output_summary(struct output *o, const struct fh_summary *s)
+{
+	if (o->o.json) {
+		json_header(o, "summary", s->time_ns);
+		jw_uint(&o->jw, "forks", s->forks);
+		jw_uint(&o->jw, "mt_forks", s->mt_forks);
+		jw_uint(&o->jw, "hazards", s->hazards);
+		jw_uint(&o->jw, "deadlocks", s->deadlocks);
+		jw_uint(&o->jw, "lost", s->lost);
+		jw_obj_begin(&o->jw, "dropped");
+		jw_uint(&o->jw, "untracked_locks", s->untracked_locks);
+		jw_uint(&o->jw, "untraced_procs", s->untraced_procs);
+		jw_uint(&o->jw, "unfollowed_children", s->unfollowed_children);
+		jw_uint(&o->jw, "stacks", s->stacks_lost);
+		jw_uint(&o->jw, "correlation_evicted", s->pending_evicted);
+		jw_uint(&o->jw, "unprobed_procs", (uint64_t)s->probed_procs_refused);
+		jw_obj_end(&o->jw);
+		jw_obj_end(&o->jw);
+		emit_json(o);
+		return;
+	}
+	fprintf(o->o.f, "\n%" PRIu64 " forks, %" PRIu64 " from multithreaded processes, %" PRIu64
+		" hazards, %" PRIu64 " deadlocks, %" PRIu64 " events lost\n",
+		s->forks, s->mt_forks, s->hazards, s->deadlocks, s->lost);
+	if (s->untracked_locks || s->untraced_procs || s->unfollowed_children || s->stacks_lost ||
+	    s->pending_evicted || s->probed_procs_refused)
+		fprintf(o->o.f, "not tracked (limits reached): %" PRIu64 " lock acquisitions, %" PRIu64
+			" processes, %" PRIu64 " children, %" PRIu64 " stacks, %" PRIu64
+			" correlations, %d processes without lock probes\n",
+			s->untracked_locks, s->untraced_procs, s->unfollowed_children, s->stacks_lost,
+			s->pending_evicted, s->probed_procs_refused);
+}
+
+void output_start(struct output *o)
+{
+	if (o->o.json)
+		return;
+	fprintf(o->o.f, "%-8s %-7s %-7s %-16s %-7s %-4s %s\n", "TIME", "PID", "TID", "COMM", "CHILD",
+		"THR", "EVENT");
+}
+
+void output_flush(struct output *o)
+{
+	if (fflush(o->o.f) != 0 || ferror(o->o.f))
+		o->failed = true;
+}
+
+bool output_failed(const struct output *o)
+{
+	return o->failed;
+}

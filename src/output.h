@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * One event, two renderings: text for people (columns under 80 characters,
+ * details indented below) or JSON Lines for programs (docs/json.md).
+ * Never reads /proc: stacks come from symbolize.c.
+ */
+#ifndef FH_OUTPUT_H
+#define FH_OUTPUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "forkhazard.h"
+
+struct syms;
+
+struct output_opts {
+	FILE *f;
+	bool json;
+	int verbose;
+	int stack_depth;
+	struct syms *syms;
+	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
+};
+
+struct fh_summary {
+	uint64_t time_ns;		/* CLOCK_MONOTONIC */
+	uint64_t forks, mt_forks, hazards, deadlocks, lost;
+	uint64_t untracked_locks;	/* acquisitions not tracked: slots full */
+	uint64_t untraced_procs;	/* processes not traced: table full */
+	uint64_t unfollowed_children;	/* children not followed: table full */
+	uint64_t stacks_lost;
+	uint64_t pending_evicted;	/* forks dropped from the correlation table */
+	int probed_procs_refused;	/* processes denied lock probes (--max-procs) */
+};
+
+struct output;
+
+struct output *output_new(const struct output_opts *opts);
+void output_free(struct output *o);
+
+/* Header row (text mode). */
+void output_start(struct output *o);
+
+/* Should a fork event be shown at all (text mode hides "info" forks without -v)? */
+bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev);
+
+/*
+ * A fork; in text mode `fate` and `deadlock`, when known, are printed under
+ * it as its verdict. `deadlock_lock` is the entry of ev that deadlocked.
+ */
+void output_fork(struct output *o, const struct fh_fork_event *ev,
+		 const struct fh_child_event *fate, const struct fh_deadlock_event *deadlock);
+/* A child's fate on its own line (its fork was printed earlier, or lost). */
+void output_child(struct output *o, const struct fh_child_event *ev);
+/* A confirmed deadlock; `lock`/`fork` are the matching lock of the parent's
+ * fork event and that event, when known. */
+void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
+		     const struct fh_lock *lock, const struct fh_fork_event *fork);
+void output_lost(struct output *o, uint64_t events, uint64_t now_ns);
+void output_summary(struct output *o, const struct fh_summary *s);
+void output_flush(struct output *o);
+/* Did writing fail (disk full, closed pipe)? */
+bool output_failed(const struct output *o);
+
+/* Helpers shared with inspect and the tests. */
+void fmt_rfc3339(int64_t real_ns, char *buf, size_t size);
+void fmt_duration(uint64_t ns, char *buf, size_t size);
+const char *lock_kind_name(unsigned int kind);
+const char *child_outcome_name(unsigned int outcome);
+
+#endif

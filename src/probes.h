@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Which binaries get lock probes, where in them, and the links that hold the
+ * probes: per process (uprobes filtered by PID in the kernel, so untraced
+ * processes never take the trap) or for every process that maps a library.
+ */
+#ifndef FH_PROBES_H
+#define FH_PROBES_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct probes;
+
+struct probes_stats {
+	int modules;		/* distinct lock libraries resolved */
+	int procs;		/* processes with per-process probes */
+	int procs_refused;	/* processes not probed: table full */
+	int links;		/* uprobe_multi links open */
+};
+
+struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs);
+void probes_free(struct probes *p);
+
+/*
+ * Attach lock probes for the lock libraries that pid maps and that are not
+ * probed yet: for pid only (per_process) or for every process (system-wide).
+ * Returns the number of libraries newly probed, or -errno:
+ *   -ENOENT  pid is gone;   -ENODATA  pid maps no C library with lock functions
+ *   -ENOTSUP the kernel lacks uprobe_multi links
+ */
+int probes_attach_process(struct probes *p, pid_t pid, bool per_process);
+
+/* System-wide: attach to the lock libraries of every running process. */
+int probes_attach_everywhere(struct probes *p);
+
+/* Detach the per-process probes of processes that have exited. */
+void probes_reap_exited(struct probes *p);
+
+void probes_get_stats(const struct probes *p, struct probes_stats *st);
+
+#endif

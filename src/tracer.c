@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "command.h"
+#include "correlate.h"
+#include "events.h"
+#include "forkhazard.skel.h"
+#include "log.h"
+#include "output.h"
+#include "probes.h"
+#include "procfs.h"
+#include "symbolize.h"
+#include "tracer.h"
+
+#define TICK_MS			100
+#define STACK_MAP_RESET_LOSSES	256	/* empty the stack map after this many losses */
+#define FH_BPF_TRACE_UPROBE_MULTI 48	/* enum bpf_attach_type, newer than libbpf 1.1 */
+
+struct tracer {
+	const struct fh_config *cfg;
+	struct forkhazard_bpf *skel;
+	struct ring_buffer *rb;
+	struct probes *probes;
+	struct syms *syms;
+	struct output *out;
+	struct correlate *corr;
+	struct events events;
+	FILE *outf;
+	struct command cmd;
+	bool has_cmd, filtering;
+	int epfd, sigfd, timerfd;
+	int stop_signal;
+	bool stop;
+	uint64_t deadline_ns;
+	uint64_t lost_reported;
+	uint64_t stacks_lost_at_reset;
+};
+
+static uint64_t now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t mono_to_real(void)
+{
+	struct timespec mono, real;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000ll + (real.tv_nsec - mono.tv_nsec);
+}
+
+static void read_stats(struct tracer *t, uint64_t out[FH_STAT_MAX])
+{
+	int ncpus = libbpf_num_possible_cpus();
+	int fd = bpf_map__fd(t->skel->maps.stats);
+	uint64_t *vals;
+
+	memset(out, 0, sizeof(uint64_t) * FH_STAT_MAX);
+	if (ncpus <= 0)
+		return;
+	vals = calloc((size_t)ncpus, sizeof(*vals));
+	if (!vals)
+		return;
+	for (__u32 k = 0; k < FH_STAT_MAX; k++) {
+		if (bpf_map_lookup_elem(fd, &k, vals))
+			continue;
+		for (int c = 0; c < ncpus; c++)
+			out[k] += vals[c];
+	}
+	free(vals);
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+static int preflight(const struct fh_config *cfg)
+{
+	if (geteuid() != 0) {
+		log_error("must run as root (it loads BPF programs and places uprobes)");
+		return -EPERM;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+		log_error("no kernel BTF at /sys/kernel/btf/vmlinux: the kernel needs CONFIG_DEBUG_INFO_BTF=y");
+		return -ENOENT;
+	}
+	for (int i = 0; i < cfg->npids; i++) {
+		pid_t pid = cfg->pids[i];
+
+		if (!procfs_pid_exists(pid)) {
+			log_error("no such process: %d", (int)pid);
+			return -ESRCH;
+		}
+		if (procfs_is_kernel_thread(pid)) {
+			log_error("PID %d is a kernel thread: it never forks user memory", (int)pid);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int open_output(struct tracer *t)
+{
+	struct stat st;
+	int fd;
+
+	if (!t->cfg->output) {
+		t->outf = stdout;
+		return 0;
+	}
+	/* Root writes here: never through a symlink, only to a regular file. */
+	fd = open(t->cfg->output, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		log_error("cannot write %s: %s", t->cfg->output,
+			  fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	t->outf = fdopen(fd, "w");
+	if (!t->outf) {
+		close(fd);
+		return -errno;
+	}
+	return 0;
+}
+
+static int load_bpf(struct tracer *t)
+{
+	const struct fh_config *cfg = t->cfg;
+	struct forkhazard_bpf *skel;
+	int err;
+
+	skel = forkhazard_bpf__open();
+	if (!skel) {
+		log_error("cannot open the BPF object: %s", strerror(errno));
+		return -errno;
+	}
+	t->skel = skel;
+	skel->rodata->filter_pids = t->filtering;
+	skel->rodata->track_locks = !cfg->light;
+	skel->rodata->lock_stacks = cfg->lock_stacks;
+	skel->rodata->self_tgid = (__u32)getpid();
+	if (t->filtering)
+		skel->rodata->request_mode = cfg->light ? FH_REQ_NONE : FH_REQ_TRACED_THREADS;
+	else
+		skel->rodata->request_mode = cfg->light ? FH_REQ_NONE : FH_REQ_NEW_MT_EXE;
+
+	if (cfg->light) {
+		bpf_program__set_autoload(skel->progs.lock_acquire, false);
+		bpf_program__set_autoload(skel->progs.lock_release, false);
+	} else {
+		bpf_program__set_expected_attach_type(skel->progs.lock_acquire,
+						      FH_BPF_TRACE_UPROBE_MULTI);
+		bpf_program__set_expected_attach_type(skel->progs.lock_release,
+						      FH_BPF_TRACE_UPROBE_MULTI);
+	}
+	err = forkhazard_bpf__load(skel);
+	if (err) {
+		log_error("cannot load the BPF programs: %s (-vv shows the verifier's log)",
+			  strerror(-err));
+		return err;
+	}
+	err = forkhazard_bpf__attach(skel);
+	if (err) {
+		log_error("cannot attach the tracepoint programs: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static void set_proc_flags(struct tracer *t, pid_t pid, __u32 flags)
+{
+	struct fh_proc proc = { .flags = flags };
+	__u32 key = (__u32)pid;
+
+	bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_ANY);
+}
+
+/* Attach per-process lock probes; mark the process as probed in the kernel. */
+static int probe_process(struct tracer *t, pid_t pid)
+{
+	int n = probes_attach_process(t->probes, pid, true);
+
+	if (n >= 0 || n == -ENODATA) {
+		__u32 key = (__u32)pid;
+		struct fh_proc proc;
+
+		/* Only if still traced: it may have exited meanwhile. */
+		if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc)) {
+			proc.flags = (proc.flags | FH_PROC_PROBED) & ~FH_PROC_REQUESTED;
+			bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_EXIST);
+		}
+	}
+	if (n == -ENODATA)
+		log_info("PID %d maps no C library with lock functions: locks not tracked",
+			 (int)pid);
+	return n;
+}
+
+static void on_probe_request(void *ctx, pid_t pid)
+{
+	struct tracer *t = ctx;
+	int n;
+
+	if (t->filtering) {
+		n = probe_process(t, pid);
+	} else {
+		n = probes_attach_process(t->probes, pid, false);
+		if (n == -ENODATA)
+			log_info("PID %d maps no C library with lock functions", (int)pid);
+	}
+	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
+		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
+}
+
+static int attach_targets(struct tracer *t)
+{
+	const struct fh_config *cfg = t->cfg;
+	int n;
+
+	if (!cfg->light) {
+		t->probes = probes_new(bpf_program__fd(t->skel->progs.lock_acquire),
+				       bpf_program__fd(t->skel->progs.lock_release), cfg->max_procs);
+		if (!t->probes)
+			return -ENOMEM;
+	}
+	if (!t->filtering) {
+		if (cfg->light)
+			return 0;
+		n = probes_attach_everywhere(t->probes);
+		if (n == -ENOTSUP) {
+			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
+			return n;
+		}
+		return n < 0 ? n : 0;
+	}
+
+	for (int i = 0; i < cfg->npids + (t->has_cmd ? 1 : 0); i++) {
+		pid_t pid = i < cfg->npids ? cfg->pids[i] : t->cmd.pid;
+
+		set_proc_flags(t, pid, FH_PROC_TRACED);
+		if (cfg->light)
+			continue;
+		n = probe_process(t, pid);
+		if (n == -ENOENT) {
+			log_error("no such process: %d", (int)pid);
+			return n;
+		}
+		if (n == -ENOTSUP) {
+			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
+			return n;
+		}
+		if (n == -ENODATA && i < cfg->npids) {
+			log_error("PID %d maps no C library with pthread lock functions (libc.so.6 or libpthread.so.0)",
+				  (int)pid);
+			return n;
+		}
+		if (n < 0 && n != -ENODATA) {
+			log_error("cannot attach lock probes to PID %d: %s", (int)pid, strerror(-n));
+			return n;
+		}
+	}
+	return 0;
+}
+
+static int epoll_add(int epfd, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static int setup_loop(struct tracer *t)
+{
+	struct itimerspec its = {
+		.it_interval = { .tv_nsec = TICK_MS * 1000000L },
+		.it_value = { .tv_nsec = TICK_MS * 1000000L },
+	};
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL))
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);	/* a closed output is a write error, seen below */
+	t->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	t->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (t->sigfd < 0 || t->timerfd < 0 || t->epfd < 0)
+		return -errno;
+	if (timerfd_settime(t->timerfd, 0, &its, NULL))
+		return -errno;
+	if (epoll_add(t->epfd, t->sigfd) || epoll_add(t->epfd, t->timerfd) ||
+	    epoll_add(t->epfd, ring_buffer__epoll_fd(t->rb)))
+		return -errno;
+	if (t->has_cmd && epoll_add(t->epfd, t->cmd.pidfd))
+		return -errno;
+	return 0;
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+static void report_lost(struct tracer *t, const uint64_t stats[FH_STAT_MAX], uint64_t now)
+{
+	if (stats[FH_STAT_LOST] > t->lost_reported) {
+		output_lost(t->out, stats[FH_STAT_LOST] - t->lost_reported, now);
+		t->lost_reported = stats[FH_STAT_LOST];
+	}
+}
+
+/* A stack map entry is never freed by the kernel: when collisions start to
+ * cost stacks, start a new generation rather than let every stack be lost. */
+static void maintain_stacks(struct tracer *t, const uint64_t stats[FH_STAT_MAX])
+{
+	int fd = bpf_map__fd(t->skel->maps.stacks);
+	__u32 key, next;
+
+	if (stats[FH_STAT_STACKS_LOST] - t->stacks_lost_at_reset < STACK_MAP_RESET_LOSSES)
+		return;
+	t->stacks_lost_at_reset = stats[FH_STAT_STACKS_LOST];
+	t->skel->bss->stack_gen++;
+	while (bpf_map_get_next_key(fd, NULL, &next) == 0) {
+		key = next;
+		if (bpf_map_delete_elem(fd, &key))
+			break;
+	}
+	log_info("stack map full: emptied it (generation %u)", t->skel->bss->stack_gen);
+}
+
+static void tick(struct tracer *t)
+{
+	uint64_t stats[FH_STAT_MAX], now = now_mono();
+
+	correlate_tick(t->corr, now);
+	read_stats(t, stats);
+	report_lost(t, stats, now);
+	maintain_stacks(t, stats);
+	if (t->probes)
+		probes_reap_exited(t->probes);
+	if (t->deadline_ns && now >= t->deadline_ns)
+		t->stop = true;
+}
+
+static void handle_signal(struct tracer *t)
+{
+	struct signalfd_siginfo si;
+
+	while (read(t->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			continue;	/* output reopening comes with the daemon mode */
+		t->stop = true;
+		t->stop_signal = (int)si.ssi_signo;
+	}
+}
+
+static int run_loop(struct tracer *t)
+{
+	struct epoll_event evs[8];
+	uint64_t expirations;
+
+	while (!t->stop) {
+		int n = epoll_wait(t->epfd, evs, 8, TICK_MS);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == t->sigfd) {
+				handle_signal(t);
+			} else if (fd == t->timerfd) {
+				if (read(t->timerfd, &expirations, sizeof(expirations)) > 0)
+					tick(t);
+			} else if (t->has_cmd && fd == t->cmd.pidfd) {
+				if (command_reap(&t->cmd))
+					t->stop = true;
+			} else {
+				ring_buffer__consume(t->rb);
+			}
+		}
+		output_flush(t->out);
+		if (output_failed(t->out)) {
+			log_error("cannot write the output: %s", strerror(errno));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+static void finish(struct tracer *t)
+{
+	uint64_t stats[FH_STAT_MAX], now;
+	struct fh_summary s = { 0 };
+	struct probes_stats ps = { 0 };
+
+	ring_buffer__consume(t->rb);
+	now = now_mono();
+	correlate_finish(t->corr, now);
+	read_stats(t, stats);
+	report_lost(t, stats, now);
+	if (t->probes)
+		probes_get_stats(t->probes, &ps);
+	s.time_ns = now;
+	s.forks = stats[FH_STAT_FORKS];
+	s.mt_forks = stats[FH_STAT_MT_FORKS];
+	s.hazards = stats[FH_STAT_HAZARDS];
+	s.deadlocks = stats[FH_STAT_DEADLOCKS];
+	s.lost = stats[FH_STAT_LOST];
+	s.untracked_locks = stats[FH_STAT_HELD_FULL];
+	s.untraced_procs = stats[FH_STAT_PROCS_FULL];
+	s.unfollowed_children = stats[FH_STAT_CHILDREN_FULL];
+	s.stacks_lost = stats[FH_STAT_STACKS_LOST];
+	s.pending_evicted = correlate_evicted(t->corr);
+	s.probed_procs_refused = ps.procs_refused;
+	output_summary(t->out, &s);
+	output_flush(t->out);
+	if (t->events.malformed)
+		log_warn("%llu malformed records from the kernel side (a bug: please report)",
+			 (unsigned long long)t->events.malformed);
+}
+
+static void cleanup(struct tracer *t)
+{
+	ring_buffer__free(t->rb);
+	probes_free(t->probes);	/* closing the links removes the uprobes */
+	forkhazard_bpf__destroy(t->skel);
+	correlate_free(t->corr);
+	output_free(t->out);
+	syms_free(t->syms);
+	if (t->epfd > 0)
+		close(t->epfd);
+	if (t->sigfd > 0)
+		close(t->sigfd);
+	if (t->timerfd > 0)
+		close(t->timerfd);
+	if (t->outf && t->outf != stdout)
+		fclose(t->outf);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	/* Two link fds per probed process and library. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int tracer_run(const struct fh_config *cfg)
+{
+	struct tracer t = { .cfg = cfg, .epfd = -1, .sigfd = -1, .timerfd = -1 };
+	struct output_opts oo;
+	struct corr_opts co;
+	int err, status = FH_EXIT_ERROR;
+
+	libbpf_set_print(log_libbpf);
+	err = preflight(cfg);
+	if (err)
+		return FH_EXIT_ERROR;
+	raise_fd_limit();
+	t.filtering = cfg->npids > 0 || cfg->command;
+	if (open_output(&t))
+		return FH_EXIT_ERROR;
+	if (cfg->command) {
+		err = command_spawn(cfg->command, &t.cmd);
+		if (err) {
+			log_error("cannot start %s: %s", cfg->command[0], strerror(-err));
+			goto out;
+		}
+		t.has_cmd = true;
+	}
+	if (load_bpf(&t))
+		goto out;
+	t.syms = syms_new(bpf_map__fd(t.skel->maps.stacks));
+	oo = (struct output_opts){
+		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
+		.stack_depth = cfg->stack_depth, .syms = t.syms, .mono_to_real_ns = mono_to_real(),
+	};
+	t.out = output_new(&oo);
+	co = (struct corr_opts){
+		.hold_ns = cfg->json ? 0 : (uint64_t)cfg->hold_ms * 1000000ull,
+		.max_pending = 4096, .max_bytes = 16u << 20,
+	};
+	t.events.ctx = &t;
+	t.events.probe_request = on_probe_request;
+	t.corr = correlate_new(&co, &events_sink, &t.events);
+	t.events.corr = t.corr;
+	t.events.out = t.out;
+	if (!t.syms || !t.out || !t.corr) {
+		log_error("out of memory");
+		goto out;
+	}
+	t.rb = ring_buffer__new(bpf_map__fd(t.skel->maps.events), events_handle, &t.events, NULL);
+	if (!t.rb) {
+		log_error("cannot open the ring buffer: %s", strerror(errno));
+		goto out;
+	}
+	if (attach_targets(&t))
+		goto out;
+	if ((err = setup_loop(&t))) {
+		log_error("cannot set up the event loop: %s", strerror(-err));
+		goto out;
+	}
+	if (cfg->duration > 0)
+		t.deadline_ns = now_mono() + (uint64_t)(cfg->duration * 1e9);
+
+	output_start(t.out);
+	output_flush(t.out);
+	if (t.has_cmd) {
+		fprintf(stderr, "Tracing %s (PID %d) and its descendants... Hit Ctrl-C to end.\n",
+			cfg->command[0], (int)t.cmd.pid);
+		if ((err = command_release(&t.cmd))) {
+			log_error("cannot start %s: %s", cfg->command[0], strerror(-err));
+			goto out;
+		}
+	} else if (cfg->npids) {
+		fprintf(stderr, "Tracing %d process%s and descendants... Hit Ctrl-C to end.\n",
+			cfg->npids, cfg->npids == 1 ? "" : "es");
+	} else {
+		fprintf(stderr, "Tracing fork hazards system-wide... Hit Ctrl-C to end.\n");
+	}
+
+	err = run_loop(&t);
+	finish(&t);
+	if (err)
+		goto out;
+	status = FH_EXIT_OK;
+	if (t.has_cmd && command_reap(&t.cmd))
+		status = command_exit_status(&t.cmd);
+out:
+	if (t.has_cmd) {
+		if (status == FH_EXIT_ERROR && !t.cmd.reaped && t.cmd.go_fd >= 0)
+			command_abort(&t.cmd);	/* never released: it would only wait */
+		command_close(&t.cmd);
+	}
+	cleanup(&t);
+	return status;
+}
