@@ -318,7 +318,7 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	if (ev->flags & FH_FORK_LIGHT)
 		fputs("fork (locks not tracked)\n", o->o.f);
 	else if (foreign)
-		fprintf(o->o.f, "HAZARD: %u foreign lock%s held\n", foreign, foreign == 1 ? "" : "s");
+		fprintf(o->o.f, "HAZARD: %u foreign lock%s\n", foreign, foreign == 1 ? "" : "s");
 	else
 		fputs("fork, no foreign lock held\n", o->o.f);
 

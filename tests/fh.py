@@ -1,0 +1,163 @@
+"""Helpers for forkhazard's integration tests: run the built binary as a user
+would, with real BPF, against the programs in tests/progs, and read its JSON."""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("FH_BUILD", "build")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+class Skip(Exception):
+    """Raise only where the machine truly lacks a feature."""
+
+
+def check(cond, msg, *ctx):
+    if not cond:
+        detail = "".join("\n    " + str(c)[:2000] for c in ctx)
+        raise TestFailure(msg + detail)
+
+
+def binary():
+    return os.path.join(ROOT, BUILD, "forkhazard")
+
+
+def prog(name):
+    return os.path.join(ROOT, BUILD, "tests", name)
+
+
+def run(args, timeout=30, **kw):
+    """Run forkhazard to completion; returns CompletedProcess (text)."""
+    return subprocess.run([binary()] + args, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+class Tracer:
+    """forkhazard running in the background with JSON output to a file."""
+
+    def __init__(self, args, json_out=True, ready_timeout=20, env=None):
+        self.tmp = tempfile.NamedTemporaryFile(prefix="fh-", suffix=".out", delete=False)
+        self.tmp.close()
+        self.args = list(args)
+        cmd = [binary()] + (["-j"] if json_out else []) + ["-o", self.tmp.name] + self.args
+        self.stderr_file = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr_file,
+                                     text=True, env=env)
+        self._wait_ready(ready_timeout)
+
+    def _wait_ready(self, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.stderr_file.seek(0)
+            err = self.stderr_file.read()
+            if "Tracing" in err:
+                return
+            if self.proc.poll() is not None:
+                raise TestFailure("forkhazard exited before tracing (status %s): %s"
+                                  % (self.proc.returncode, err))
+            time.sleep(0.02)
+        self.kill()
+        raise TestFailure("forkhazard not tracing after %ss" % timeout)
+
+    def stop(self, sig=signal.SIGINT, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TestFailure("forkhazard did not stop within %ss of %s" % (timeout, sig))
+        return self.result()
+
+    def wait(self, timeout=60):
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TestFailure("forkhazard did not exit within %ss" % timeout)
+        return self.result()
+
+    def result(self):
+        with open(self.tmp.name, "rb") as f:
+            raw = f.read()
+        os.unlink(self.tmp.name)
+        self.stderr_file.seek(0)
+        return Result(self.proc.returncode, raw, self.stderr_file.read())
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Result:
+    def __init__(self, status, raw, stderr):
+        self.status = status
+        self.raw = raw
+        self.stderr = stderr
+        self.text = raw.decode("utf-8", errors="replace")
+        self.events = []
+        if raw and raw.lstrip().startswith(b"{"):
+            for i, line in enumerate(raw.splitlines()):
+                try:
+                    self.events.append(json.loads(line))
+                except ValueError as e:
+                    raise TestFailure("output line %d is not JSON: %s: %r" % (i + 1, e, line[:300]))
+
+    def of(self, type_, **match):
+        return [e for e in self.events if e.get("type") == type_ and
+                all(e.get(k) == v for k, v in match.items())]
+
+    def one(self, type_, **match):
+        found = self.of(type_, **match)
+        check(len(found) == 1, "expected one %s event matching %s, found %d" %
+              (type_, match, len(found)), *(self.events[-20:] + [self.stderr]))
+        return found[0]
+
+    def summary(self):
+        return self.one("summary")
+
+
+def run_scenario(args, timeout=60):
+    """Run tests/progs/scenario; returns the facts it printed (last JSON line)."""
+    p = subprocess.run([prog("scenario")] + args, capture_output=True, text=True, timeout=timeout)
+    check(p.returncode == 0, "scenario %s failed (%s)" % (args, p.returncode), p.stderr)
+    lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    check(lines, "scenario printed no facts", p.stdout)
+    return lines
+
+
+def addr(a):
+    """Normalize an address string for comparison."""
+    return "0x%x" % int(a, 16)
+
+
+class Background:
+    """A test program in the background that prints {"ready":pid} and waits
+    for SIGUSR1; killed on close whatever happens."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        check(line.startswith("{"), "background program did not start", line)
+        self.pid = json.loads(line)["ready"]
+
+    def go(self, timeout=60):
+        os.kill(self.pid, signal.SIGUSR1)
+        out, err = self.proc.communicate(timeout=timeout)
+        check(self.proc.returncode == 0, "program failed (%s)" % self.proc.returncode, err)
+        return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
