@@ -38,6 +38,7 @@ static void cache_refresh(void)
 static void *refresher_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "refresher");
 	for (int i = 0; i < 4; i++) {
 		cache_refresh();
 		sleep_ms(10);

@@ -524,8 +524,6 @@ int tracer_run(const struct fh_config *cfg)
 	if (cfg->duration > 0)
 		t.deadline_ns = now_mono() + (uint64_t)(cfg->duration * 1e9);
 
-	output_start(t.out);
-	output_flush(t.out);
 	if (t.has_cmd) {
 		fprintf(stderr, "Tracing %s (PID %d) and its descendants... Hit Ctrl-C to end.\n",
 			cfg->command[0], (int)t.cmd.pid);
@@ -539,6 +537,8 @@ int tracer_run(const struct fh_config *cfg)
 	} else {
 		fprintf(stderr, "Tracing fork hazards system-wide... Hit Ctrl-C to end.\n");
 	}
+	output_start(t.out);
+	output_flush(t.out);
 
 	err = run_loop(&t);
 	finish(&t);
