@@ -23,6 +23,7 @@ static const char usage_text[] =
 "      --light            no lock probes: forks, child fates and confirmed\n"
 "                         deadlocks only (cheapest; locks are reported as null)\n"
 "      --no-lock-stacks   record only the caller of each lock call, not its stack\n"
+"      --probe-at-entry   put lock probes on function entries (slower; for comparison)\n"
 "      --stack-depth=N    frames shown per stack (default 8, at most 32)\n"
 "      --max-procs=N      processes that can get lock probes at once (default 1024)\n"
 "      --hold-ms=MS       text mode: wait up to MS for a child's fate before\n"
@@ -49,6 +50,7 @@ static const char usage_text[] =
 enum {
 	OPT_LIGHT = 256,
 	OPT_NO_LOCK_STACKS,
+	OPT_PROBE_AT_ENTRY,
 	OPT_STACK_DEPTH,
 	OPT_MAX_PROCS,
 	OPT_HOLD_MS,
@@ -64,6 +66,7 @@ static const struct option long_opts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "light", no_argument, NULL, OPT_LIGHT },
 	{ "no-lock-stacks", no_argument, NULL, OPT_NO_LOCK_STACKS },
+	{ "probe-at-entry", no_argument, NULL, OPT_PROBE_AT_ENTRY },
 	{ "stack-depth", required_argument, NULL, OPT_STACK_DEPTH },
 	{ "max-procs", required_argument, NULL, OPT_MAX_PROCS },
 	{ "hold-ms", required_argument, NULL, OPT_HOLD_MS },
@@ -192,6 +195,9 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 			break;
 		case OPT_NO_LOCK_STACKS:
 			cfg->lock_stacks = false;
+			break;
+		case OPT_PROBE_AT_ENTRY:
+			cfg->probe_at_entry = true;
 			break;
 		case OPT_STACK_DEPTH:
 			if (parse_int(optarg, 1, FH_STACK_DEPTH, &v))

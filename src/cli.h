@@ -26,6 +26,7 @@ struct fh_config {
 	int verbose;
 	bool light;			/* no lock probes */
 	bool lock_stacks;		/* full user stack at each acquisition */
+	bool probe_at_entry;		/* lock probes on function entries only */
 	int stack_depth;		/* frames shown per stack */
 	int max_procs;			/* processes with per-process probes */
 	int hold_ms;			/* text: wait this long for a child's fate */

@@ -14,6 +14,7 @@
 #include "elfsyms.h"
 #include "forkhazard.h"
 #include "log.h"
+#include "placement.h"
 #include "probes.h"
 #include "procfs.h"
 
@@ -57,6 +58,7 @@ struct probed_proc {
 
 struct probes {
 	int prog_fd[2];		/* acquire, release */
+	bool at_entry;		/* never move probes off function entries */
 	struct lock_module modules[MAX_MODULES];
 	int nmodules;
 	struct probed_proc *procs;
@@ -64,7 +66,7 @@ struct probes {
 	int links;
 };
 
-struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs)
+struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs, bool at_entry)
 {
 	struct probes *p = calloc(1, sizeof(*p));
 
@@ -78,6 +80,7 @@ struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_proc
 	p->prog_fd[0] = acquire_prog_fd;
 	p->prog_fd[1] = release_prog_fd;
 	p->max_procs = max_procs;
+	p->at_entry = at_entry;
 	return p;
 }
 
@@ -123,6 +126,30 @@ static bool is_lock_library(const char *path)
 	       strncmp(base, "libpthread.so", 13) == 0 || strncmp(base, "libpthread-", 11) == 0;
 }
 
+/* Where to probe one lock function: the cheapest point every call passes
+ * (placement.c), or its entry. */
+static void place_probe(struct probes *p, int fd, const struct elf_func *f, int alias,
+			const char *path, struct probe_point *pp)
+{
+	unsigned char code[4096];
+	size_t len = f->size[alias] && f->size[alias] < sizeof(code) ? f->size[alias] : sizeof(code);
+	ssize_t n;
+
+	memset(pp, 0, sizeof(*pp));
+	snprintf(pp->insn, sizeof(pp->insn), "entry");
+#if defined(__x86_64__)
+	if (!p->at_entry) {
+		n = pread(fd, code, len, (off_t)f->file_offset[alias]);
+		if (n > 0)
+			placement_choose(code, (size_t)n, f->file_offset[alias], pp);
+	}
+#else
+	(void)p, (void)fd, (void)code, (void)len, (void)n;
+#endif
+	log_debug("%s: %s probed at +0x%llx (%s%s)", path, f->name, (unsigned long long)pp->offset,
+		  pp->insn, pp->emulated ? ", emulated" : ", single-stepped");
+}
+
 /* Resolve the probe points of the library behind one mapping of pid. */
 static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *m,
 			  struct lock_module **out)
@@ -152,9 +179,10 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 	for (size_t i = 0; i < N_LOCK_FNS; i++)
 		funcs[i].name = lock_fns[i].name;
 	err = elf_find_funcs(fd, funcs, N_LOCK_FNS);
-	close(fd);
-	if (err)
+	if (err) {
+		close(fd);
 		return err;
+	}
 
 	mod = &p->modules[p->nmodules];
 	memset(mod, 0, sizeof(*mod));
@@ -163,17 +191,21 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 	mod->global_links[0] = mod->global_links[1] = -1;
 	for (size_t i = 0; i < N_LOCK_FNS; i++) {
 		for (int a = 0; a < funcs[i].n; a++) {
-			__u64 cookie = FH_COOKIE(lock_fns[i].kind, 0);
+			struct probe_point pp;
+			__u64 cookie;
 
+			place_probe(p, fd, &funcs[i], a, m->path, &pp);
+			cookie = FH_COOKIE(lock_fns[i].kind, pp.ret_slot);
 			if (lock_fns[i].release) {
-				mod->rel_off[mod->nrel] = funcs[i].file_offset[a];
+				mod->rel_off[mod->nrel] = funcs[i].file_offset[a] + pp.offset;
 				mod->rel_cookie[mod->nrel++] = cookie;
 			} else {
-				mod->acq_off[mod->nacq] = funcs[i].file_offset[a];
+				mod->acq_off[mod->nacq] = funcs[i].file_offset[a] + pp.offset;
 				mod->acq_cookie[mod->nacq++] = cookie;
 			}
 		}
 	}
+	close(fd);
 	if (!mod->nacq || !mod->nrel) {
 		log_info("%s: no lock functions found", m->path);
 		return -ENODATA;

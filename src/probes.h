@@ -19,7 +19,8 @@ struct probes_stats {
 	int links;		/* uprobe_multi links open */
 };
 
-struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs);
+/* at_entry: probe function entries only (slower: see placement.h). */
+struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs, bool at_entry);
 void probes_free(struct probes *p);
 
 /*

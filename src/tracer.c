@@ -236,7 +236,8 @@ static int attach_targets(struct tracer *t)
 
 	if (!cfg->light) {
 		t->probes = probes_new(bpf_program__fd(t->skel->progs.lock_acquire),
-				       bpf_program__fd(t->skel->progs.lock_release), cfg->max_procs);
+				       bpf_program__fd(t->skel->progs.lock_release), cfg->max_procs,
+				       cfg->probe_at_entry);
 		if (!t->probes)
 			return -ENOMEM;
 	}
