@@ -17,7 +17,7 @@
 /* Set by userspace before load; the verifier prunes what they switch off. */
 const volatile bool filter_pids __weak = false;	/* trace only `procs` */
 const volatile bool track_locks __weak = true;	/* false with --light */
-const volatile bool lock_stacks __weak = true;	/* user stack per acquisition */
+const volatile __u32 lock_stack __weak = FH_LOCK_STACK_FP;	/* enum fh_lock_stack */
 const volatile __u32 request_mode __weak = FH_REQ_NONE;
 const volatile __u32 self_tgid __weak = 0;	/* never trace ourselves */
 

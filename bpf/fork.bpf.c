@@ -58,6 +58,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	l->addr = h->addr;
 	l->acquired_ns = h->acquired_ns;
 	l->caller = h->caller;
+	__builtin_memcpy(l->fp, h->fp, sizeof(l->fp));
 	l->stack_id = h->stack_gen == stack_gen ? h->stack_id : -1;
 	l->holder_tid = c->tid;
 	l->kind = h->kind;

@@ -23,6 +23,37 @@ static __always_inline __u64 caller_of(struct pt_regs *ctx, __u64 cookie)
 	return ret;
 }
 
+/*
+ * The callers of the caller, by frame pointer: a few 16-byte reads instead of
+ * the kernel's full stack walk (bpf_get_stackid costs ~0.7 us per call here,
+ * as much as the uprobe itself). Right only where the code keeps frame
+ * pointers: userspace marks these frames as such and drops the implausible.
+ */
+static __always_inline void walk_frame_pointers(struct pt_regs *ctx, __u64 caller, __u64 *out)
+{
+	struct {
+		__u64 next;
+		__u64 ret;
+	} frame;
+	__u64 fp = PT_REGS_FP(ctx);
+	int n = 0;
+
+	for (int i = 0; i < FH_LOCK_FP_FRAMES; i++)
+		out[i] = 0;
+	for (int i = 0; i <= FH_LOCK_FP_FRAMES; i++) {
+		if (n >= FH_LOCK_FP_FRAMES || !fp ||
+		    bpf_probe_read_user(&frame, sizeof(frame), (void *)fp))
+			break;
+		/* A lock function that set up its own frame before the probe
+		 * point shows the exact caller first: skip it. */
+		if (!(i == 0 && frame.ret == caller))
+			out[n++] = frame.ret;
+		if (frame.next <= fp || frame.next - fp > (1 << 20))
+			break;	/* frames live above each other, close by */
+		fp = frame.next;
+	}
+}
+
 /* Free the slots whose lock word says this thread no longer holds them:
  * failed trylocks and timed-out waits are only noticed here, when the
  * thread's table is full. Returns a free slot or -1. */
@@ -87,7 +118,13 @@ int lock_acquire(struct pt_regs *ctx)
 	l->depth = 1;
 	l->acquired_ns = bpf_ktime_get_ns();
 	l->caller = caller_of(ctx, cookie);
-	l->stack_id = lock_stacks ? user_stack_id(ctx) : -1;
+	if (lock_stack == FH_LOCK_STACK_FP) {
+		walk_frame_pointers(ctx, l->caller, l->fp);
+	} else {
+		for (int i = 0; i < FH_LOCK_FP_FRAMES; i++)
+			l->fp[i] = 0;
+	}
+	l->stack_id = lock_stack == FH_LOCK_STACK_FULL ? user_stack_id(ctx) : -1;
 	l->stack_gen = stack_gen;
 	return 0;
 }

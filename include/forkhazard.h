@@ -22,6 +22,15 @@
 #define FH_MAX_SNAPSHOT_THREADS	16384
 /* Frames kept per user stack in the stack map. */
 #define FH_STACK_DEPTH		32
+/* Frame-pointer frames recorded with each acquisition (after the exact caller). */
+#define FH_LOCK_FP_FRAMES	4
+
+/* How much stack each lock acquisition records (the lock_stack rodata switch). */
+enum fh_lock_stack {
+	FH_LOCK_STACK_CALLER,	/* the exact caller only */
+	FH_LOCK_STACK_FP,	/* + FH_LOCK_FP_FRAMES frames walked by frame pointer */
+	FH_LOCK_STACK_FULL,	/* + the kernel's user stack walk (stack map) */
+};
 
 enum fh_event_type {
 	FH_EV_FORK = 1,		/* struct fh_fork_event */
@@ -57,6 +66,7 @@ struct fh_held_lock {
 	__u64 addr;		/* lock address; 0 marks a free slot */
 	__u64 acquired_ns;	/* CLOCK_MONOTONIC when the lock call was made */
 	__u64 caller;		/* return address of the lock call: exact frame */
+	__u64 fp[FH_LOCK_FP_FRAMES];	/* callers of the caller, by frame pointer; 0 ends */
 	__s32 stack_id;		/* user stack at the call; < 0: none */
 	__u32 stack_gen;	/* stack map generation stack_id belongs to */
 	__u16 kind;		/* enum fh_lock_kind */
@@ -77,6 +87,7 @@ struct fh_lock {
 	__u64 addr;
 	__u64 acquired_ns;
 	__u64 caller;
+	__u64 fp[FH_LOCK_FP_FRAMES];
 	__s32 stack_id;
 	__u32 holder_tid;
 	__u16 kind;

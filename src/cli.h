@@ -25,7 +25,7 @@ struct fh_config {
 	double duration;		/* -d SECONDS; 0: until interrupted */
 	int verbose;
 	bool light;			/* no lock probes */
-	bool lock_stacks;		/* full user stack at each acquisition */
+	int lock_stack;			/* enum fh_lock_stack: stack recorded per acquisition */
 	bool probe_at_entry;		/* lock probes on function entries only */
 	int stack_depth;		/* frames shown per stack */
 	int max_procs;			/* processes with per-process probes */

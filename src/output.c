@@ -130,6 +130,33 @@ static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uin
 			  o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH);
 }
 
+/*
+ * A held lock's stack: the exact caller, then either the kernel's stack walk
+ * (--lock-stack=full) or the frame-pointer frames the BPF side recorded. A
+ * frame-pointer frame that lands in no mapped module is garbage from code
+ * without frame pointers: the walk stops there rather than print it.
+ */
+static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *l)
+{
+	int max = o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
+	int n = stack_frames(o, pid, l->stack_id, 1, l->caller);
+
+	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max; i++) {
+		struct fh_frame *f = &o->frames[n];
+
+		syms_resolve(o->o.syms, pid, l->fp[i] - 1, f);
+		if (!f->has_module)
+			break;
+		f->addr = l->fp[i];	/* shown as the return address it is */
+		if (f->known)
+			f->offset++;
+		f->module_offset++;
+		f->fp = true;
+		n++;
+	}
+	return n;
+}
+
 static void json_stack(struct output *o, const char *key, int n)
 {
 	jw_arr_begin(&o->jw, key);
@@ -203,7 +230,7 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	jw_bool(&o->jw, "confirmed", l->flags & FH_LOCK_CONFIRMED);
 	if (l->depth > 1)
 		jw_uint(&o->jw, "depth", l->depth);
-	n = stack_frames(o, (pid_t)ev->pid, l->stack_id, 1, l->caller);
+	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	json_stack(o, "stack", n);
 	jw_obj_end(&o->jw);
 }
@@ -267,7 +294,7 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 		(unsigned long long)l->addr, l->holder_tid, name, held,
 		l->depth > 1 ? " (recursive)" : "",
 		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
-	n = stack_frames(o, (pid_t)ev->pid, l->stack_id, 1, l->caller);
+	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	text_stack(o, n, "        ");
 }
 

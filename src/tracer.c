@@ -154,7 +154,7 @@ static int load_bpf(struct tracer *t)
 	t->skel = skel;
 	skel->rodata->filter_pids = t->filtering;
 	skel->rodata->track_locks = !cfg->light;
-	skel->rodata->lock_stacks = cfg->lock_stacks;
+	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
 	if (t->filtering)
 		skel->rodata->request_mode = cfg->light ? FH_REQ_NONE : FH_REQ_TRACED_THREADS;
