@@ -19,6 +19,11 @@ const volatile bool filter_pids __weak = false;	/* trace only `procs` */
 const volatile bool track_locks __weak = true;	/* false with --light */
 const volatile __u32 lock_stack __weak = FH_LOCK_STACK_FP;	/* enum fh_lock_stack */
 const volatile __u32 request_mode __weak = FH_REQ_NONE;
+/* Lock probes are on every process (--track-all): every snapshot counts.
+ * Otherwise only processes flagged FH_PROC_PROBED have their locks seen. */
+const volatile bool global_lock_probes __weak = false;
+const volatile char comm_filter[FH_MAX_COMM_FILTERS][FH_COMM_LEN] __weak = {};
+const volatile __u32 nr_comm_filters __weak = 0;
 const volatile __u32 self_tgid __weak = 0;	/* never trace ourselves */
 
 /* Bumped by userspace each time it empties the stack map: a stack id from

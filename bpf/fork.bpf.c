@@ -112,6 +112,42 @@ static __always_inline void request_probes(__u32 pid)
 	emit(&req, sizeof(req));
 }
 
+/* Adaptive mode: ask once for lock probes on process tgid. */
+static __always_inline void request_probes_once(__u32 tgid)
+{
+	struct fh_proc requested = { .flags = FH_PROC_REQUESTED };
+
+	/* NOEXIST: a process already probed or asked for is not asked again. */
+	if (bpf_map_update_elem(&procs, &tgid, &requested, BPF_NOEXIST) == 0)
+		request_probes(tgid);
+}
+
+static __always_inline bool comm_wanted(struct task_struct *p)
+{
+	char comm[FH_COMM_LEN];
+
+	if (!nr_comm_filters)
+		return false;
+	bpf_probe_read_kernel(comm, sizeof(comm), p->comm);
+	for (__u32 f = 0; f < FH_MAX_COMM_FILTERS; f++) {
+		bool same = true;
+
+		if (f >= nr_comm_filters)
+			break;
+		for (int i = 0; i < FH_COMM_LEN; i++) {
+			if (comm[i] != comm_filter[f][i]) {
+				same = false;
+				break;
+			}
+			if (!comm[i])
+				break;
+		}
+		if (same)
+			return true;
+	}
+	return false;
+}
+
 /* A thread was created in `parent`'s process: ask userspace for lock probes
  * if this process (or executable) does not have them yet. */
 static __always_inline void on_new_thread(struct task_struct *parent)
@@ -121,7 +157,9 @@ static __always_inline void on_new_thread(struct task_struct *parent)
 	if (request_mode == FH_REQ_TRACED_THREADS) {
 		struct fh_proc *p = bpf_map_lookup_elem(&procs, &tgid);
 
-		if (!p || (p->flags & (FH_PROC_PROBED | FH_PROC_REQUESTED)))
+		if (!p || (p->flags & (FH_PROC_REQUESTED | FH_PROC_NOLIB)))
+			return;
+		if ((p->flags & FH_PROC_PROBED) && !(p->flags & FH_PROC_EXECED))
 			return;
 		__sync_fetch_and_or(&p->flags, FH_PROC_REQUESTED);
 		request_probes(tgid);
@@ -146,6 +184,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
 	struct fh_fork_event *ev;
 	struct fh_child fate = {};
+	bool locks_seen;
 	__u64 now, size;
 
 	if (child_tgid == tgid) {
@@ -169,6 +208,21 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;	/* single-threaded: no other thread can hold a lock */
 	stat_inc(FH_STAT_MT_FORKS);
 
+	/* Are this process's locks seen? Then the snapshot says what the
+	 * child inherits; otherwise the event says "not tracked" (null),
+	 * never "nothing held". */
+	if (track_locks && !global_lock_probes) {
+		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+
+		locks_seen = proc && (proc->flags & FH_PROC_PROBED);
+		/* Code that forks while multithreaded forks again (pools,
+		 * servers, test runners): track its locks from now on. */
+		if (!locks_seen && request_mode == FH_REQ_MT_FORK)
+			request_probes_once(tgid);
+	} else {
+		locks_seen = track_locks;
+	}
+
 	ev = bpf_map_lookup_elem(&fork_scratch, &zero);
 	if (!ev)
 		return 0;
@@ -183,10 +237,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->nr_locks = 0;
 	ev->nr_own = 0;
 	ev->locks_omitted = 0;
-	ev->flags = track_locks ? 0 : FH_FORK_LIGHT;
+	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT;
 	ev->stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), parent->comm);
-	if (track_locks)
+	if (locks_seen)
 		snapshot_locks(ev, parent);
 	if (ev->nr_locks > ev->nr_own || ev->locks_omitted)
 		stat_inc(FH_STAT_HAZARDS);
@@ -233,9 +287,17 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (filter_pids) {
 		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 
-		/* The new program may map another C library: ask again. */
+		/* The probes stay (they follow the library, not the program),
+		 * but the new program may map another C library: check again
+		 * when it makes its first thread. */
 		if (proc)
-			proc->flags = FH_PROC_TRACED;
+			proc->flags = (proc->flags & (FH_PROC_TRACED | FH_PROC_PROBED)) |
+				      FH_PROC_EXECED;
+	} else if (request_mode == FH_REQ_MT_FORK) {
+		/* A new program starts untracked, unless named by --comm. */
+		bpf_map_delete_elem(&procs, &tgid);
+		if (comm_wanted(p))
+			request_probes_once(tgid);
 	}
 	return 0;
 }
@@ -248,7 +310,7 @@ int BPF_PROG(on_exit, struct task_struct *p, bool group_dead)
 	if (!group_dead)
 		return 0;	/* thread exit: its task storage goes with it */
 	child_decided(tgid, FH_CHILD_EXIT, p->exit_code);
-	if (filter_pids)
+	if (filter_pids || request_mode == FH_REQ_MT_FORK)
 		bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }

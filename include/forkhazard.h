@@ -184,10 +184,13 @@ enum fh_stat {
 	FH_STAT_MAX,
 };
 
-/* procs map: the processes being traced (when filtering by PID). */
+/* procs map: the processes being traced (when filtering by PID), and the
+ * processes that have lock probes (every mode but --track-all). */
 #define FH_PROC_TRACED		0x1
 #define FH_PROC_PROBED		0x2	/* userspace attached its lock probes */
 #define FH_PROC_REQUESTED	0x4	/* a probe request is pending */
+#define FH_PROC_EXECED		0x8	/* exec'd since probed: check its libraries again */
+#define FH_PROC_NOLIB		0x10	/* maps no C library with lock functions */
 
 struct fh_proc {
 	__u32 flags;
@@ -208,6 +211,11 @@ enum fh_request_mode {
 	FH_REQ_NONE = 0,
 	FH_REQ_TRACED_THREADS,	/* a traced process without probes made a thread */
 	FH_REQ_NEW_MT_EXE,	/* any executable's first multithreaded process */
+	FH_REQ_MT_FORK,		/* a process without probes forked while multithreaded,
+				 * or exec'd a program named in comm_filter */
 };
+
+/* --comm NAME: processes that get lock probes from their exec (adaptive mode). */
+#define FH_MAX_COMM_FILTERS	8
 
 #endif /* FORKHAZARD_H */

@@ -22,6 +22,13 @@ static const char usage_text[] =
 "  -d, --duration=SECONDS stop after SECONDS\n"
 "      --light            no lock probes: forks, child fates and confirmed\n"
 "                         deadlocks only (cheapest; locks are reported as null)\n"
+"      --track-all        whole system: lock probes on every process. Without it,\n"
+"                         whole-system mode is adaptive: locks are tracked in the\n"
+"                         processes that forked while multithreaded (they fork\n"
+"                         again) and in those named by --comm; others never take\n"
+"                         a uprobe trap\n"
+"      --comm=NAME        adaptive mode: also track the locks of processes named\n"
+"                         NAME from their start (repeatable, up to 8)\n"
 "      --lock-stack=MODE  stack recorded at each lock call: caller (the exact\n"
 "                         caller only), fp (default: + 4 frame-pointer frames),\n"
 "                         full (+ the kernel's stack walk: deeper, ~0.7us more)\n"
@@ -52,6 +59,8 @@ static const char usage_text[] =
 enum {
 	OPT_LIGHT = 256,
 	OPT_LOCK_STACK,
+	OPT_TRACK_ALL,
+	OPT_COMM,
 	OPT_PROBE_AT_ENTRY,
 	OPT_STACK_DEPTH,
 	OPT_MAX_PROCS,
@@ -68,6 +77,8 @@ static const struct option long_opts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "light", no_argument, NULL, OPT_LIGHT },
 	{ "lock-stack", required_argument, NULL, OPT_LOCK_STACK },
+	{ "track-all", no_argument, NULL, OPT_TRACK_ALL },
+	{ "comm", required_argument, NULL, OPT_COMM },
 	{ "probe-at-entry", no_argument, NULL, OPT_PROBE_AT_ENTRY },
 	{ "stack-depth", required_argument, NULL, OPT_STACK_DEPTH },
 	{ "max-procs", required_argument, NULL, OPT_MAX_PROCS },
@@ -97,6 +108,18 @@ int cli_parse_pid(const char *s, pid_t *pid)
 		return -EINVAL;
 	*pid = (pid_t)v;
 	return 0;
+}
+
+/* How the user wrote the option getopt refused: a long one as typed, a short
+ * one by its letter (it may sit inside a cluster such as -jZ). */
+static const char *option_name(const char *arg, char buf[3])
+{
+	if (!strncmp(arg, "--", 2))
+		return arg;
+	buf[0] = '-';
+	buf[1] = (char)optopt;
+	buf[2] = '\0';
+	return buf;
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -148,17 +171,20 @@ static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
 
 int cli_parse(int argc, char **argv, struct fh_config *cfg)
 {
+	char name[3];
 	long v;
-	int c;
+	int at, c;	/* at: the element of argv getopt is reading */
 
 	defaults(cfg);
 	if (argc > 1 && !strcmp(argv[1], "inspect"))
 		return parse_inspect(argc - 1, argv + 1, cfg);
 
-	optind = 1;
+	/* 0, not 1: glibc then also forgets a cluster an earlier call left half read */
+	optind = 0;
 	opterr = 0;
 	/* '+': stop at the first non-option, so COMMAND's own options stay its own */
-	while ((c = getopt_long(argc, argv, "+:p:jo:d:vh", long_opts, NULL)) != -1) {
+	for (at = 1; (c = getopt_long(argc, argv, "+:p:jo:d:vh", long_opts, NULL)) != -1;
+	     at = optind) {
 		switch (c) {
 		case 'p':
 			if (cfg->npids == FH_MAX_PIDS)
@@ -205,6 +231,17 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 			else
 				return usage_error("invalid --lock-stack '%s' (caller, fp or full)", optarg);
 			break;
+		case OPT_TRACK_ALL:
+			cfg->track_all = true;
+			break;
+		case OPT_COMM:
+			if (!*optarg || strlen(optarg) >= FH_COMM_LEN)
+				return usage_error("invalid --comm '%s' (1-15 characters, as in "
+						   "/proc/PID/comm)", optarg);
+			if (cfg->ncomms == 8)
+				return usage_error("too many --comm (at most 8): '%s'", optarg);
+			cfg->comms[cfg->ncomms++] = optarg;
+			break;
 		case OPT_PROBE_AT_ENTRY:
 			cfg->probe_at_entry = true;
 			break;
@@ -227,9 +264,10 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 			printf("forkhazard %s\n", FH_VERSION);
 			return FH_EXIT_OK;
 		case ':':
-			return usage_error("option '%s' needs an argument", argv[optind - 1]);
+			return usage_error("option '%s' needs an argument",
+					   option_name(argv[at], name));
 		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			return usage_error("unknown option '%s'", option_name(argv[at], name));
 		}
 	}
 	if (optind < argc) {
@@ -242,5 +280,11 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	}
 	if (cfg->command && cfg->npids)
 		return usage_error("-p and a COMMAND cannot be combined%s", "");
+	if ((cfg->track_all || cfg->ncomms) && (cfg->npids || cfg->command))
+		return usage_error("--track-all and --comm are whole-system options: not with %s",
+				   cfg->npids ? "-p" : "a COMMAND");
+	if ((cfg->track_all || cfg->ncomms) && cfg->light)
+		return usage_error("--light places no lock probes: not with %s",
+				   cfg->track_all ? "--track-all" : "--comm");
 	return -1;
 }

@@ -26,6 +26,9 @@ struct fh_config {
 	int verbose;
 	bool light;			/* no lock probes */
 	int lock_stack;			/* enum fh_lock_stack: stack recorded per acquisition */
+	bool track_all;			/* system-wide: lock probes on every process */
+	const char *comms[8];		/* --comm: lock probes from exec on (adaptive mode) */
+	int ncomms;
 	bool probe_at_entry;		/* lock probes on function entries only */
 	int stack_depth;		/* frames shown per stack */
 	int max_procs;			/* processes with per-process probes */

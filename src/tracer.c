@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +42,7 @@ struct tracer {
 	FILE *outf;
 	struct command cmd;
 	bool has_cmd, filtering;
+	bool adaptive;		/* whole system, lock probes where processes need them */
 	int epfd, sigfd, timerfd;
 	int stop_signal;
 	bool stop;
@@ -156,10 +158,18 @@ static int load_bpf(struct tracer *t)
 	skel->rodata->track_locks = !cfg->light;
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
-	if (t->filtering)
-		skel->rodata->request_mode = cfg->light ? FH_REQ_NONE : FH_REQ_TRACED_THREADS;
+	if (cfg->light)
+		skel->rodata->request_mode = FH_REQ_NONE;
+	else if (t->filtering)
+		skel->rodata->request_mode = FH_REQ_TRACED_THREADS;
+	else if (t->adaptive)
+		skel->rodata->request_mode = FH_REQ_MT_FORK;
 	else
-		skel->rodata->request_mode = cfg->light ? FH_REQ_NONE : FH_REQ_NEW_MT_EXE;
+		skel->rodata->request_mode = FH_REQ_NEW_MT_EXE;
+	skel->rodata->global_lock_probes = cfg->track_all;
+	for (int i = 0; i < cfg->ncomms; i++)
+		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
+	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
 
 	if (cfg->light) {
 		bpf_program__set_autoload(skel->progs.lock_acquire, false);
@@ -201,9 +211,14 @@ static int probe_process(struct tracer *t, pid_t pid)
 		__u32 key = (__u32)pid;
 		struct fh_proc proc;
 
-		/* Only if still traced: it may have exited meanwhile. */
+		/* Only if still known: it may have exited meanwhile. Without a
+		 * lock library its locks are unknown, not "none held". */
 		if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc)) {
-			proc.flags = (proc.flags | FH_PROC_PROBED) & ~FH_PROC_REQUESTED;
+			proc.flags &= ~(FH_PROC_REQUESTED | FH_PROC_EXECED);
+			if (n >= 0)
+				proc.flags |= FH_PROC_PROBED;
+			else
+				proc.flags = (proc.flags & ~FH_PROC_PROBED) | FH_PROC_NOLIB;
 			bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_EXIST);
 		}
 	}
@@ -218,7 +233,7 @@ static void on_probe_request(void *ctx, pid_t pid)
 	struct tracer *t = ctx;
 	int n;
 
-	if (t->filtering) {
+	if (t->filtering || t->adaptive) {
 		n = probe_process(t, pid);
 	} else {
 		n = probes_attach_process(t->probes, pid, false);
@@ -227,6 +242,38 @@ static void on_probe_request(void *ctx, pid_t pid)
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
+}
+
+/* Adaptive mode, at start: the processes --comm names get their probes now
+ * (those started later get them at exec, from the kernel side). */
+static int probe_named_processes(struct tracer *t)
+{
+	const struct fh_config *cfg = t->cfg;
+	struct dirent *de;
+	DIR *d;
+
+	if (!cfg->ncomms)
+		return 0;
+	d = opendir("/proc");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		struct fh_proc_stat st;
+		pid_t pid;
+
+		if (cli_parse_pid(de->d_name, &pid) || pid == getpid() ||
+		    procfs_read_stat(pid, 0, &st) || (st.flags & 0x00200000 /* PF_KTHREAD */))
+			continue;
+		for (int i = 0; i < cfg->ncomms; i++) {
+			if (strcmp(st.comm, cfg->comms[i]))
+				continue;
+			set_proc_flags(t, pid, FH_PROC_REQUESTED);
+			probe_process(t, pid);
+			break;
+		}
+	}
+	closedir(d);
+	return 0;
 }
 
 static int attach_targets(struct tracer *t)
@@ -241,6 +288,8 @@ static int attach_targets(struct tracer *t)
 		if (!t->probes)
 			return -ENOMEM;
 	}
+	if (t->adaptive)
+		return probe_named_processes(t);
 	if (!t->filtering) {
 		if (cfg->light)
 			return 0;
@@ -480,6 +529,7 @@ int tracer_run(const struct fh_config *cfg)
 		return FH_EXIT_ERROR;
 	raise_fd_limit();
 	t.filtering = cfg->npids > 0 || cfg->command;
+	t.adaptive = !t.filtering && !cfg->track_all && !cfg->light;
 	if (open_output(&t))
 		return FH_EXIT_ERROR;
 	if (cfg->command) {
@@ -536,7 +586,9 @@ int tracer_run(const struct fh_config *cfg)
 		fprintf(stderr, "Tracing %d process%s and descendants... Hit Ctrl-C to end.\n",
 			cfg->npids, cfg->npids == 1 ? "" : "es");
 	} else {
-		fprintf(stderr, "Tracing fork hazards system-wide... Hit Ctrl-C to end.\n");
+		fprintf(stderr, "Tracing fork hazards system-wide%s... Hit Ctrl-C to end.\n",
+			cfg->light ? " (light)" : cfg->track_all ? " (all locks)" :
+			" (adaptive: locks tracked in processes that fork while multithreaded)");
 	}
 	output_start(t.out);
 	output_flush(t.out);

@@ -168,7 +168,7 @@ def test_descendants_are_traced():
 
 
 def test_system_wide_sees_new_process():
-    t = Tracer([])
+    t = Tracer(["--track-all"])
     try:
         facts = run_scenario(["hold"])
         time.sleep(0.5)
@@ -281,3 +281,58 @@ def test_sigterm_detaches_cleanly():
     check(r.events and r.events[-1]["type"] == "summary", "summary printed", r.events)
     out = subprocess.run(["bpftool", "link", "show"], capture_output=True, text=True).stdout
     check("uprobe_multi" not in out, "no uprobe link left behind", out)
+
+
+def test_adaptive_tracks_processes_that_fork_multithreaded():
+    t = Tracer([])  # whole system, adaptive (the default)
+    try:
+        facts = run_scenario(["periodic", "6"])
+        other = run_scenario(["hold"])  # forks once: never gets lock probes
+        time.sleep(0.3)
+    finally:
+        r = t.stop()
+    f = facts[-1]
+    forks = r.of("fork", pid=f["pid"])
+    check(len(forks) == 6, "every fork seen", r.events[-10:])
+    check(forks[0]["locks"] is None, "first multithreaded fork: locks not tracked yet", forks[0])
+    later = [e for e in forks[1:] if e["locks"]]
+    check(later and all(l["holder_tid"] == f["holder_tid"] for e in later for l in e["locks"]),
+          "later forks report the worker's lock", forks)
+    check(any(e["severity"] == "hazard" for e in forks[1:]), "a hazard once tracked", forks)
+    once = r.one("fork", pid=other[-1]["pid"])
+    check(once["locks"] is None and once["severity"] == "info",
+          "a process that forked once: light detection only, locks null", once)
+
+
+def test_adaptive_leaves_untraced_processes_alone():
+    t = Tracer([])
+    try:
+        bg = Background([prog("scenario"), "--wait-signal", "hold"])
+        try:
+            time.sleep(0.2)
+            out = subprocess.run(["bpftool", "link", "show"], capture_output=True,
+                                 text=True).stdout
+            check("uprobe_multi" not in out, "no lock probes before any multithreaded fork",
+                  out)
+            bg.go()
+        finally:
+            bg.close()
+    finally:
+        r = t.stop()
+    check(r.summary()["mt_forks"] >= 1, "the fork was seen", r.summary())
+
+
+def test_comm_gets_probes_from_exec():
+    t = Tracer(["--comm", "scenario"])
+    try:
+        facts = run_scenario(["periodic", "2"])
+        time.sleep(0.3)
+    finally:
+        r = t.stop()
+    f = facts[-1]
+    forks = r.of("fork", pid=f["pid"])
+    check(len(forks) == 2, "both forks seen", forks)
+    check(forks[0]["locks"] is not None, "--comm: locks tracked from exec, not from a fork",
+          forks[0])
+    check(any(e["severity"] == "hazard" and e["locks"][0]["holder_tid"] == f["holder_tid"]
+              for e in forks), "the worker's lock is reported", forks, f)

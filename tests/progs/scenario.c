@@ -417,6 +417,41 @@ static int sc_grandchild(void)
 	return 0;
 }
 
+static void *lock_periodically(void *arg)
+{
+	(void)arg;
+	atomic_store(&holder_tid, gettid());
+	atomic_store(&stage, 1);
+	while (!atomic_load(&release_all)) {
+		pthread_mutex_lock(&lock_a);
+		sleep_ms(40);
+		pthread_mutex_unlock(&lock_a);
+		sleep_ms(1);
+	}
+	return NULL;
+}
+
+/* A worker takes lock_a again and again, holding it most of the time; main
+ * forks N times, 100 ms apart: code that forks while multithreaded, again. */
+static int sc_periodic(int n)
+{
+	char extra[64];
+	pthread_t t;
+	int status;
+
+	pthread_create(&t, NULL, lock_periodically, NULL);
+	wait_stage(1);
+	for (int i = 0; i < n; i++) {
+		sleep_ms(100);
+		fork_child(&status);
+	}
+	atomic_store(&release_all, 1);
+	pthread_join(t, NULL);
+	snprintf(extra, sizeof(extra), "\"holder_tid\":%d,\"forks\":%d", atomic_load(&holder_tid), n);
+	print_facts(extra, 0, 0);
+	return 0;
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
@@ -460,7 +495,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: scenario [--wait-signal] [--child=MODE] "
 			"hold|waiter|condwait|trylock|trylock-released|released|spawn|many|"
-			"storm N|prehold|grandchild|exit N\n");
+			"storm N|periodic N|prehold|grandchild|exit N\n");
 	return 2;
 }
 
@@ -500,6 +535,8 @@ int main(int argc, char **argv)
 		return sc_many();
 	if (!strcmp(argv[i], "storm") && i + 1 < argc)
 		return sc_storm(atoi(argv[i + 1]));
+	if (!strcmp(argv[i], "periodic") && i + 1 < argc)
+		return sc_periodic(atoi(argv[i + 1]));
 	if (!strcmp(argv[i], "prehold"))
 		return sc_prehold();
 	if (!strcmp(argv[i], "grandchild"))
