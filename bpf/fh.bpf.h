@@ -119,30 +119,118 @@ static __always_inline bool is_traced(__u32 tgid)
 	return bpf_map_lookup_elem(&procs, &tgid) != NULL;
 }
 
+/* Semaphores are released by whichever thread posts them: the last time a
+ * thread other than the acquirer posted each one. LRU-bounded; an evicted
+ * entry only means an old acquisition may be reported as unconfirmed. */
+struct sem_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 addr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sem_key);
+	__type(value, __u64);
+} sem_posts SEC(".maps") __weak;
+
 enum held_verdict { HELD_NO, HELD_YES, HELD_UNKNOWN };
+
+static __always_inline __s32 read_s32(__u64 addr, bool *ok)
+{
+	__s32 v = 0;
+
+	*ok = bpf_probe_read_user(&v, sizeof(v), (void *)addr) == 0;
+	return v;
+}
 
 /*
  * Does thread `tid` hold `l` right now, according to the lock word itself?
  * Must run in a thread of the lock's process: user reads go to current's mm.
- * This is what lets the lock path do without uretprobes: a thread that only
+ * This is what lets most lock kinds do without uretprobes: a thread that only
  * waited, a trylock that failed and a mutex released inside pthread_cond_wait
  * (glibc does that through internal functions we do not probe) all leave a
- * slot behind whose lock word names someone else, or nobody.
+ * slot behind whose lock word names someone else, or nobody. HELD_UNKNOWN:
+ * the word says the lock is taken but cannot say by whom.
  */
 static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_lock *l,
 							   __u32 tid)
 {
-	__u32 owner;
+	bool ok;
+	__s32 w;
 
 	switch (l->kind) {
 	case FH_KIND_MUTEX:
-		/* glibc pthread_mutex_t: __owner (a TID) at byte 8, for every type */
-		if (bpf_probe_read_user(&owner, sizeof(owner), (void *)(l->addr + 8)))
+		if (l->layout == FH_LAYOUT_MUSL) {
+			/* _m_type at 0, _m_lock at 4: a normal mutex stores
+			 * EBUSY there, the other types the owner's TID. */
+			__s32 type = read_s32(l->addr, &ok);
+
+			w = read_s32(l->addr + 4, &ok);
+			if (!ok)
+				return HELD_UNKNOWN;
+			if (!(type & 15))
+				return w ? HELD_UNKNOWN : HELD_NO;
+			return (__u32)(w & 0x3fffffff) == tid ? HELD_YES : HELD_NO;
+		}
+		/* glibc pthread_mutex_t: __owner (a TID) at byte 8, every type */
+		w = read_s32(l->addr + 8, &ok);
+		if (!ok)
 			return HELD_UNKNOWN;
-		return owner == tid ? HELD_YES : HELD_NO;
+		return (__u32)w == tid ? HELD_YES : HELD_NO;
+	case FH_KIND_RWLOCK_WRITE:
+		if (l->layout == FH_LAYOUT_MUSL) {
+			w = read_s32(l->addr, &ok);	/* _rw_lock: 0x7fffffff = writer */
+			return !ok ? HELD_UNKNOWN : (w & 0x7fffffff) == 0x7fffffff ?
+						   HELD_UNKNOWN : HELD_NO;
+		}
+		w = read_s32(l->addr + 24, &ok);	/* __cur_writer */
+		if (!ok)
+			return HELD_UNKNOWN;
+		return (__u32)w == tid ? HELD_YES : HELD_NO;
+	case FH_KIND_RWLOCK_READ:
+		w = read_s32(l->addr, &ok);
+		if (!ok)
+			return HELD_UNKNOWN;
+		if (l->layout == FH_LAYOUT_MUSL)
+			return (w & 0x7fffffff) && (w & 0x7fffffff) != 0x7fffffff ? HELD_UNKNOWN
+										  : HELD_NO;
+		/* glibc __readers: bit 0 = write phase (readers only wait),
+		 * bits 3.. = readers registered */
+		return (w & 1) || !((__u32)w >> 3) ? HELD_NO : HELD_UNKNOWN;
+	case FH_KIND_SEM:
+		/* glibc and musl keep the value in the first 32 bits; a value
+		 * above 0 means nobody holds it as a lock. A second acquisition
+		 * by the same thread is the wake-up pattern of
+		 * threading.Condition: a signal, not a lock held. */
+		w = read_s32(l->addr, &ok);
+		if (!ok)
+			return HELD_UNKNOWN;
+		return w > 0 || l->depth > 1 ? HELD_NO : HELD_UNKNOWN;
+	case FH_KIND_SPIN:
+		/* glibc on x86-64 counts down from 1 (unlocked); elsewhere and
+		 * in musl 0 is unlocked */
+		w = read_s32(l->addr, &ok);
+		if (!ok)
+			return HELD_UNKNOWN;
+#if defined(__TARGET_ARCH_x86)
+		if (l->layout == FH_LAYOUT_GLIBC)
+			return w == 1 ? HELD_NO : HELD_UNKNOWN;
+#endif
+		return w == 0 ? HELD_NO : HELD_UNKNOWN;
 	default:
 		return HELD_UNKNOWN;
 	}
+}
+
+/* A semaphore slot older than the last post by another thread was released. */
+static __always_inline bool sem_posted_since(__u32 tgid, const struct fh_held_lock *l)
+{
+	struct sem_key key = { .tgid = tgid, .addr = l->addr };
+	__u64 *posted = bpf_map_lookup_elem(&sem_posts, &key);
+
+	return posted && *posted > l->acquired_ns;
 }
 
 #endif /* FH_BPF_H */

@@ -22,7 +22,7 @@ struct {
 struct snapshot_ctx {
 	struct fh_fork_event *ev;
 	struct fh_thread_locks *tl;
-	__u32 tid;
+	__u32 tid, tgid;
 	bool own;
 	char comm[FH_COMM_LEN];
 };
@@ -49,6 +49,11 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	verdict = lock_word_verdict(h, c->tid);
 	if (verdict == HELD_NO)
 		return 0;	/* waiting, failed trylock, or inside cond_wait */
+	if (h->kind == FH_KIND_SEM &&
+	    (sem_posted_since(c->tgid, h) || c->tl->pending.addr == h->addr))
+		return 0;	/* another thread posted it since; or its holder
+				 * waits to take it again: a wake-up signal
+				 * (threading.Condition), not a lock */
 	n = ev->nr_locks;
 	if ((!c->own && n - ev->nr_own >= FH_MAX_FOREIGN_LOCKS) || n >= FH_EVENT_LOCKS) {
 		ev->locks_omitted++;
@@ -75,7 +80,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct task_struct *t,
 					    bool own)
 {
-	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .own = own };
+	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .tgid = t->tgid, .own = own };
 
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
 	if (!c.tl)

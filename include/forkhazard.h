@@ -52,14 +52,28 @@ enum fh_lock_kind {
 	FH_KIND_MAX,
 };
 
+/* Whose lock words these are: the same kind is laid out differently. */
+enum fh_layout {
+	FH_LAYOUT_GLIBC = 0,
+	FH_LAYOUT_MUSL,
+};
+
 /*
- * The uprobe cookie of a lock probe: the lock kind in the low byte; bits 8-15
- * hold the distance from the stack pointer to the return address at the probe
- * point, in 8-byte words (0 at a function's first instruction).
+ * The uprobe cookie of a lock probe, set by userspace per probe point:
+ *   bits 0-7   enum fh_lock_kind
+ *   bits 8-15  distance from the stack pointer to the return address at the
+ *              probe point, in 8-byte words (0 at a function's entry)
+ *   bits 16-23 enum fh_layout
+ *   bits 24-31 FH_PROBE_* flags
  */
-#define FH_COOKIE(kind, ret_slot)	((__u64)(kind) | ((__u64)(ret_slot) << 8))
+#define FH_PROBE_CONFIRM_RET	0x1	/* the acquisition counts only if it returns 0 */
+
+#define FH_COOKIE(kind, ret_slot, layout, flags) \
+	((__u64)(kind) | ((__u64)(ret_slot) << 8) | ((__u64)(layout) << 16) | ((__u64)(flags) << 24))
 #define FH_COOKIE_KIND(c)		((__u32)((c) & 0xff))
 #define FH_COOKIE_RET_SLOT(c)		((__u32)(((c) >> 8) & 0xff))
+#define FH_COOKIE_LAYOUT(c)		((__u32)(((c) >> 16) & 0xff))
+#define FH_COOKIE_FLAGS(c)		((__u32)(((c) >> 24) & 0xff))
 
 /* One lock a thread is believed to hold; kept in task storage. */
 struct fh_held_lock {
@@ -69,13 +83,17 @@ struct fh_held_lock {
 	__u64 fp[FH_LOCK_FP_FRAMES];	/* callers of the caller, by frame pointer; 0 ends */
 	__s32 stack_id;		/* user stack at the call; < 0: none */
 	__u32 stack_gen;	/* stack map generation stack_id belongs to */
-	__u16 kind;		/* enum fh_lock_kind */
+	__u8 kind;		/* enum fh_lock_kind */
+	__u8 layout;		/* enum fh_layout */
 	__u16 depth;		/* recursive acquisitions still to release */
 	__u32 _pad;
 };
 
 struct fh_thread_locks {
 	struct fh_held_lock slot[FH_HELD_SLOTS];
+	/* An acquisition in flight, for kinds whose lock word cannot tell a
+	 * holder from a waiter: it becomes a slot when the call returns 0. */
+	struct fh_held_lock pending;
 };
 
 /* fh_lock.flags */

@@ -3,7 +3,8 @@
 # Idempotent: asks apt only for what is missing.
 set -eu
 pkgs="make gcc clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
-      libcapstone-dev pkg-config python3 procps util-linux"
+      libcapstone-dev pkg-config python3 procps util-linux
+      g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

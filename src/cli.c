@@ -29,6 +29,10 @@ static const char usage_text[] =
 "                         a uprobe trap\n"
 "      --comm=NAME        adaptive mode: also track the locks of processes named\n"
 "                         NAME from their start (repeatable, up to 8)\n"
+"      --lock-fn=BINARY:ACQUIRE:RELEASE[:TRY]\n"
+"                         also track a library's own lock functions (the lock\n"
+"                         is their first argument; TRY: ACQUIRE returns 0 when it\n"
+"                         got the lock). Repeatable, up to 8\n"
 "      --lock-stack=MODE  stack recorded at each lock call: caller (the exact\n"
 "                         caller only), fp (default: + 4 frame-pointer frames),\n"
 "                         full (+ the kernel's stack walk: deeper, ~0.7us more)\n"
@@ -61,6 +65,7 @@ enum {
 	OPT_LOCK_STACK,
 	OPT_TRACK_ALL,
 	OPT_COMM,
+	OPT_LOCK_FN,
 	OPT_PROBE_AT_ENTRY,
 	OPT_STACK_DEPTH,
 	OPT_MAX_PROCS,
@@ -79,6 +84,7 @@ static const struct option long_opts[] = {
 	{ "lock-stack", required_argument, NULL, OPT_LOCK_STACK },
 	{ "track-all", no_argument, NULL, OPT_TRACK_ALL },
 	{ "comm", required_argument, NULL, OPT_COMM },
+	{ "lock-fn", required_argument, NULL, OPT_LOCK_FN },
 	{ "probe-at-entry", no_argument, NULL, OPT_PROBE_AT_ENTRY },
 	{ "stack-depth", required_argument, NULL, OPT_STACK_DEPTH },
 	{ "max-procs", required_argument, NULL, OPT_MAX_PROCS },
@@ -242,6 +248,19 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 				return usage_error("too many --comm (at most 8): '%s'", optarg);
 			cfg->comms[cfg->ncomms++] = optarg;
 			break;
+		case OPT_LOCK_FN: {
+			const char *c1 = strchr(optarg, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+			/* the shape here; whether BINARY exists, when tracing starts */
+			if (!c1 || !c2 || c1 == optarg || c2 == c1 + 1 || !c2[1] ||
+			    (strchr(c2 + 1, ':') && strcmp(strchr(c2 + 1, ':'), ":TRY")))
+				return usage_error("invalid --lock-fn '%s' (BINARY:ACQUIRE:RELEASE[:TRY])",
+						   optarg);
+			if (cfg->nlock_fns == 8)
+				return usage_error("too many --lock-fn (at most 8): '%s'", optarg);
+			cfg->lock_fns[cfg->nlock_fns++] = optarg;
+			break;
+		}
 		case OPT_PROBE_AT_ENTRY:
 			cfg->probe_at_entry = true;
 			break;

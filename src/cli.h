@@ -29,6 +29,8 @@ struct fh_config {
 	bool track_all;			/* system-wide: lock probes on every process */
 	const char *comms[8];		/* --comm: lock probes from exec on (adaptive mode) */
 	int ncomms;
+	const char *lock_fns[8];	/* --lock-fn BINARY:ACQUIRE:RELEASE[:TRY] */
+	int nlock_fns;
 	bool probe_at_entry;		/* lock probes on function entries only */
 	int stack_depth;		/* frames shown per stack */
 	int max_procs;			/* processes with per-process probes */

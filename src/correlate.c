@@ -77,8 +77,10 @@ void correlate_fork(struct correlate *c, const struct fh_fork_event *ev, size_t 
 {
 	struct pending *p;
 
-	/* Make room: the oldest entries go first, counted. */
-	while (c->count && (c->count >= c->opts.max_pending || c->bytes + size > c->opts.max_bytes)) {
+	/* Make room: the oldest entries go first, counted. An event that can
+	 * never fit takes nobody's place. */
+	while (c->count && size <= c->opts.max_bytes &&
+	       (c->count >= c->opts.max_pending || c->bytes + size > c->opts.max_bytes)) {
 		struct pending *old = c->head.next;
 
 		release(c, old, NULL, NULL);
@@ -115,8 +117,11 @@ void correlate_child(struct correlate *c, const struct fh_child_event *ev)
 {
 	struct pending *p = find(c, ev->pid);
 
-	if (p && p->decided)
+	if (p && p->decided) {
+		/* its fate (a deadlock) is out; this exit only ends the wait for it */
+		unlink_pending(c, p);
 		return;
+	}
 	if (p && p->deadline_ns) {
 		release(c, p, ev, NULL);	/* printed together */
 	} else {

@@ -24,6 +24,8 @@ int events_handle(void *ctx, void *data, size_t size)
 			e->malformed++;
 			break;
 		}
+		if (e->out)	/* before the parent can be gone: its stacks print later */
+			output_note_fork(e->out, (pid_t)ev->pid, (pid_t)ev->child_pid, ev->comm);
 		correlate_fork(e->corr, ev, size);
 		break;
 	}
@@ -39,6 +41,8 @@ int events_handle(void *ctx, void *data, size_t size)
 			e->malformed++;
 			break;
 		}
+		if (e->out)
+			output_note_process(e->out, (pid_t)((struct fh_deadlock_event *)data)->pid);
 		correlate_deadlock(e->corr, data);
 		break;
 	case FH_EV_PROBE_REQUEST:
@@ -48,6 +52,9 @@ int events_handle(void *ctx, void *data, size_t size)
 		}
 		if (e->probe_request)
 			e->probe_request(e->ctx, (pid_t)((struct fh_probe_request *)data)->pid);
+		/* The earliest a process is seen: after its probes, not to delay them. */
+		if (e->out)
+			output_note_process(e->out, (pid_t)((struct fh_probe_request *)data)->pid);
 		break;
 	default:
 		e->malformed++;

@@ -72,11 +72,12 @@ void fmt_rfc3339(int64_t real_ns, char *buf, size_t size)
 
 void fmt_duration(uint64_t ns, char *buf, size_t size)
 {
+	/* the unit is chosen after rounding: 999950ns is "1.0ms", not "1000.0us" */
 	if (ns < 1000)
 		snprintf(buf, size, "%" PRIu64 "ns", ns);
-	else if (ns < 1000000)
+	else if (ns < 999950)
 		snprintf(buf, size, "%.1fus", ns / 1e3);
-	else if (ns < 1000000000)
+	else if (ns < 999950000)
 		snprintf(buf, size, "%.1fms", ns / 1e6);
 	else
 		snprintf(buf, size, "%.2fs", ns / 1e9);
@@ -157,6 +158,20 @@ static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *
 	return n;
 }
 
+/* Stacks are resolved when printed, from what is noted when an event names
+ * a process: by then it may be gone (symbolize.c). */
+void output_note_process(struct output *o, pid_t pid)
+{
+	if (o->o.syms)
+		syms_note_process(o->o.syms, pid);
+}
+
+void output_note_fork(struct output *o, pid_t pid, pid_t child, const char *comm)
+{
+	if (o->o.syms)
+		syms_note_fork(o->o.syms, pid, child, comm);
+}
+
 static void json_stack(struct output *o, const char *key, int n)
 {
 	jw_arr_begin(&o->jw, key);
@@ -171,6 +186,31 @@ static void json_stack(struct output *o, const char *key, int n)
 		else
 			jw_null(&o->jw, "offset");
 		jw_str(&o->jw, "module", f->has_module ? f->module : NULL);
+		/* Unknown symbol, known module: enough to look it up offline. */
+		if (!f->known && f->has_module)
+			jw_uint(&o->jw, "module_offset", f->module_offset);
+		if (f->file[0] && f->line) {
+			jw_str(&o->jw, "file", f->file);
+			jw_uint(&o->jw, "line", f->line);
+		}
+		if (f->build_id[0])
+			jw_str(&o->jw, "build_id", f->build_id);
+		if (f->n_inline > 0) {
+			jw_arr_begin(&o->jw, "inline");
+			for (int k = 0; k < f->n_inline && k < FH_INLINE_MAX; k++) {
+				const struct fh_inline *in = &f->inl[k];
+
+				jw_obj_begin(&o->jw, NULL);
+				jw_str(&o->jw, "symbol", in->symbol[0] ? in->symbol : NULL);
+				jw_str(&o->jw, "file", in->file[0] ? in->file : NULL);
+				if (in->line)
+					jw_uint(&o->jw, "line", in->line);
+				else
+					jw_null(&o->jw, "line");
+				jw_obj_end(&o->jw);
+			}
+			jw_arr_end(&o->jw);
+		}
 		if (f->fp)
 			jw_bool(&o->jw, "fp", true);
 		jw_obj_end(&o->jw);
@@ -178,13 +218,26 @@ static void json_stack(struct output *o, const char *key, int n)
 	jw_arr_end(&o->jw);
 }
 
+/* " (file.c:12)", the file as its basename, or "" when unknown. */
+static const char *text_source(const char *file, unsigned int line, char *buf, size_t size)
+{
+	char esc[FH_FILE_LEN * 4];
+	const char *base = strrchr(file, '/');
+
+	if (!file[0] || !line)
+		return "";
+	term_escape(base ? base + 1 : file, (size_t)-1, esc, sizeof(esc));
+	snprintf(buf, size, " (%s:%u)", esc, line);
+	return buf;
+}
+
 static void text_stack(struct output *o, int n, const char *indent)
 {
-	char sym[FH_SYM_LEN * 4], mod[FH_MODULE_LEN * 4];
+	char sym[FH_SYM_LEN * 4], mod[FH_MODULE_LEN * 4], src[FH_FILE_LEN * 4 + 32];
 
 	for (int i = 0; i < n; i++) {
 		const struct fh_frame *f = &o->frames[i];
-		const char *base;
+		const char *base, *where = text_source(f->file, f->line, src, sizeof(src));
 
 		if (f->has_module) {
 			base = strrchr(f->module, '/');
@@ -192,14 +245,21 @@ static void text_stack(struct output *o, int n, const char *indent)
 		}
 		if (f->known) {
 			term_escape(f->symbol, (size_t)-1, sym, sizeof(sym));
-			fprintf(o->o.f, "%s#%d %s+0x%" PRIx64 " [%s]%s\n", indent, i, sym, f->offset,
-				f->has_module ? mod : "?", f->fp ? " (fp)" : "");
+			fprintf(o->o.f, "%s#%d %s+0x%" PRIx64 "%s [%s]%s\n", indent, i, sym, f->offset,
+				where, f->has_module ? mod : "?", f->fp ? " (fp)" : "");
 		} else if (f->has_module) {
-			fprintf(o->o.f, "%s#%d 0x%" PRIx64 " [%s+0x%" PRIx64 "]%s\n", indent, i,
-				f->addr, mod, f->module_offset, f->fp ? " (fp)" : "");
+			fprintf(o->o.f, "%s#%d 0x%" PRIx64 "%s [%s+0x%" PRIx64 "]%s\n", indent, i,
+				f->addr, where, mod, f->module_offset, f->fp ? " (fp)" : "");
 		} else {
 			fprintf(o->o.f, "%s#%d 0x%" PRIx64 "%s\n", indent, i, f->addr,
 				f->fp ? " (fp)" : "");
+		}
+		/* The calls inlined at this address, innermost first, as in JSON. */
+		for (int k = 0; k < f->n_inline && k < FH_INLINE_MAX; k++) {
+			term_escape(f->inl[k].symbol[0] ? f->inl[k].symbol : "?", (size_t)-1, sym,
+				    sizeof(sym));
+			fprintf(o->o.f, "%s     inlined: %s%s\n", indent, sym,
+				text_source(f->inl[k].file, f->inl[k].line, src, sizeof(src)));
 		}
 	}
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include "forkhazard.h"
 
 struct syms;
@@ -41,6 +42,14 @@ void output_free(struct output *o);
 
 /* Header row (text mode). */
 void output_start(struct output *o);
+
+/*
+ * A process named by an event: remember its modules now, for stacks printed
+ * later, when it may be gone. A fork whose parent is already gone borrows
+ * the child's address space (comm: the parent's, to tell an exec'd child).
+ */
+void output_note_process(struct output *o, pid_t pid);
+void output_note_fork(struct output *o, pid_t pid, pid_t child, const char *comm);
 
 /* Should a fork event be shown at all (text mode hides "info" forks without -v)? */
 bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev);

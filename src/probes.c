@@ -18,32 +18,69 @@
 #include "probes.h"
 #include "procfs.h"
 
-/* The lock functions probed in each C library. Adding a kind is a row here. */
+/* How a probed function moves a lock. */
+enum lock_op {
+	OP_ACQUIRE,		/* the lock word tells at the fork whether it worked */
+	OP_ACQUIRE_RET,		/* counts only if it returns 0 */
+	OP_RELEASE,
+};
+
+/*
+ * The lock functions probed in each C library. A kind is a few rows here and
+ * its lock word's meaning in bpf/fh.bpf.h (lock_word_verdict). C11 mtx_lock
+ * and mtx_unlock call pthread_mutex_lock/unlock in glibc 2.34+ and musl, and
+ * std::mutex, std::shared_mutex call the pthread functions: the probes on
+ * those addresses see them all.
+ */
 static const struct lock_fn {
 	const char *name;
 	enum fh_lock_kind kind;
-	bool release;
+	enum lock_op op;
 } lock_fns[] = {
-	{ "pthread_mutex_lock",      FH_KIND_MUTEX, false },
-	{ "pthread_mutex_trylock",   FH_KIND_MUTEX, false },
-	{ "pthread_mutex_timedlock", FH_KIND_MUTEX, false },
-	{ "pthread_mutex_clocklock", FH_KIND_MUTEX, false },
-	{ "pthread_mutex_unlock",    FH_KIND_MUTEX, true },
+	{ "pthread_mutex_lock",         FH_KIND_MUTEX,        OP_ACQUIRE },
+	{ "pthread_mutex_trylock",      FH_KIND_MUTEX,        OP_ACQUIRE },
+	{ "pthread_mutex_timedlock",    FH_KIND_MUTEX,        OP_ACQUIRE },
+	{ "pthread_mutex_clocklock",    FH_KIND_MUTEX,        OP_ACQUIRE },
+	{ "pthread_mutex_unlock",       FH_KIND_MUTEX,        OP_RELEASE },
+	{ "pthread_rwlock_rdlock",      FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
+	{ "pthread_rwlock_tryrdlock",   FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
+	{ "pthread_rwlock_timedrdlock", FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
+	{ "pthread_rwlock_clockrdlock", FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
+	{ "pthread_rwlock_wrlock",      FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
+	{ "pthread_rwlock_trywrlock",   FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
+	{ "pthread_rwlock_timedwrlock", FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
+	{ "pthread_rwlock_clockwrlock", FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
+	{ "pthread_rwlock_unlock",      FH_KIND_RWLOCK_READ,  OP_RELEASE },
+	/* A semaphore's word cannot tell its holder from a waiter: confirm
+	 * on return. sem_post releases whichever thread took it. */
+	{ "sem_wait",                   FH_KIND_SEM,          OP_ACQUIRE_RET },
+	{ "sem_trywait",                FH_KIND_SEM,          OP_ACQUIRE_RET },
+	{ "sem_timedwait",              FH_KIND_SEM,          OP_ACQUIRE_RET },
+	{ "sem_clockwait",              FH_KIND_SEM,          OP_ACQUIRE_RET },
+	{ "sem_post",                   FH_KIND_SEM,          OP_RELEASE },
+	/* A spinning waiter looks like a holder too. */
+	{ "pthread_spin_lock",          FH_KIND_SPIN,         OP_ACQUIRE_RET },
+	{ "pthread_spin_trylock",       FH_KIND_SPIN,         OP_ACQUIRE_RET },
+	{ "pthread_spin_unlock",        FH_KIND_SPIN,         OP_RELEASE },
 };
-#define N_LOCK_FNS (sizeof(lock_fns) / sizeof(lock_fns[0]))
-#define MAX_POINTS (N_LOCK_FNS * ELF_MAX_ALIASES)
+#define N_LOCK_FNS	(sizeof(lock_fns) / sizeof(lock_fns[0]))
+#define N_LINK_OPS	3		/* one uprobe_multi link per lock_op */
+#define MAX_POINTS	(N_LOCK_FNS * ELF_MAX_ALIASES)
 
 #define MAX_MODULES		64	/* distinct lock libraries on the machine */
 #define MAX_MODS_PER_PROC	4
+#define MAX_LOCK_FNS		8	/* --lock-fn specs */
 
-/* A C library resolved once, probed in any number of processes. */
+/* A library (or static executable) resolved once, probed in any number of
+ * processes. nfns == 0: resolved, and nothing to probe in it. */
 struct lock_module {
 	dev_t dev;
 	ino_t ino;
-	int nacq, nrel;
-	unsigned long acq_off[MAX_POINTS], rel_off[MAX_POINTS];
-	__u64 acq_cookie[MAX_POINTS], rel_cookie[MAX_POINTS];
-	int global_links[2];	/* system-wide links, -1 if none */
+	int npoints[N_LINK_OPS];
+	unsigned long off[N_LINK_OPS][MAX_POINTS];
+	__u64 cookie[N_LINK_OPS][MAX_POINTS];
+	int nfns;
+	int global_links[N_LINK_OPS];	/* system-wide links, -1 if none */
 };
 
 struct probed_proc {
@@ -52,41 +89,86 @@ struct probed_proc {
 	int nmods;
 	struct {
 		struct lock_module *mod;
-		int links[2];
+		int links[N_LINK_OPS];
 	} mods[MAX_MODS_PER_PROC];
 };
 
+/* --lock-fn BINARY:ACQUIRE:RELEASE[:TRY] */
+struct user_lock_fn {
+	char binary[256];
+	char acquire[128], release[128];
+	bool try_ret;
+	dev_t dev;
+	ino_t ino;
+};
+
 struct probes {
-	int prog_fd[2];		/* acquire, release */
+	int prog_fd[N_LINK_OPS];
 	bool at_entry;		/* never move probes off function entries */
 	struct lock_module modules[MAX_MODULES];
 	int nmodules;
+	struct user_lock_fn user_fns[MAX_LOCK_FNS];
+	int nuser_fns;
 	struct probed_proc *procs;
 	int nprocs, max_procs, refused;
 	int links;
 };
 
-struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs, bool at_entry)
+struct probes *probes_new(const struct probes_opts *o)
 {
 	struct probes *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return NULL;
-	p->procs = calloc((size_t)max_procs, sizeof(*p->procs));
+	p->procs = calloc((size_t)o->max_procs, sizeof(*p->procs));
 	if (!p->procs) {
 		free(p);
 		return NULL;
 	}
-	p->prog_fd[0] = acquire_prog_fd;
-	p->prog_fd[1] = release_prog_fd;
-	p->max_procs = max_procs;
-	p->at_entry = at_entry;
+	p->prog_fd[OP_ACQUIRE] = o->acquire_fd;
+	p->prog_fd[OP_ACQUIRE_RET] = o->acquired_fd;
+	p->prog_fd[OP_RELEASE] = o->release_fd;
+	p->max_procs = o->max_procs;
+	p->at_entry = o->at_entry;
 	return p;
 }
 
-static void close_links(struct probes *p, int links[2])
+int probes_add_lock_fn(struct probes *p, const char *spec)
 {
-	for (int i = 0; i < 2; i++) {
+	struct user_lock_fn *u;
+	char buf[512], *fields[5] = { 0 }, *rest = buf, *tok;
+	struct stat st;
+	int n = 0;
+
+	if (p->nuser_fns == MAX_LOCK_FNS)
+		return -ENOSPC;
+	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
+		return -EINVAL;
+	while (n < 5 && (tok = strsep(&rest, ":")))
+		fields[n++] = tok;
+	if (n < 3 || n > 4 || !fields[0][0] || !fields[1][0] || !fields[2][0] ||
+	    strlen(fields[0]) >= sizeof(u->binary) || strlen(fields[1]) >= sizeof(u->acquire) ||
+	    strlen(fields[2]) >= sizeof(u->release))
+		return -EINVAL;
+	if (n == 4 && strcmp(fields[3], "TRY"))
+		return -EINVAL;
+	if (stat(fields[0], &st))
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	u = &p->user_fns[p->nuser_fns++];
+	snprintf(u->binary, sizeof(u->binary), "%s", fields[0]);
+	snprintf(u->acquire, sizeof(u->acquire), "%s", fields[1]);
+	snprintf(u->release, sizeof(u->release), "%s", fields[2]);
+	u->try_ret = n == 4;
+	u->dev = st.st_dev;
+	u->ino = st.st_ino;
+	return 0;
+}
+
+static void close_links(struct probes *p, int links[N_LINK_OPS])
+{
+	for (int i = 0; i < N_LINK_OPS; i++) {
 		if (links[i] >= 0) {
 			close(links[i]);
 			p->links--;
@@ -116,20 +198,28 @@ void probes_free(struct probes *p)
 	free(p);
 }
 
-/* Is this mapping a library whose lock functions we probe? */
-static bool is_lock_library(const char *path)
+static const char *base_name(const char *path)
 {
 	const char *base = strrchr(path, '/');
 
-	base = base ? base + 1 : path;
-	return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-2.", 7) == 0 ||
-	       strncmp(base, "libpthread.so", 13) == 0 || strncmp(base, "libpthread-", 11) == 0;
+	return base ? base + 1 : path;
+}
+
+/* Is this mapping a C library whose lock functions we probe? */
+static bool is_c_library(const char *path)
+{
+	const char *base = base_name(path);
+
+	return !strncmp(base, "libc.so", 7) || !strncmp(base, "libc-2.", 7) ||
+	       !strncmp(base, "libpthread.so", 13) || !strncmp(base, "libpthread-", 11) ||
+	       !strncmp(base, "ld-musl-", 8) || !strncmp(base, "libc.musl-", 10);
 }
 
 /* Where to probe one lock function: the cheapest point every call passes
- * (placement.c), or its entry. */
+ * (placement.c), or its entry. A return probe must sit where the return
+ * address is on top of the stack: the kernel replaces it there. */
 static void place_probe(struct probes *p, int fd, const struct elf_func *f, int alias,
-			const char *path, struct probe_point *pp)
+			bool need_ret_on_top, const char *path, struct probe_point *pp)
 {
 	unsigned char code[4096];
 	size_t len = f->size[alias] && f->size[alias] < sizeof(code) ? f->size[alias] : sizeof(code);
@@ -140,30 +230,83 @@ static void place_probe(struct probes *p, int fd, const struct elf_func *f, int 
 #if defined(__x86_64__)
 	if (!p->at_entry) {
 		n = pread(fd, code, len, (off_t)f->file_offset[alias]);
-		if (n > 0)
-			placement_choose(code, (size_t)n, f->file_offset[alias], pp);
+		if (n > 0 && placement_choose(code, (size_t)n, f->file_offset[alias], pp) == 0 &&
+		    need_ret_on_top && pp->ret_slot) {
+			memset(pp, 0, sizeof(*pp));
+			snprintf(pp->insn, sizeof(pp->insn), "entry");
+		}
 	}
 #else
-	(void)p, (void)fd, (void)code, (void)len, (void)n;
+	(void)p, (void)fd, (void)code, (void)len, (void)n, (void)need_ret_on_top;
 #endif
 	log_debug("%s: %s probed at +0x%llx (%s%s)", path, f->name, (unsigned long long)pp->offset,
 		  pp->insn, pp->emulated ? ", emulated" : ", single-stepped");
 }
 
-/* Resolve the probe points of the library behind one mapping of pid. */
+static void add_point(struct lock_module *mod, enum lock_op op, unsigned long off, __u64 cookie)
+{
+	for (int i = 0; i < mod->npoints[op]; i++)
+		if (mod->off[op][i] == off)
+			return;	/* an alias of a function already probed */
+	if (mod->npoints[op] < (int)MAX_POINTS) {
+		mod->off[op][mod->npoints[op]] = off;
+		mod->cookie[op][mod->npoints[op]++] = cookie;
+	}
+}
+
+/* Add the probe points of (name, kind, op) found in funcs[i]. */
+static void add_function(struct probes *p, struct lock_module *mod, int fd, const char *path,
+			 const struct elf_func *f, enum fh_lock_kind kind, enum lock_op op,
+			 enum fh_layout layout)
+{
+	for (int a = 0; a < f->n; a++) {
+		struct probe_point pp;
+		__u64 cookie;
+
+		place_probe(p, fd, f, a, op == OP_ACQUIRE_RET, path, &pp);
+		cookie = FH_COOKIE(kind, pp.ret_slot, layout,
+				   op == OP_ACQUIRE_RET ? FH_PROBE_CONFIRM_RET : 0);
+		if (op == OP_ACQUIRE_RET) {
+			/* entry and return at the same point: one trap for both */
+			add_point(mod, OP_ACQUIRE, f->file_offset[a] + pp.offset, cookie);
+			add_point(mod, OP_ACQUIRE_RET, f->file_offset[a] + pp.offset, cookie);
+		} else {
+			add_point(mod, op, f->file_offset[a] + pp.offset, cookie);
+		}
+		mod->nfns++;
+	}
+}
+
+/* Is this ELF file musl's? Its C library has a telling name; a static musl
+ * executable has musl's start-up function in its symbol table. */
+static enum fh_layout detect_layout(int fd, const char *path)
+{
+	struct elf_func musl = { .name = "__init_libc" };
+	const char *base = base_name(path);
+
+	if (!strncmp(base, "ld-musl-", 8) || !strncmp(base, "libc.musl-", 10))
+		return FH_LAYOUT_MUSL;
+	if (elf_find_funcs(fd, &musl, 1) == 0 && musl.n)
+		return FH_LAYOUT_MUSL;
+	return FH_LAYOUT_GLIBC;
+}
+
+/* Resolve the probe points of the file behind one mapping of pid: a C
+ * library, a static executable, or a binary named by --lock-fn. */
 static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *m,
 			  struct lock_module **out)
 {
-	struct elf_func funcs[N_LOCK_FNS];
+	struct elf_func funcs[N_LOCK_FNS], user[2];
 	dev_t dev = makedev(m->dev_major, m->dev_minor);
 	struct lock_module *mod;
+	enum fh_layout layout;
 	char path[96];
 	int fd, err;
 
 	for (int i = 0; i < p->nmodules; i++) {
 		if (p->modules[i].dev == dev && p->modules[i].ino == m->inode) {
 			*out = &p->modules[i];
-			return 0;
+			return p->modules[i].nfns ? 0 : -ENODATA;
 		}
 	}
 	if (p->nmodules == MAX_MODULES)
@@ -184,36 +327,42 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 		return err;
 	}
 
-	mod = &p->modules[p->nmodules];
+	mod = &p->modules[p->nmodules++];
 	memset(mod, 0, sizeof(*mod));
 	mod->dev = dev;
 	mod->ino = m->inode;
-	mod->global_links[0] = mod->global_links[1] = -1;
-	for (size_t i = 0; i < N_LOCK_FNS; i++) {
-		for (int a = 0; a < funcs[i].n; a++) {
-			struct probe_point pp;
-			__u64 cookie;
+	for (int op = 0; op < N_LINK_OPS; op++)
+		mod->global_links[op] = -1;
+	layout = detect_layout(fd, m->path);
+	for (size_t i = 0; i < N_LOCK_FNS; i++)
+		add_function(p, mod, fd, m->path, &funcs[i], lock_fns[i].kind, lock_fns[i].op,
+			     layout);
+	for (int u = 0; u < p->nuser_fns; u++) {
+		const struct user_lock_fn *uf = &p->user_fns[u];
 
-			place_probe(p, fd, &funcs[i], a, m->path, &pp);
-			cookie = FH_COOKIE(lock_fns[i].kind, pp.ret_slot);
-			if (lock_fns[i].release) {
-				mod->rel_off[mod->nrel] = funcs[i].file_offset[a] + pp.offset;
-				mod->rel_cookie[mod->nrel++] = cookie;
-			} else {
-				mod->acq_off[mod->nacq] = funcs[i].file_offset[a] + pp.offset;
-				mod->acq_cookie[mod->nacq++] = cookie;
-			}
+		if (uf->dev != dev || uf->ino != m->inode)
+			continue;
+		user[0].name = uf->acquire;
+		user[1].name = uf->release;
+		if (elf_find_funcs(fd, user, 2) || !user[0].n || !user[1].n) {
+			log_warn("--lock-fn: %s has no function %s or %s", uf->binary, uf->acquire,
+				 uf->release);
+			continue;
 		}
+		add_function(p, mod, fd, m->path, &user[0], FH_KIND_CUSTOM,
+			     uf->try_ret ? OP_ACQUIRE_RET : OP_ACQUIRE, layout);
+		add_function(p, mod, fd, m->path, &user[1], FH_KIND_CUSTOM, OP_RELEASE, layout);
 	}
 	close(fd);
-	if (!mod->nacq || !mod->nrel) {
-		log_info("%s: no lock functions found", m->path);
-		return -ENODATA;
-	}
-	p->nmodules++;
+	/* Both ends are needed: acquisitions never released would pile up. */
+	if (!mod->npoints[OP_RELEASE] || (!mod->npoints[OP_ACQUIRE] && !mod->npoints[OP_ACQUIRE_RET]))
+		mod->nfns = 0;
 	*out = mod;
-	log_debug("lock library %s: %d acquire and %d release points", m->path, mod->nacq,
-		  mod->nrel);
+	if (!mod->nfns)
+		return -ENODATA;
+	log_debug("lock functions in %s (%s layout): %d entry, %d return, %d release points",
+		  m->path, layout == FH_LAYOUT_MUSL ? "musl" : "glibc", mod->npoints[OP_ACQUIRE],
+		  mod->npoints[OP_ACQUIRE_RET], mod->npoints[OP_RELEASE]);
 	return 0;
 }
 
@@ -237,10 +386,11 @@ struct link_create_uprobe_multi {
 	__u32 _pad;
 	__u8 rest[64];		/* zeroed tail of union bpf_attr */
 };
-#define FH_BPF_TRACE_UPROBE_MULTI 48
+#define FH_BPF_TRACE_UPROBE_MULTI	48
+#define FH_BPF_F_UPROBE_MULTI_RETURN	1
 
 static int uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets,
-			     const __u64 *cookies, int cnt, pid_t pid)
+			     const __u64 *cookies, int cnt, pid_t pid, bool ret)
 {
 	struct link_create_uprobe_multi attr;
 	int fd;
@@ -252,6 +402,7 @@ static int uprobe_multi_link(int prog_fd, const char *path, const unsigned long 
 	attr.offsets = (__u64)(unsigned long)offsets;
 	attr.cookies = (__u64)(unsigned long)cookies;
 	attr.cnt = (__u32)cnt;
+	attr.multi_flags = ret ? FH_BPF_F_UPROBE_MULTI_RETURN : 0;
 	attr.pid = (__u32)pid;	/* 0: every process */
 	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
 	if (fd < 0)
@@ -260,22 +411,24 @@ static int uprobe_multi_link(int prog_fd, const char *path, const unsigned long 
 }
 
 static int attach_module(struct probes *p, struct lock_module *mod, const char *path,
-			 pid_t pid, int links[2])
+			 pid_t pid, int links[N_LINK_OPS])
 {
-	links[0] = uprobe_multi_link(p->prog_fd[0], path, mod->acq_off, mod->acq_cookie,
-				     mod->nacq, pid);
-	if (links[0] < 0)
-		return links[0];
-	links[1] = uprobe_multi_link(p->prog_fd[1], path, mod->rel_off, mod->rel_cookie,
-				     mod->nrel, pid);
-	if (links[1] < 0) {
-		int err = links[1];
+	for (int op = 0; op < N_LINK_OPS; op++)
+		links[op] = -1;
+	for (int op = 0; op < N_LINK_OPS; op++) {
+		if (!mod->npoints[op])
+			continue;
+		links[op] = uprobe_multi_link(p->prog_fd[op], path, mod->off[op], mod->cookie[op],
+					      mod->npoints[op], pid, op == OP_ACQUIRE_RET);
+		if (links[op] < 0) {
+			int err = links[op];
 
-		close(links[0]);
-		links[0] = links[1] = -1;
-		return err;
+			links[op] = -1;
+			close_links(p, links);
+			return err;
+		}
+		p->links++;
 	}
-	p->links += 2;
 	return 0;
 }
 
@@ -289,20 +442,41 @@ static struct probed_proc *find_proc(struct probes *p, pid_t pid)
 
 struct attach_walk {
 	struct probes *p;
-	pid_t pid;
+	pid_t pid;		/* whose mappings are read */
+	pid_t target;		/* whose probes they are (the link's PID filter) */
 	bool per_process;
 	struct probed_proc *pp;
+	struct stat exe;	/* the process's executable: maybe static */
+	bool loader;		/* it maps a dynamic loader */
 	int found, attached, err;
 };
+
+static bool is_candidate(const struct attach_walk *w, const struct fh_mapping *m)
+{
+	dev_t dev = makedev(m->dev_major, m->dev_minor);
+
+	if (m->perms[2] != 'x' || !m->path[0] || m->path[0] == '[')
+		return false;
+	if (is_c_library(m->path))
+		return true;
+	if (dev == w->exe.st_dev && m->inode == w->exe.st_ino)
+		return true;	/* a static executable carries its own */
+	for (int u = 0; u < w->p->nuser_fns; u++)
+		if (dev == w->p->user_fns[u].dev && m->inode == w->p->user_fns[u].ino)
+			return true;
+	return false;
+}
 
 static int attach_mapping(const struct fh_mapping *m, void *ctx)
 {
 	struct attach_walk *w = ctx;
 	struct lock_module *mod = NULL;
+	int links[N_LINK_OPS], err;
 	char path[96];
-	int links[2], err;
 
-	if (m->perms[2] != 'x' || !m->path[0] || !is_lock_library(m->path))
+	if (m->path[0] == '/' && !strncmp(base_name(m->path), "ld-linux", 8))
+		w->loader = true;
+	if (!is_candidate(w, m))
 		return 0;
 	err = resolve_module(w->p, w->pid, m, &mod);
 	if (err) {
@@ -312,7 +486,7 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 	}
 	w->found++;
 	if (!w->per_process) {
-		if (mod->global_links[0] >= 0)
+		if (mod->global_links[OP_RELEASE] >= 0)
 			return 0;
 	} else {
 		for (int i = 0; i < w->pp->nmods; i++)
@@ -323,19 +497,17 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 	}
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)w->pid,
 		 (unsigned long long)m->start, (unsigned long long)m->end);
-	err = attach_module(w->p, mod, path, w->per_process ? w->pid : 0, links);
+	err = attach_module(w->p, mod, path, w->per_process ? w->target : 0, links);
 	if (err) {
 		w->err = err;
 		return err == -ENOTSUP ? err : 0;
 	}
 	if (w->per_process) {
 		w->pp->mods[w->pp->nmods].mod = mod;
-		w->pp->mods[w->pp->nmods].links[0] = links[0];
-		w->pp->mods[w->pp->nmods].links[1] = links[1];
+		memcpy(w->pp->mods[w->pp->nmods].links, links, sizeof(links));
 		w->pp->nmods++;
 	} else {
-		mod->global_links[0] = links[0];
-		mod->global_links[1] = links[1];
+		memcpy(mod->global_links, links, sizeof(links));
 	}
 	w->attached++;
 	log_info("lock probes on %s for %s", m->path,
@@ -343,12 +515,48 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 	return 0;
 }
 
+/* Our own C library, as a stand-in for the one a process will map. */
+static int find_own_libc(const struct fh_mapping *m, void *ctx)
+{
+	struct attach_walk *w = ctx;
+
+	if (m->perms[2] != 'x' || !is_c_library(m->path))
+		return 0;
+	return attach_mapping(m, w) ? -EIO : 1;
+}
+
+/*
+ * A process caught between exec and its dynamic loader mapping the C library
+ * (a --comm process, a COMMAND) has nothing to probe yet. Per-process uprobes
+ * follow the file, not the mapping: probing the C library this machine's
+ * programs use makes the kernel install them when the loader maps it.
+ */
+static int attach_default_libc(struct attach_walk *w)
+{
+	struct attach_walk self = *w;
+	int ret;
+
+	self.pid = getpid();	/* resolve through our own mappings... */
+	ret = procfs_for_each_mapping(self.pid, find_own_libc, &self);
+	if (ret == 1 && self.attached > w->attached) {
+		/* ...for the traced process (self.target): the links and
+		 * the modules it now has are recorded in w->pp. */
+		w->attached = self.attached;
+		return 0;
+	}
+	return -ENODATA;
+}
+
 int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 {
-	struct attach_walk w = { .p = p, .pid = pid, .per_process = per_process };
+	struct attach_walk w = { .p = p, .pid = pid, .target = pid, .per_process = per_process };
 	bool new_proc = false;
+	char exe[64];
 	int err;
 
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+	if (stat(exe, &w.exe))
+		memset(&w.exe, 0, sizeof(w.exe));
 	if (per_process) {
 		w.pp = find_proc(p, pid);
 		if (!w.pp) {
@@ -375,7 +583,9 @@ int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 		err = -ENOENT;
 	if (!err && w.err == -ENOTSUP)
 		err = -ENOTSUP;
-	if (!err && !w.found)
+	if (!err && !w.found && w.loader && per_process)
+		err = attach_default_libc(&w);
+	else if (!err && !w.found)
 		err = -ENODATA;
 	if (err && new_proc)
 		release_proc(p, w.pp);
@@ -397,7 +607,7 @@ int probes_attach_everywhere(struct probes *p)
 		long pid = strtol(de->d_name, &end, 10);
 		int n;
 
-		if (*end || pid <= 0)
+		if (*end || pid <= 0 || pid == getpid())
 			continue;
 		n = probes_attach_process(p, (pid_t)pid, false);
 		if (n == -ENOTSUP) {

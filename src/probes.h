@@ -19,15 +19,30 @@ struct probes_stats {
 	int links;		/* uprobe_multi links open */
 };
 
-/* at_entry: probe function entries only (slower: see placement.h). */
-struct probes *probes_new(int acquire_prog_fd, int release_prog_fd, int max_procs, bool at_entry);
+struct probes_opts {
+	int acquire_fd;		/* BPF program at lock calls */
+	int acquired_fd;	/* ... at their return, where it confirms them */
+	int release_fd;		/* ... at unlock calls */
+	int max_procs;		/* processes with per-process probes at once */
+	bool at_entry;		/* function entries only (slower: see placement.h) */
+};
+
+struct probes *probes_new(const struct probes_opts *opts);
 void probes_free(struct probes *p);
+
+/*
+ * A user's lock functions, "BINARY:ACQUIRE:RELEASE[:TRY]" (--lock-fn): the
+ * lock's address is the first argument of both; with TRY, an acquisition
+ * counts only when ACQUIRE returns 0. Returns 0, -EINVAL for a malformed spec,
+ * -ENOSPC for too many, or -errno when BINARY cannot be found.
+ */
+int probes_add_lock_fn(struct probes *p, const char *spec);
 
 /*
  * Attach lock probes for the lock libraries that pid maps and that are not
  * probed yet: for pid only (per_process) or for every process (system-wide).
  * Returns the number of libraries newly probed, or -errno:
- *   -ENOENT  pid is gone;   -ENODATA  pid maps no C library with lock functions
+ *   -ENOENT  pid is gone;   -ENODATA  pid maps no library with lock functions
  *   -ENOTSUP the kernel lacks uprobe_multi links
  */
 int probes_attach_process(struct probes *p, pid_t pid, bool per_process);

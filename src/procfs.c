@@ -241,3 +241,61 @@ int procfs_list_tasks(pid_t pid, pid_t *tids, int max)
 	closedir(d);
 	return n;
 }
+
+int procfs_parse_status(const char *buf, struct fh_proc_status *st)
+{
+	/* Name: comes first; the kernel escapes newlines in it, but skip it anyway */
+	const char *rest = strchr(buf, '\n');
+	const char *tgid = rest ? strstr(rest, "\nTgid:") : NULL;
+	const char *tracer = rest ? strstr(rest, "\nTracerPid:") : NULL;
+
+	memset(st, 0, sizeof(*st));
+	if (!tgid || !tracer)
+		return -EINVAL;
+	if (sscanf(tgid + 6, "%d", &st->tgid) != 1 ||
+	    sscanf(tracer + 11, "%d", &st->tracer_pid) != 1)
+		return -EINVAL;
+	return st->tgid > 0 ? 0 : -EINVAL;
+}
+
+int procfs_read_status(pid_t pid, pid_t tid, struct fh_proc_status *st)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	n = procfs_read_file(path, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	return procfs_parse_status(buf, st);
+}
+
+int procfs_read_wchan(pid_t pid, pid_t tid, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/wchan", (int)pid, (int)tid);
+	n = procfs_read_file(path, buf, size);
+	if (n < 0)
+		return (int)n;
+	buf[strcspn(buf, "\n")] = '\0';
+	/* "0": running, or the address is hidden from us */
+	if (!strcmp(buf, "0"))
+		buf[0] = '\0';
+	return 0;
+}
+
+int procfs_read_pid_max(void)
+{
+	char buf[32];
+	long v;
+
+	if (procfs_read_file("/proc/sys/kernel/pid_max", buf, sizeof(buf)) <= 0)
+		return 1 << 22;
+	v = strtol(buf, NULL, 10);
+	return v > 1 && v <= (1 << 22) ? (int)v : 1 << 22;
+}

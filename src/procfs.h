@@ -54,4 +54,20 @@ bool procfs_is_kernel_thread(pid_t pid);
 /* TIDs of pid's threads into tids (at most max). Returns the count or -errno. */
 int procfs_list_tasks(pid_t pid, pid_t *tids, int max);
 
+/* The fields of /proc/PID[/task/TID]/status forkhazard uses. */
+struct fh_proc_status {
+	pid_t tgid;		/* the process a thread belongs to */
+	pid_t tracer_pid;	/* 0: not ptraced */
+};
+int procfs_parse_status(const char *buf, struct fh_proc_status *st);
+/* pid may be any TID: /proc/TID exists for every thread, listed or not. */
+int procfs_read_status(pid_t pid, pid_t tid, struct fh_proc_status *st);
+
+/* The kernel function a thread sleeps in (/proc/PID/task/TID/wchan), "" if
+ * running or hidden. Returns 0 or -errno. */
+int procfs_read_wchan(pid_t pid, pid_t tid, char *buf, size_t size);
+
+/* /proc/sys/kernel/pid_max; 4194304 (the largest possible) if unreadable. */
+int procfs_read_pid_max(void);
+
 #endif

@@ -171,14 +171,18 @@ static int load_bpf(struct tracer *t)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
 
-	if (cfg->light) {
-		bpf_program__set_autoload(skel->progs.lock_acquire, false);
-		bpf_program__set_autoload(skel->progs.lock_release, false);
-	} else {
-		bpf_program__set_expected_attach_type(skel->progs.lock_acquire,
-						      FH_BPF_TRACE_UPROBE_MULTI);
-		bpf_program__set_expected_attach_type(skel->progs.lock_release,
-						      FH_BPF_TRACE_UPROBE_MULTI);
+	{
+		struct bpf_program *lock_progs[] = {
+			skel->progs.lock_acquire, skel->progs.lock_acquired, skel->progs.lock_release,
+		};
+
+		for (size_t i = 0; i < sizeof(lock_progs) / sizeof(lock_progs[0]); i++) {
+			if (cfg->light)
+				bpf_program__set_autoload(lock_progs[i], false);
+			else
+				bpf_program__set_expected_attach_type(lock_progs[i],
+								      FH_BPF_TRACE_UPROBE_MULTI);
+		}
 	}
 	err = forkhazard_bpf__load(skel);
 	if (err) {
@@ -233,6 +237,8 @@ static void on_probe_request(void *ctx, pid_t pid)
 	struct tracer *t = ctx;
 	int n;
 
+	log_debug("probe request for PID %d", (int)pid);
+
 	if (t->filtering || t->adaptive) {
 		n = probe_process(t, pid);
 	} else {
@@ -282,11 +288,26 @@ static int attach_targets(struct tracer *t)
 	int n;
 
 	if (!cfg->light) {
-		t->probes = probes_new(bpf_program__fd(t->skel->progs.lock_acquire),
-				       bpf_program__fd(t->skel->progs.lock_release), cfg->max_procs,
-				       cfg->probe_at_entry);
+		struct probes_opts po = {
+			.acquire_fd = bpf_program__fd(t->skel->progs.lock_acquire),
+			.acquired_fd = bpf_program__fd(t->skel->progs.lock_acquired),
+			.release_fd = bpf_program__fd(t->skel->progs.lock_release),
+			.max_procs = cfg->max_procs,
+			.at_entry = cfg->probe_at_entry,
+		};
+
+		t->probes = probes_new(&po);
 		if (!t->probes)
 			return -ENOMEM;
+		for (int i = 0; i < cfg->nlock_fns; i++) {
+			n = probes_add_lock_fn(t->probes, cfg->lock_fns[i]);
+			if (n) {
+				log_error("--lock-fn %s: %s", cfg->lock_fns[i],
+					  n == -EINVAL ? "expected BINARY:ACQUIRE:RELEASE[:TRY] with "
+							 "BINARY a regular file" : strerror(-n));
+				return n;
+			}
+		}
 	}
 	if (t->adaptive)
 		return probe_named_processes(t);

@@ -34,10 +34,23 @@ def prog(name):
     return os.path.join(ROOT, BUILD, "tests", name)
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def check_sanitizers(stderr):
+    """A sanitizer report in forkhazard's stderr (make check-asan) fails the test,
+    even where the test does not look at the exit status."""
+    for mark in SANITIZER_MARKS:
+        i = stderr.find(mark)
+        check(i < 0, "sanitizer report in forkhazard's stderr", stderr[max(0, i - 300):])
+
+
 def run(args, timeout=30, **kw):
     """Run forkhazard to completion; returns CompletedProcess (text)."""
-    return subprocess.run([binary()] + args, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    p = subprocess.run([binary()] + args, capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    check_sanitizers(p.stderr)
+    return p
 
 
 class Tracer:
@@ -103,6 +116,7 @@ class Result:
         self.status = status
         self.raw = raw
         self.stderr = stderr
+        check_sanitizers(stderr)
         self.text = raw.decode("utf-8", errors="replace")
         self.events = []
         if raw and raw.lstrip().startswith(b"{"):
@@ -161,3 +175,56 @@ class Background:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def thread_syscall(pid, tid):
+    """/proc/PID/task/TID/syscall, stripped; "" if the thread is gone."""
+    try:
+        with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def wait_until(cond, timeout=5.0, what="condition"):
+    """Poll cond() every 10 ms until it is true; fails the test after timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise TestFailure("%s not reached within %ss" % (what, timeout))
+
+
+class Hung:
+    """tests/progs/hung MODE in the background, started without any tracer.
+    .facts: the JSON line it printed (pid, child, holder_tid, lock...).
+    close() kills its forked child (if any) and then it, whatever happens."""
+
+    def __init__(self, mode, deadline_ms=20000, evil_name=False, timeout=10):
+        args = [prog("hung")] + (["--evil-name"] if evil_name else []) + [mode, str(deadline_ms)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.facts = {}
+        import select
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line.startswith(b"{"):
+            self.close()
+            raise TestFailure("hung %s did not start: %r" % (mode, line))
+        self.facts = json.loads(line)
+
+    def close(self):
+        child = self.facts.get("child")
+        if child:
+            try:
+                with open("/proc/%d/stat" % child) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid == self.proc.pid:   # not a reused PID
+                    os.kill(child, signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
