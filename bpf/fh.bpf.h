@@ -110,6 +110,48 @@ static __always_inline __s32 user_stack_id(void *ctx)
 	return id;
 }
 
+/* Larger than the BPF stack: built here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fh_ustack_event);
+} ustack_scratch SEC(".maps") __weak;
+
+/*
+ * Copy the current thread's user registers and the top of its user stack, for
+ * the event (tid, time_ns) about to be sent. A stack shallower than the copy
+ * ends in an unmapped page: fall back to smaller copies (constant sizes, as
+ * the verifier wants a bounded length).
+ */
+static __always_inline void send_user_stack(struct pt_regs *regs, __u32 tid, __u64 time_ns)
+{
+	struct fh_ustack_event *ev;
+	__u32 zero = 0;
+	void *sp;
+
+	ev = bpf_map_lookup_elem(&ustack_scratch, &zero);
+	if (!ev || !regs)
+		return;
+	ev->type = FH_EV_USTACK;
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	ev->tid = tid;
+	ev->time_ns = time_ns;
+	ev->ip = PT_REGS_IP_CORE(regs);
+	ev->sp = PT_REGS_SP_CORE(regs);
+	ev->bp = PT_REGS_FP_CORE(regs);
+	sp = (void *)ev->sp;
+	if (!bpf_probe_read_user(ev->data, FH_USTACK_BYTES, sp))
+		ev->len = FH_USTACK_BYTES;
+	else if (!bpf_probe_read_user(ev->data, FH_USTACK_BYTES / 4, sp))
+		ev->len = FH_USTACK_BYTES / 4;
+	else if (!bpf_probe_read_user(ev->data, 512, sp))
+		ev->len = 512;
+	else
+		return;
+	emit(ev, offsetof(struct fh_ustack_event, data) + (__u64)ev->len);
+}
+
 static __always_inline bool is_traced(__u32 tgid)
 {
 	if (tgid == self_tgid)

@@ -255,6 +255,11 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	if (bpf_map_update_elem(&children, &child_tgid, &fate, BPF_ANY))
 		stat_inc(FH_STAT_CHILDREN_FULL);
 
+	/* A hazard's fork call deserves a full stack: glibc has no frame
+	 * pointers, so userspace unwinds this copy with CFI. */
+	if (ev->nr_locks > ev->nr_own || ev->locks_omitted)
+		send_user_stack((struct pt_regs *)bpf_task_pt_regs(parent), ev->tid, now);
+
 	/* Send only the lock entries in use. */
 	size = offsetof(struct fh_fork_event, locks) + (__u64)ev->nr_locks * sizeof(struct fh_lock);
 	if (size > sizeof(*ev))

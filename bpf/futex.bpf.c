@@ -189,6 +189,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 		ev.flags |= FH_DL_OWNER_KNOWN;
 	ev.stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev.comm, sizeof(ev.comm), task->comm);
+	send_user_stack(regs, ev.tid, ev.time_ns);
 	emit(&ev, sizeof(ev));
 	return 0;
 }

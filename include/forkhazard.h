@@ -37,6 +37,7 @@ enum fh_event_type {
 	FH_EV_CHILD,		/* struct fh_child_event */
 	FH_EV_DEADLOCK,		/* struct fh_deadlock_event */
 	FH_EV_PROBE_REQUEST,	/* struct fh_probe_request */
+	FH_EV_USTACK,		/* struct fh_ustack_event */
 };
 
 /* A new kind is one line here, one row in src/probes.c's table and, when
@@ -179,6 +180,25 @@ struct fh_deadlock_event {
 	__u32 op;		/* futex op (futex(2) only) */
 	__u32 _pad;
 	char comm[FH_COMM_LEN];
+};
+
+/* Bytes of user stack copied (from the stack pointer up) for DWARF unwinding. */
+#define FH_USTACK_BYTES		8192
+
+/*
+ * The user registers and the top of the user stack of a thread at a hazard
+ * fork or a deadlocked wait, sent just before that event (same tid and
+ * time_ns): libraries without frame pointers are unwound from it in
+ * userspace with their CFI. Sent with only `len` bytes of data.
+ */
+struct fh_ustack_event {
+	__u32 type;
+	__u32 pid;
+	__u32 tid;
+	__u32 len;		/* bytes of data[] copied from sp */
+	__u64 time_ns;		/* the time_ns of the event it belongs to */
+	__u64 ip, sp, bp;
+	__u8 data[FH_USTACK_BYTES];
 };
 
 /* A traced process needs its lock probes checked (it became multithreaded,

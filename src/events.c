@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <stddef.h>
+#include <time.h>
 #include "correlate.h"
 #include "events.h"
 #include "forkhazard.h"
 #include "output.h"
+#include "ustacks.h"
 
 int events_handle(void *ctx, void *data, size_t size)
 {
@@ -56,6 +58,21 @@ int events_handle(void *ctx, void *data, size_t size)
 		if (e->out)
 			output_note_process(e->out, (pid_t)((struct fh_probe_request *)data)->pid);
 		break;
+	case FH_EV_USTACK: {
+		const struct fh_ustack_event *ev = data;
+		struct timespec now;
+
+		if (size < offsetof(struct fh_ustack_event, data) || ev->len > FH_USTACK_BYTES ||
+		    size < offsetof(struct fh_ustack_event, data) + ev->len) {
+			e->malformed++;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (e->ustacks)
+			ustacks_add(e->ustacks, ev,
+				    (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
+		break;
+	}
 	default:
 		e->malformed++;
 		break;

@@ -10,10 +10,12 @@
 
 struct correlate;
 struct output;
+struct ustacks;
 
 struct events {
 	struct correlate *corr;
 	struct output *out;
+	struct ustacks *ustacks;	/* where user-stack copies are unwound, or NULL */
 	/* A traced process asks for lock probes (fh_probe_request). */
 	void (*probe_request)(void *ctx, pid_t pid);
 	void *ctx;

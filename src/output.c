@@ -8,6 +8,7 @@
 #include "json.h"
 #include "output.h"
 #include "symbolize.h"
+#include "ustacks.h"
 
 struct output {
 	struct output_opts o;
@@ -137,24 +138,54 @@ static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uin
  * frame-pointer frame that lands in no mapped module is garbage from code
  * without frame pointers: the walk stops there rather than print it.
  */
+/* A return address points after its call: resolve the call, show the address. */
+static void resolve_return(struct output *o, pid_t pid, uint64_t ret, struct fh_frame *f)
+{
+	syms_resolve(o->o.syms, pid, ret - 1, f);
+	f->addr = ret;
+	if (f->known)
+		f->offset++;
+	if (f->has_module)
+		f->module_offset++;
+}
+
+static int max_frames(const struct output *o)
+{
+	return o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
+}
+
 static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *l)
 {
-	int max = o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
 	int n = stack_frames(o, pid, l->stack_id, 1, l->caller);
 
-	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max; i++) {
+	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max_frames(o); i++) {
 		struct fh_frame *f = &o->frames[n];
 
-		syms_resolve(o->o.syms, pid, l->fp[i] - 1, f);
+		resolve_return(o, pid, l->fp[i], f);
 		if (!f->has_module)
 			break;
-		f->addr = l->fp[i];	/* shown as the return address it is */
-		if (f->known)
-			f->offset++;
-		f->module_offset++;
 		f->fp = true;
 		n++;
 	}
+	return n;
+}
+
+/*
+ * The stack of a fork call or a deadlocked wait: unwound with CFI from the
+ * copy the kernel sent (ustacks.c) when there is one, else the frame-pointer
+ * walk, which stops early in libraries built without frame pointers.
+ */
+static int event_stack_frames(struct output *o, pid_t pid, uint32_t tid, uint64_t time_ns,
+			      int stack_id)
+{
+	uint64_t addrs[FH_STACK_DEPTH];
+	int n = o->o.ustacks ? ustacks_get(o->o.ustacks, tid, time_ns, addrs, max_frames(o)) : 0;
+
+	if (!n)
+		return stack_frames(o, pid, stack_id, 0, 0);
+	syms_resolve(o->o.syms, pid, addrs[0], &o->frames[0]);
+	for (int i = 1; i < n; i++)
+		resolve_return(o, pid, addrs[i], &o->frames[i]);
 	return n;
 }
 
@@ -325,7 +356,7 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev)
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
 		jw_bool(&o->jw, "threads_truncated", true);
-	n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
 	jw_obj_end(&o->jw);
 	emit_json(o);
@@ -418,7 +449,7 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 		if (ev->locks[i].flags & FH_LOCK_OWN)
 			text_lock_line(o, ev, &ev->locks[i], "    own: ");
 	if (foreign || o->o.verbose > 1) {
-		n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		if (n) {
 			fputs("    fork called from:\n", o->o.f);
 			text_stack(o, n, "        ");
@@ -506,7 +537,7 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 			json_lock(o, "lock", fork, lock);
 		else
 			jw_null(&o->jw, "lock");
-		n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		json_stack(o, "stack", n);
 		jw_obj_end(&o->jw);
 		emit_json(o);
@@ -521,7 +552,7 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 	fputc('\n', o->o.f);
 	if (lock && fork)
 		text_lock_line(o, fork, lock, "    inherited ");
-	n = stack_frames(o, (pid_t)ev->pid, ev->stack_id, 0, 0);
+	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	if (n) {
 		fputs("    waiting in:\n", o->o.f);
 		text_stack(o, n, "        ");
@@ -558,6 +589,7 @@ void output_summary(struct output *o, const struct fh_summary *s)
 		jw_uint(&o->jw, "unfollowed_children", s->unfollowed_children);
 		jw_uint(&o->jw, "stacks", s->stacks_lost);
 		jw_uint(&o->jw, "correlation_evicted", s->pending_evicted);
+		jw_uint(&o->jw, "unwinds", s->unwinds_skipped);
 		jw_uint(&o->jw, "unprobed_procs", (uint64_t)s->probed_procs_refused);
 		jw_obj_end(&o->jw);
 		jw_obj_end(&o->jw);

@@ -14,6 +14,7 @@
 #include "forkhazard.h"
 
 struct syms;
+struct ustacks;
 
 struct output_opts {
 	FILE *f;
@@ -21,6 +22,7 @@ struct output_opts {
 	int verbose;
 	int stack_depth;
 	struct syms *syms;
+	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
 };
 
@@ -32,6 +34,7 @@ struct fh_summary {
 	uint64_t unfollowed_children;	/* children not followed: table full */
 	uint64_t stacks_lost;
 	uint64_t pending_evicted;	/* forks dropped from the correlation table */
+	uint64_t unwinds_skipped;	/* stack copies not unwound: rate limit */
 	int probed_procs_refused;	/* processes denied lock probes (--max-procs) */
 };
 

@@ -24,6 +24,7 @@
 #include "probes.h"
 #include "procfs.h"
 #include "symbolize.h"
+#include "ustacks.h"
 #include "tracer.h"
 
 #define TICK_MS			100
@@ -36,6 +37,7 @@ struct tracer {
 	struct ring_buffer *rb;
 	struct probes *probes;
 	struct syms *syms;
+	struct ustacks *ustacks;
 	struct output *out;
 	struct correlate *corr;
 	struct events events;
@@ -500,6 +502,12 @@ static void finish(struct tracer *t)
 	s.unfollowed_children = stats[FH_STAT_CHILDREN_FULL];
 	s.stacks_lost = stats[FH_STAT_STACKS_LOST];
 	s.pending_evicted = correlate_evicted(t->corr);
+	{
+		struct ustacks_stats us;
+
+		ustacks_get_stats(t->ustacks, &us);
+		s.unwinds_skipped = us.rate_limited;
+	}
 	s.probed_procs_refused = ps.procs_refused;
 	output_summary(t->out, &s);
 	output_flush(t->out);
@@ -515,6 +523,7 @@ static void cleanup(struct tracer *t)
 	forkhazard_bpf__destroy(t->skel);
 	correlate_free(t->corr);
 	output_free(t->out);
+	ustacks_free(t->ustacks);
 	syms_free(t->syms);
 	if (t->epfd > 0)
 		close(t->epfd);
@@ -564,9 +573,12 @@ int tracer_run(const struct fh_config *cfg)
 	if (load_bpf(&t))
 		goto out;
 	t.syms = syms_new(bpf_map__fd(t.skel->maps.stacks));
+	/* 256 events' stacks outlive any hold window; 200 DWARF walks a second
+	 * (a few ms each, cold) keep a hazard storm from starving the loop. */
+	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
-		.stack_depth = cfg->stack_depth, .syms = t.syms, .mono_to_real_ns = mono_to_real(),
+		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks, .mono_to_real_ns = mono_to_real(),
 	};
 	t.out = output_new(&oo);
 	co = (struct corr_opts){
@@ -577,8 +589,9 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.probe_request = on_probe_request;
 	t.corr = correlate_new(&co, &events_sink, &t.events);
 	t.events.corr = t.corr;
+	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
-	if (!t.syms || !t.out || !t.corr) {
+	if (!t.syms || !t.ustacks || !t.out || !t.corr) {
 		log_error("out of memory");
 		goto out;
 	}

@@ -132,3 +132,20 @@ def test_text_mode_shows_verdicts():
     t = Tracer(["--", prog("scenario"), "--child=exec", "hold"], json_out=False)
     r = t.wait()
     check("exec'd after" in r.text and "(benign)" in r.text, "exec verdict", r.text)
+
+
+def test_fork_and_wait_stacks_unwound_without_frame_pointers():
+    # glibc has no frame pointers: these frames exist only through the
+    # kernel's stack copy unwound with CFI in userspace.
+    r, facts = scenario_under_tracer([HANG, "--child=lock", "hold"])
+    f = facts[-1]
+    ev = fork_of(r, facts)
+    names = [fr["symbol"] for fr in ev["stack"]]
+    check("fork_child" in names and "sc_hold" in names and "main" in names,
+          "the fork stack reaches the program through libc", names)
+    check(not any(fr.get("fp") for fr in ev["stack"]), "CFI frames, not frame-pointer guesses",
+          ev["stack"])
+    d = r.one("deadlock", pid=f["child"])
+    names = [fr["symbol"] for fr in d["stack"]]
+    check("child_body" in names and "fork_child" in names,
+          "the wait's stack names the child's caller of pthread_mutex_lock", names)
