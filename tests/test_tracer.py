@@ -336,3 +336,16 @@ def test_comm_gets_probes_from_exec():
           forks[0])
     check(any(e["severity"] == "hazard" and e["locks"][0]["holder_tid"] == f["holder_tid"]
               for e in forks), "the worker's lock is reported", forks, f)
+
+
+def test_probe_placement_same_report_as_entry_probes():
+    got = {}
+    for mode in ([], ["--probe-at-entry"]):
+        r, facts = scenario_under_tracer(["hold"], extra=mode)
+        f = facts[-1]
+        ev = fork_of(r, facts)
+        check(len(ev["locks"]) == 1 and ev["locks"][0]["holder_tid"] == f["holder_tid"] and
+              addr(ev["locks"][0]["addr"]) == addr(f["lock"]), "hazard reported", mode, ev)
+        got[bool(mode)] = [fr["symbol"] for fr in ev["locks"][0]["stack"]][:2]
+    check(got[False] == got[True] and got[False][0] == "hold_a",
+          "moving the probe off the entry changes neither the caller nor its caller", got)
