@@ -152,3 +152,19 @@ int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, struct pro
 	cs_close(&cs);
 	return ret;
 }
+
+bool placement_probeable(const uint8_t *code, size_t len)
+{
+	/* legacy prefixes come first, at most four of them */
+	for (size_t i = 0; i < len && i < 4; i++) {
+		switch (code[i]) {
+		case 0xf0: case 0x26: case 0x2e: case 0x36: case 0x3e:
+			return false;	/* arch/x86/kernel/uprobes.c: is_prefix_bad() */
+		case 0x64: case 0x65: case 0x66: case 0x67: case 0xf2: case 0xf3:
+			continue;
+		default:
+			return true;
+		}
+	}
+	return len > 0;
+}

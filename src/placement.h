@@ -13,6 +13,7 @@
 #ifndef FH_PLACEMENT_H
 #define FH_PLACEMENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,7 @@ struct probe_point {
 	unsigned int ret_slot;	/* 8-byte words from %rsp to the return address */
 	char insn[32];		/* the probed instruction, for diagnostics */
 	int emulated;		/* the kernel emulates it (no single-step) */
+	int unprobeable;	/* no uprobe can sit there: leave the function alone */
 };
 
 /*
@@ -29,5 +31,9 @@ struct probe_point {
  * 0 when an emulated point was found, -ENOENT when pp is the plain entry.
  */
 int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, struct probe_point *pp);
+
+/* Can a uprobe sit on the first instruction of code at all? The kernel
+ * refuses instructions with a LOCK or an ES/CS/SS/DS segment prefix. */
+bool placement_probeable(const uint8_t *code, size_t len);
 
 #endif

@@ -228,14 +228,21 @@ static void place_probe(struct probes *p, int fd, const struct elf_func *f, int 
 	memset(pp, 0, sizeof(*pp));
 	snprintf(pp->insn, sizeof(pp->insn), "entry");
 #if defined(__x86_64__)
-	if (!p->at_entry) {
-		n = pread(fd, code, len, (off_t)f->file_offset[alias]);
-		if (n > 0 && placement_choose(code, (size_t)n, f->file_offset[alias], pp) == 0 &&
-		    need_ret_on_top && pp->ret_slot) {
-			memset(pp, 0, sizeof(*pp));
-			snprintf(pp->insn, sizeof(pp->insn), "entry");
-		}
+	n = pread(fd, code, len, (off_t)f->file_offset[alias]);
+	if (n <= 0)
+		goto out;
+	/* --probe-at-entry keeps the entry, unless no uprobe can sit there
+	 * (pthread_spin_lock starts with a lock-prefixed instruction). */
+	if (p->at_entry && placement_probeable(code, (size_t)n))
+		goto out;
+	if (placement_choose(code, (size_t)n, f->file_offset[alias], pp) == 0 && need_ret_on_top &&
+	    pp->ret_slot) {
+		memset(pp, 0, sizeof(*pp));
+		snprintf(pp->insn, sizeof(pp->insn), "entry");
 	}
+	if (!pp->offset && !placement_probeable(code, (size_t)n))
+		pp->unprobeable = 1;
+out:
 #else
 	(void)p, (void)fd, (void)code, (void)len, (void)n, (void)need_ret_on_top;
 #endif
@@ -264,6 +271,10 @@ static void add_function(struct probes *p, struct lock_module *mod, int fd, cons
 		__u64 cookie;
 
 		place_probe(p, fd, f, a, op == OP_ACQUIRE_RET, path, &pp);
+		if (pp.unprobeable) {
+			log_info("%s: %s cannot carry a uprobe: not tracked", path, f->name);
+			continue;
+		}
 		cookie = FH_COOKIE(kind, pp.ret_slot, layout,
 				   op == OP_ACQUIRE_RET ? FH_PROBE_CONFIRM_RET : 0);
 		if (op == OP_ACQUIRE_RET) {
@@ -499,6 +510,8 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 		 (unsigned long long)m->start, (unsigned long long)m->end);
 	err = attach_module(w->p, mod, path, w->per_process ? w->target : 0, links);
 	if (err) {
+		log_warn("cannot attach lock probes to %s for PID %d: %s", m->path, (int)w->target,
+			 strerror(-err));
 		w->err = err;
 		return err == -ENOTSUP ? err : 0;
 	}

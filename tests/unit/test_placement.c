@@ -112,3 +112,12 @@ UNIT_TEST(garbage_keeps_entry)
 	CHECK_INT(placement_choose(NULL, 0, 0, &pp), -ENOENT);
 	CHECK_INT(pp.offset, 0);
 }
+
+UNIT_TEST(lock_prefix_cannot_carry_a_uprobe)
+{
+	/* lock decl (%rdi): pthread_spin_lock's first instruction */
+	CHECK(!placement_probeable(CODE(0xf0, 0xff, 0x0f), 3));
+	CHECK(placement_probeable(CODE(0x8b, 0x47, 0x10), 3));
+	CHECK(placement_probeable(CODE(0x64, 0x8b, 0x04, 0x25, 0xd0, 0x02, 0x00, 0x00), 8));
+	CHECK(!placement_probeable(CODE(0x66, 0xf0, 0x0f, 0xb1, 0x0f), 5));
+}
