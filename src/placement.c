@@ -90,7 +90,8 @@ static void entry(struct probe_point *pp, const char *why)
 	snprintf(pp->insn, sizeof(pp->insn), "%s", why);
 }
 
-int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, struct probe_point *pp)
+int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, unsigned int flags,
+		     struct probe_point *pp)
 {
 	uint64_t targets[MAX_TARGETS];
 	size_t count, decoded, ntargets = 0;
@@ -128,7 +129,7 @@ int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, struct pro
 
 		for (size_t t = 0; t < ntargets; t++)
 			targeted |= targets[t] == in->address;
-		if (targeted && i > 0)
+		if (targeted && i > 0 && !(flags & PLACE_REFIRE_OK))
 			break;	/* reached by other paths: no longer "once per call" */
 		if (kernel_emulates(in)) {
 			pp->offset = in->address - vaddr;

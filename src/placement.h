@@ -30,7 +30,10 @@ struct probe_point {
  * (its whole body, as far as known) loaded at vaddr. Always fills *pp; returns
  * 0 when an emulated point was found, -ENOENT when pp is the plain entry.
  */
-int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, struct probe_point *pp);
+#define PLACE_REFIRE_OK	0x1	/* the probe's program is idempotent: a point in a
+				 * retry loop (cmpxchg) may fire more than once */
+int placement_choose(const uint8_t *code, size_t len, uint64_t vaddr, unsigned int flags,
+		     struct probe_point *pp);
 
 /* Can a uprobe sit on the first instruction of code at all? The kernel
  * refuses instructions with a LOCK or an ES/CS/SS/DS segment prefix. */

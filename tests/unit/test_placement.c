@@ -10,7 +10,7 @@
 #include "unit.h"
 
 #define CODE(...) ((const uint8_t[]){ __VA_ARGS__ })
-#define CHOOSE(pp, ...) placement_choose(CODE(__VA_ARGS__), sizeof(CODE(__VA_ARGS__)), 0x1000, pp)
+#define CHOOSE(pp, ...) placement_choose(CODE(__VA_ARGS__), sizeof(CODE(__VA_ARGS__)), 0x1000, 0, pp)
 
 UNIT_TEST(mutex_lock_jne_after_register_setup)
 {
@@ -109,7 +109,7 @@ UNIT_TEST(garbage_keeps_entry)
 	struct probe_point pp;
 
 	CHECK_INT(CHOOSE(&pp, 0x0f, 0x0b), -ENOENT);	/* ud2 */
-	CHECK_INT(placement_choose(NULL, 0, 0, &pp), -ENOENT);
+	CHECK_INT(placement_choose(NULL, 0, 0, 0, &pp), -ENOENT);
 	CHECK_INT(pp.offset, 0);
 }
 
@@ -120,4 +120,18 @@ UNIT_TEST(lock_prefix_cannot_carry_a_uprobe)
 	CHECK(placement_probeable(CODE(0x8b, 0x47, 0x10), 3));
 	CHECK(placement_probeable(CODE(0x64, 0x8b, 0x04, 0x25, 0xd0, 0x02, 0x00, 0x00), 8));
 	CHECK(!placement_probeable(CODE(0x66, 0xf0, 0x0f, 0xb1, 0x0f), 5));
+}
+
+UNIT_TEST(retry_loop_point_allowed_when_refiring_is_harmless)
+{
+	struct probe_point pp;
+	/* sem_trywait: 0: mov (%rdi),%rax; 3: test %eax,%eax; 5: je +0x11;
+	 * 7: lea -1(%rax),%rdx; b: lock cmpxchg %rdx,(%rdi); 10: jne 3 */
+	const uint8_t code[] = { 0x48, 0x8b, 0x07, 0x85, 0xc0, 0x74, 0x11, 0x48, 0x8d, 0x50, 0xff,
+				 0xf0, 0x48, 0x0f, 0xb1, 0x17, 0x75, 0xf1 };
+
+	CHECK_INT(placement_choose(code, sizeof(code), 0, 0, &pp), -ENOENT);
+	CHECK_INT(placement_choose(code, sizeof(code), 0, PLACE_REFIRE_OK, &pp), 0);
+	CHECK_INT(pp.offset, 5);
+	CHECK_STR(pp.insn, "je");
 }
