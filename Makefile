@@ -6,9 +6,14 @@
 #   make test       deps + build + run the whole test suite (as root)
 #   make bench      deps + build + run the benchmarks (bench/)
 #   make asan       an ASan+UBSan build in build-asan/
-#   make fuzz       fuzz the symbolizer's ELF parsing for FUZZ_SECONDS (60)
+#   make fuzz       fuzz the symbolizer's ELF parsing and the /proc parsers,
+#                   FUZZ_SECONDS (60) each
+#   make lint       cppcheck and clang-tidy on src/ (any finding fails)
+#   make soak       SOAK_SECONDS (1800) of mixed load under forkhazard: RSS and
+#                   map fill sampled, plotted to bench/results/soak.png
 #   make check-asan the whole suite on the ASan+UBSan build (any report fails)
 #   make check-valgrind  the unit tests under valgrind
+#   make install    PREFIX (/usr/local), DESTDIR: binary, unit, man page, completion
 
 ARCH		?= $(shell uname -m)
 BPF_ARCH	:= $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(ARCH)))
@@ -35,7 +40,8 @@ CFLAGS		?= -O2 -g
 CFLAGS		+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-missing-field-initializers \
 		   -Iinclude -Isrc -I$(OUT) -DFH_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
 # libbpf is linked statically so the binary runs where libbpf is not installed.
-LDLIBS		:= -Wl,-Bstatic -lbpf -Wl,-Bdynamic -ldw -lelf -lz -lcapstone -llzma -lstdc++
+LDLIBS		:= -Wl,-Bstatic -lbpf -Wl,-Bdynamic -ldw -lelf -lz -lcapstone -llzma -lstdc++ \
+		   -lmicrohttpd -lsystemd -lm
 BPF_CFLAGS	:= -g -O2 -mcpu=v3 -target bpf -Wall -Werror -D__TARGET_ARCH_$(BPF_ARCH) \
 		   -I$(VMLINUX_DIR) -Iinclude
 
@@ -103,6 +109,40 @@ $(OUT)/tests/symprog-minidebug: tests/progs/symprog.c tests/progs/minidebuginfo.
 	$(CC) -O0 -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@
 	sh tests/progs/minidebuginfo.sh $@
 
+# Lock-kind test programs: kinds.c also built static and with musl (the lock
+# functions at other places, with other layouts), and lockfn linked with a
+# small library that has its own lock (--lock-fn).
+TEST_PROGS	+= $(addprefix $(OUT)/tests/,kinds-static kinds-musl kinds-musl-static libfhlock.so \
+		   nolocks-musl-static)
+MUSL_CC		?= musl-gcc
+
+$(OUT)/tests/kinds-static: tests/progs/kinds.c
+	@mkdir -p $(@D)
+	$(CC) -static -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@
+
+$(OUT)/tests/kinds-musl: tests/progs/kinds.c
+	@mkdir -p $(@D)
+	$(MUSL_CC) -O0 -g -fno-omit-frame-pointer -Wall -Wextra -D_GNU_SOURCE $< -o $@
+
+$(OUT)/tests/kinds-musl-static: tests/progs/kinds.c
+	@mkdir -p $(@D)
+	$(MUSL_CC) -static -O0 -g -fno-omit-frame-pointer -Wall -Wextra -D_GNU_SOURCE $< -o $@
+
+# A program without any lock function forkhazard knows (musl's stdio locks
+# are its own).
+$(OUT)/tests/nolocks-musl-static: tests/progs/nolocks.c
+	@mkdir -p $(@D)
+	$(MUSL_CC) -static -O0 -g -Wall -Wextra $< -o $@
+
+$(OUT)/tests/libfhlock.so: tests/progs/lib/fhlock.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O1 -g -Wall -Wextra $< -o $@
+
+$(OUT)/tests/lockfn: tests/progs/lockfn.c $(OUT)/tests/libfhlock.so
+	@mkdir -p $(@D)
+	$(CC) -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@ -L$(OUT)/tests -lfhlock \
+		-Wl,-rpath,'$$ORIGIN'
+
 # libFuzzer on the symbolizer's ELF path (clang): `make fuzz` runs it for
 # FUZZ_SECONDS; tests/test_fuzz.py runs it briefly. New inputs and crashes
 # go to $(OUT)/fuzz/.
@@ -119,12 +159,23 @@ $(OUT)/fuzz/fuzz_elf: fuzz/fuzz_elf.c src/symmod.c src/symmod.h src/symbolize.h
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_FLAGS) fuzz/fuzz_elf.c src/symmod.c -o $@ -ldw -lelf -llzma -lstdc++ -lz
 
+# The /proc parsers (src/procfs.c) too: whatever a process names itself or
+# maps, as bytes. Leaks are looked for here: procfs.c is all ours.
+TEST_PROGS	+= $(OUT)/fuzz/fuzz_procfs
+
+$(OUT)/fuzz/fuzz_procfs: fuzz/fuzz_procfs.c src/procfs.c src/procfs.h
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_FLAGS) fuzz/fuzz_procfs.c src/procfs.c -o $@
+
 .PHONY: fuzz
-fuzz: deps $(OUT)/fuzz/fuzz_elf
-	@mkdir -p $(OUT)/fuzz/corpus $(OUT)/fuzz/artifacts
+fuzz: deps $(OUT)/fuzz/fuzz_elf $(OUT)/fuzz/fuzz_procfs
+	@mkdir -p $(OUT)/fuzz/corpus $(OUT)/fuzz/corpus-procfs $(OUT)/fuzz/artifacts
 	ASAN_OPTIONS=detect_leaks=0 $(OUT)/fuzz/fuzz_elf $(FUZZ_RUN_FLAGS) \
 		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(OUT)/fuzz/artifacts/ \
 		$(OUT)/fuzz/corpus fuzz/corpus/elf
+	$(OUT)/fuzz/fuzz_procfs -max_len=8192 -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
+		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(OUT)/fuzz/artifacts/procfs- \
+		$(OUT)/fuzz/corpus-procfs fuzz/corpus/procfs
 
 # Only the sources and objects: the headers the .d file adds to $^ would be
 # compiled too, and overwrite the .d with their own (empty) dependencies.
@@ -169,11 +220,58 @@ check-valgrind: deps
 	$(MAKE) unit
 	$(PYTHON) tests/run.py --build $(OUT) --valgrind --unit-only
 
+# Static analysis of the userspace sources: both must be silent (scripts/lint.sh).
+.PHONY: lint
+lint: $(SKEL)
+	scripts/lint.sh $(OUT)
+
+# Half an hour of mixed load under forkhazard (bench/soak.py): RSS and the
+# kernel maps' fill sampled every SOAK_INTERVAL seconds, bench/results/soak.{csv,png}.
+SOAK_SECONDS	?= 1800
+SOAK_INTERVAL	?= 5
+.PHONY: soak
+soak: deps all $(TEST_PROGS)
+	$(PYTHON) bench/soak.py --build $(OUT) --seconds $(SOAK_SECONDS) --interval $(SOAK_INTERVAL)
+
 bench: deps all
-	$(PYTHON) bench/run.py --build $(OUT)
+	@scripts/deps.sh bench
+	$(PYTHON) bench/run.py --build $(OUT) $(BENCH_ARGS)
 
 vmlinux:
 	scripts/gen-vmlinux.sh $(ARCH)
+
+# Installation: `make install` (PREFIX=/usr/local), `make install PREFIX=/usr
+# DESTDIR=/tmp/stage` for a package (debian/rules does that). The unit's paths
+# follow SBINDIR and SYSCONFDIR; an existing configuration file is kept.
+PREFIX		?= /usr/local
+SBINDIR		?= $(PREFIX)/sbin
+MANDIR		?= $(PREFIX)/share/man
+SYSCONFDIR	?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR	?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
+DESTDIR		?=
+
+.PHONY: install uninstall
+install: $(OUT)/forkhazard
+	install -D -m 0755 $(OUT)/forkhazard $(DESTDIR)$(SBINDIR)/forkhazard
+	install -D -m 0644 packaging/forkhazard.8 $(DESTDIR)$(MANDIR)/man8/forkhazard.8
+	install -D -m 0644 packaging/forkhazard.bash $(DESTDIR)$(BASHCOMPDIR)/forkhazard
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		packaging/forkhazard.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service
+	install -m 0644 packaging/forkhazard.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf"; \
+	else \
+		install -m 0644 packaging/forkhazard.conf $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/forkhazard $(DESTDIR)$(MANDIR)/man8/forkhazard.8 \
+	      $(DESTDIR)$(BASHCOMPDIR)/forkhazard $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service \
+	      $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf and /var/log/forkhazard in place"
 
 clean:
 	rm -rf build build-asan

@@ -242,14 +242,13 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 		 * bits 3.. = readers registered */
 		return (w & 1) || !((__u32)w >> 3) ? HELD_NO : HELD_UNKNOWN;
 	case FH_KIND_SEM:
-		/* glibc and musl keep the value in the first 32 bits; a value
-		 * above 0 means nobody holds it as a lock. A second acquisition
-		 * by the same thread is the wake-up pattern of
-		 * threading.Condition: a signal, not a lock held. */
+		/* glibc and musl keep the value in the first 32 bits (musl
+		 * sets the sign bit while a thread waits); a value above 0
+		 * means nobody holds it as a lock. */
 		w = read_s32(l->addr, &ok);
 		if (!ok)
 			return HELD_UNKNOWN;
-		return w > 0 || l->depth > 1 ? HELD_NO : HELD_UNKNOWN;
+		return w > 0 ? HELD_NO : HELD_UNKNOWN;
 	case FH_KIND_SPIN:
 		/* glibc on x86-64 counts down from 1 (unlocked); elsewhere and
 		 * in musl 0 is unlocked */
@@ -273,6 +272,42 @@ static __always_inline bool sem_posted_since(__u32 tgid, const struct fh_held_lo
 	__u64 *posted = bpf_map_lookup_elem(&sem_posts, &key);
 
 	return posted && *posted > l->acquired_ns;
+}
+
+/* t's thread ID in its own (innermost) PID namespace: what the C library
+ * writes into lock words (a mutex's owner) inside a container. */
+static __always_inline __u32 ns_tid_of(struct task_struct *t)
+{
+	struct pid *pid = BPF_CORE_READ(t, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	if (!level)
+		return (__u32)BPF_CORE_READ(t, pid);
+	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	return (__u32)up.nr;
+}
+
+/* The file name of t's executable (known even once t is gone from /proc). */
+static __always_inline void exe_name_of(struct task_struct *t, char *buf, __u32 size)
+{
+	const unsigned char *name = BPF_CORE_READ(t, mm, exe_file, f_path.dentry, d_name.name);
+
+	buf[0] = '\0';
+	if (name)
+		bpf_probe_read_kernel_str(buf, size, name);
+}
+
+/* t's process ID in its own (innermost) PID namespace: what the process
+ * itself sees as getpid() inside a container. */
+static __always_inline __u32 ns_tgid(struct task_struct *t)
+{
+	struct pid *pid = BPF_CORE_READ(t, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	return (__u32)up.nr;
 }
 
 #endif /* FH_BPF_H */

@@ -22,10 +22,41 @@ struct {
 struct snapshot_ctx {
 	struct fh_fork_event *ev;
 	struct fh_thread_locks *tl;
+	__u64 start_ns;		/* when the thread was created */
 	__u32 tid, tgid;
+	__u32 ns_tid;		/* tid as the lock words have it (PID namespace) */
 	bool own;
+	bool leader;		/* the main thread: its start is not its program's */
 	char comm[FH_COMM_LEN];
 };
+
+/* How soon after its creation a thread takes its sentinel (thread_sentinel). */
+#define SENTINEL_NS	(500 * 1000000ULL)
+
+/*
+ * CPython 3.11 and 3.12 give every threading.Thread a sentinel lock
+ * (Thread._tstate_lock): the thread takes it as it starts, with a try, before
+ * any code of the program runs, and holds it for its whole life; the
+ * interpreter releases it when the thread ends, and after a fork the child
+ * drops the other threads' sentinels (threading._after_fork). Held at every
+ * fork, never a hazard. Recognized without reading the interpreter: the
+ * oldest semaphore a thread holds, taken by a try within SENTINEL_NS of the
+ * thread's creation, which the probes saw (so nothing older was missed).
+ */
+static __always_inline bool thread_sentinel(const struct snapshot_ctx *c,
+					    const struct fh_held_lock *h)
+{
+	if (h->kind != FH_KIND_SEM || !(h->flags & FH_HELD_TRY) || c->leader ||
+	    h->acquired_ns - c->start_ns > SENTINEL_NS)
+		return false;
+	for (int j = 0; j < FH_HELD_SLOTS; j++) {
+		const struct fh_held_lock *o = &c->tl->slot[j];
+
+		if (o->addr && o->kind == FH_KIND_SEM && o->acquired_ns < h->acquired_ns)
+			return false;
+	}
+	return true;
+}
 
 /*
  * One slot of one thread into the event (a bpf_loop callback: the verifier
@@ -46,7 +77,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	h = &c->tl->slot[i];
 	if (!h->addr)
 		return 0;
-	verdict = lock_word_verdict(h, c->tid);
+	verdict = lock_word_verdict(h, c->ns_tid);
 	if (verdict == HELD_NO)
 		return 0;	/* waiting, failed trylock, or inside cond_wait */
 	if (h->kind == FH_KIND_SEM &&
@@ -54,6 +85,8 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 		return 0;	/* another thread posted it since; or its holder
 				 * waits to take it again: a wake-up signal
 				 * (threading.Condition), not a lock */
+	if (thread_sentinel(c, h))
+		return 0;
 	n = ev->nr_locks;
 	if ((!c->own && n - ev->nr_own >= FH_MAX_FOREIGN_LOCKS) || n >= FH_EVENT_LOCKS) {
 		ev->locks_omitted++;
@@ -80,8 +113,10 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct task_struct *t,
 					    bool own)
 {
-	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .tgid = t->tgid, .own = own };
+	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .tgid = t->tgid, .own = own,
+				  .start_ns = t->start_time, .leader = t->pid == t->tgid };
 
+	c.ns_tid = ns_tid_of(t);
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
 	if (!c.tl)
 		return;
@@ -245,6 +280,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT;
 	ev->stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), parent->comm);
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->ns_pid = ns_tgid(parent);
+	ev->ns_child_pid = ns_tgid(child);
+	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
 	if (locks_seen)
 		snapshot_locks(ev, parent);
 	if (ev->nr_locks > ev->nr_own || ev->locks_omitted)
@@ -264,7 +303,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	size = offsetof(struct fh_fork_event, locks) + (__u64)ev->nr_locks * sizeof(struct fh_lock);
 	if (size > sizeof(*ev))
 		size = sizeof(*ev);
-	emit(ev, size);
+	if (bpf_ringbuf_output(&events, ev, size, 0)) {
+		stat_inc(FH_STAT_LOST);
+		stat_inc(FH_STAT_FORKS_LOST);	/* the summary accounts for every fork */
+	}
 	return 0;
 }
 

@@ -62,20 +62,51 @@ static __always_inline __u32 read_u32(__u64 addr)
 /*
  * Who owns the lock whose futex word is at `uaddr`, by the layouts we know:
  * glibc mutex __owner at +8 from its __lock word; glibc rwlock __cur_writer
- * at +16 from __wrphase_futex and +12 from __writers_futex. A candidate only
+ * at +16 from __wrphase_futex and +12 from __writers_futex; musl's recursive,
+ * error-checking and robust mutexes keep the owner's TID in the futex word
+ * itself (_m_lock), with the waiters bit set by the waiter. A candidate only
  * counts when it names a thread of the parent, so a word of another layout
- * does not invent an owner.
+ * does not invent an owner. Semaphores, read locks, musl's normal mutexes
+ * and rwlocks name nobody: null.
  */
 static __always_inline __u32 owner_from_layout(__u64 uaddr, __u32 parent_pid)
 {
-	__u32 owner;
+	__u32 owner, w;
 
 	owner = parent_thread(read_u32(uaddr + 8), parent_pid);
 	if (!owner)
 		owner = parent_thread(read_u32(uaddr + 16), parent_pid);
 	if (!owner)
 		owner = parent_thread(read_u32(uaddr + 12), parent_pid);
+	if (!owner) {
+		w = read_u32(uaddr);
+		if ((w & 0x80000000) && (w & FUTEX_TID_MASK) > 1)
+			owner = parent_thread(w & FUTEX_TID_MASK, parent_pid);
+	}
 	return owner;
+}
+
+#define VM_MAYSHARE	0x80
+
+static long vma_private(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
+{
+	*(bool *)ctx = !(vma->vm_flags & VM_MAYSHARE);
+	return 0;
+}
+
+/*
+ * Is the futex word at uaddr in memory no other process shares? Then a wait
+ * without FUTEX_PRIVATE_FLAG is process-private all the same: the kernel keys
+ * a futex in a private anonymous (or copied-on-write) page by this process's
+ * mm. glibc waits that way on robust mutexes (the kernel's robust-list code
+ * never wakes with the private flag), whatever memory they are in.
+ */
+static __always_inline bool private_memory(__u64 uaddr)
+{
+	bool priv = false;
+
+	bpf_find_vma(bpf_get_current_task_btf(), uaddr, vma_private, &priv, 0);
+	return priv;
 }
 
 /* Would this futex(2) call block forever? Sets *uaddr and *pi. */
@@ -86,7 +117,9 @@ static __always_inline bool futex_blocks_forever(struct pt_regs *regs, __u64 *ua
 
 	*uaddr = PT_REGS_PARM1_SYSCALL(regs);
 	*op = PT_REGS_PARM2_SYSCALL(regs);
-	if (!(*op & FUTEX_PRIVATE_FLAG) || PT_REGS_PARM4_SYSCALL(regs))	/* shared, or a timeout */
+	if (PT_REGS_PARM4_SYSCALL(regs))	/* a timeout */
+		return false;
+	if (!(*op & FUTEX_PRIVATE_FLAG) && !private_memory(*uaddr))	/* shared */
 		return false;
 	cmd = *op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
 	if (cmd == FUTEX_LOCK_PI || cmd == FUTEX_LOCK_PI2) {
@@ -189,6 +222,9 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 		ev.flags |= FH_DL_OWNER_KNOWN;
 	ev.stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev.comm, sizeof(ev.comm), task->comm);
+	ev.cgroup_id = bpf_get_current_cgroup_id();
+	ev.ns_pid = ns_tgid(task);
+	exe_name_of(task, ev.exe_name, sizeof(ev.exe_name));
 	send_user_stack(regs, ev.tid, ev.time_ns);
 	emit(&ev, sizeof(ev));
 	return 0;

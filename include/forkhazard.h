@@ -12,6 +12,8 @@
 #endif
 
 #define FH_COMM_LEN		16
+/* An executable's file name as the kernel sends it (truncated). */
+#define FH_EXE_NAME_LEN		32
 /* Locks one thread can be tracked holding at once (a power of two). */
 #define FH_HELD_SLOTS		16
 /* Foreign locks copied into one fork event; more are counted as omitted. */
@@ -68,6 +70,7 @@ enum fh_layout {
  *   bits 24-31 FH_PROBE_* flags
  */
 #define FH_PROBE_CONFIRM_RET	0x1	/* the acquisition counts only if it returns 0 */
+#define FH_PROBE_TRY		0x2	/* a try function: never waits */
 
 #define FH_COOKIE(kind, ret_slot, layout, flags) \
 	((__u64)(kind) | ((__u64)(ret_slot) << 8) | ((__u64)(layout) << 16) | ((__u64)(flags) << 24))
@@ -86,15 +89,31 @@ struct fh_held_lock {
 	__u32 stack_gen;	/* stack map generation stack_id belongs to */
 	__u8 kind;		/* enum fh_lock_kind */
 	__u8 layout;		/* enum fh_layout */
-	__u16 depth;		/* recursive acquisitions still to release */
-	__u32 _pad;
+	__u16 depth;		/* recursive acquisitions still to release; in
+				 * `pending`, 0 marks a semaphore retaken by its
+				 * holder: a wake-up signal, not a lock */
+	__u32 flags;		/* FH_HELD_* */
 };
+
+/* fh_held_lock.flags */
+#define FH_HELD_TRY		0x1	/* taken by a try function */
 
 struct fh_thread_locks {
 	struct fh_held_lock slot[FH_HELD_SLOTS];
 	/* An acquisition in flight, for kinds whose lock word cannot tell a
 	 * holder from a waiter: it becomes a slot when the call returns 0. */
 	struct fh_held_lock pending;
+	__u64 pending_ra;	/* where pending's call keeps its return address */
+	/* The outermost lock call of this thread not known to be over: lock
+	 * functions that call each other (musl's, C11 mtx_*) are one call. */
+	__u64 call_addr;	/* its lock; 0: none */
+	__u64 call_ra;		/* stack address of its return address */
+	__u64 call_ip;		/* the probe it hit (which function) */
+	__u64 call_ns;		/* when it was made */
+	/* This thread's TID in its own PID namespace: what lock words hold
+	 * (0 until the first lock call sets it). */
+	__u32 ns_tid;
+	__u32 _pad;
 };
 
 /* fh_lock.flags */
@@ -138,6 +157,10 @@ struct fh_fork_event {
 	__u32 ppid;		/* parent's parent */
 	__u32 walked;		/* threads whose locks were looked at */
 	char comm[FH_COMM_LEN];
+	__u64 cgroup_id;	/* the forking thread's cgroup (v2 hierarchy) */
+	__u32 ns_pid;		/* parent tgid in its own (innermost) PID namespace */
+	__u32 ns_child_pid;	/* child pid in its own PID namespace */
+	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
 	struct fh_lock locks[FH_EVENT_LOCKS];
 };
 
@@ -180,6 +203,10 @@ struct fh_deadlock_event {
 	__u32 op;		/* futex op (futex(2) only) */
 	__u32 _pad;
 	char comm[FH_COMM_LEN];
+	__u64 cgroup_id;	/* the child's cgroup (v2 hierarchy) */
+	__u32 ns_pid;		/* pid in its own (innermost) PID namespace */
+	__u32 _pad2;
+	char exe_name[FH_EXE_NAME_LEN];	/* basename of its executable */
 };
 
 /* Bytes of user stack copied (from the stack pointer up) for DWARF unwinding. */
@@ -219,6 +246,7 @@ enum fh_stat {
 	FH_STAT_PROCS_FULL,	/* processes not traced: `procs` map full */
 	FH_STAT_CHILDREN_FULL,	/* children not followed: `children` map full */
 	FH_STAT_STACKS_LOST,	/* stacks not recorded: stack map full or error */
+	FH_STAT_FORKS_LOST,	/* fork events among FH_STAT_LOST: mt_forks = reported + these */
 	FH_STAT_MAX,
 };
 

@@ -4,13 +4,36 @@
 set -eu
 pkgs="make gcc clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
       libcapstone-dev pkg-config python3 procps util-linux
-      g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev"
+      g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev musl-tools"
+# Static analysis and the sanitizer/valgrind runs (make lint, check-valgrind).
+pkgs="$pkgs cppcheck clang-tidy valgrind"
+# `deps.sh bench`: also what only the benchmarks use (bench/README.md).
+if [ "${1:-}" = bench ]; then
+	pkgs="$pkgs bpftrace sqlite3"
+fi
+# Service mode: metrics endpoint (libmicrohttpd), sd_notify (libsystemd), the
+# Debian package build, promtool (prometheus) and systemd-analyze for its
+# tests, node and npm for the Kubernetes manifest's schema validation.
+pkgs="$pkgs libmicrohttpd-dev libsystemd-dev debhelper dpkg-dev bash-completion prometheus
+      systemd curl nodejs"
+# The schema validator of packaging/k8s/ (kubernetes-models, pinned by its
+# package-lock.json), from the npm registry, once.
+k8s_validator() {
+	dir="$(dirname "$0")/../packaging/k8s/validate"
+	[ -d "$dir/node_modules/kubernetes-models" ] && return 0
+	command -v npm >/dev/null || { echo "deps: npm is missing (Debian: npm)" >&2; return 1; }
+	echo "deps: npm ci in packaging/k8s/validate"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+	k8s_validator
+	exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing packages:$missing; run 'sudo make deps'" >&2
 	exit 1
@@ -20,3 +43,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || true
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
+k8s_validator

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "escape.h"
 #include "forkhazard.h"
 
 static const char usage_text[] =
@@ -41,6 +42,10 @@ static const char usage_text[] =
 "      --max-procs=N      processes that can get lock probes at once (default 1024)\n"
 "      --hold-ms=MS       text mode: wait up to MS for a child's fate before\n"
 "                         printing its fork (default 200)\n"
+"  -u, --user=USER        run COMMAND as USER (its groups, its home), not as root\n"
+"      --ring-buffer-kb=KB  kernel-to-user event buffer (power of two, default 4096)\n"
+"      --max-children=N   forked children followed at once (default 16384)\n"
+"      --max-traced=N     processes in the kernel's traced/probed table (default 65536)\n"
 "  -v, --verbose          every fork of a multithreaded process, not only hazards;\n"
 "                         -vv also shows libbpf's and the probes' diagnostics\n"
 "  -h, --help             this help\n"
@@ -71,6 +76,9 @@ enum {
 	OPT_MAX_PROCS,
 	OPT_HOLD_MS,
 	OPT_VERSION,
+	OPT_RING_BUFFER_KB,
+	OPT_MAX_CHILDREN,
+	OPT_MAX_TRACED,
 };
 
 static const struct option long_opts[] = {
@@ -90,13 +98,22 @@ static const struct option long_opts[] = {
 	{ "max-procs", required_argument, NULL, OPT_MAX_PROCS },
 	{ "hold-ms", required_argument, NULL, OPT_HOLD_MS },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "user", required_argument, NULL, 'u' },
+	{ "ring-buffer-kb", required_argument, NULL, OPT_RING_BUFFER_KB },
+	{ "max-children", required_argument, NULL, OPT_MAX_CHILDREN },
+	{ "max-traced", required_argument, NULL, OPT_MAX_TRACED },
+	FH_SVC_LONG_OPTS,
 	{ NULL, 0, NULL, 0 },
 };
 
 static int usage_error(const char *fmt, const char *arg)
 {
+	char safe[256];
+
+	/* the argument as typed, but never a raw control byte on the terminal */
+	term_escape(arg, (size_t)-1, safe, sizeof(safe));
 	fputs("forkhazard: ", stderr);
-	fprintf(stderr, fmt, arg);
+	fprintf(stderr, fmt, safe);
 	fputs(" (see --help)\n", stderr);
 	return FH_EXIT_USAGE;
 }
@@ -180,17 +197,29 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	char name[3];
 	long v;
 	int at, c;	/* at: the element of argv getopt is reading */
+	char **xargv;
 
 	defaults(cfg);
+	config_defaults(cfg);
 	if (argc > 1 && !strcmp(argv[1], "inspect"))
 		return parse_inspect(argc - 1, argv + 1, cfg);
+	/* --config FILE: its options go first, so the command line wins */
+	if (config_expand_argv(argc, argv, long_opts, &argc, &xargv))
+		return FH_EXIT_USAGE;
+	if (xargv)
+		argv = xargv;
 
 	/* 0, not 1: glibc then also forgets a cluster an earlier call left half read */
 	optind = 0;
 	opterr = 0;
 	/* '+': stop at the first non-option, so COMMAND's own options stay its own */
-	for (at = 1; (c = getopt_long(argc, argv, "+:p:jo:d:vh", long_opts, NULL)) != -1;
+	for (at = 1; (c = getopt_long(argc, argv, "+:p:jo:d:vhu:", long_opts, NULL)) != -1;
 	     at = optind) {
+		if (c >= FH_SVC_OPT_FIRST && c <= FH_SVC_OPT_LAST) {
+			if (config_apply(cfg, c, optarg))
+				return FH_EXIT_USAGE;
+			continue;
+		}
 		switch (c) {
 		case 'p':
 			if (cfg->npids == FH_MAX_PIDS)
@@ -223,6 +252,8 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			fputs("\n", stdout);
+			fputs(config_usage_text, stdout);
 			return FH_EXIT_OK;
 		case OPT_LIGHT:
 			cfg->light = true;
@@ -279,6 +310,28 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 				return usage_error("invalid --hold-ms '%s' (0-10000)", optarg);
 			cfg->hold_ms = (int)v;
 			break;
+		case 'u':
+			if (!*optarg || strlen(optarg) > 64)
+				return usage_error("invalid user '%s'", optarg);
+			cfg->user = optarg;
+			break;
+		case OPT_RING_BUFFER_KB:
+			/* a power of two pages: the kernel's rule for ring buffers */
+			if (parse_int(optarg, 4, 1 << 20, &v) || (v & (v - 1)))
+				return usage_error("invalid --ring-buffer-kb '%s' (a power of two, "
+						   "4-1048576)", optarg);
+			cfg->ring_buffer_kb = (int)v;
+			break;
+		case OPT_MAX_CHILDREN:
+			if (parse_int(optarg, 1, 1 << 20, &v))
+				return usage_error("invalid --max-children '%s' (1-1048576)", optarg);
+			cfg->max_children = (int)v;
+			break;
+		case OPT_MAX_TRACED:
+			if (parse_int(optarg, 1, 1 << 20, &v))
+				return usage_error("invalid --max-traced '%s' (1-1048576)", optarg);
+			cfg->max_traced = (int)v;
+			break;
 		case OPT_VERSION:
 			printf("forkhazard %s\n", FH_VERSION);
 			return FH_EXIT_OK;
@@ -297,6 +350,8 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	} else if (optind > 1 && !strcmp(argv[optind - 1], "--")) {
 		return usage_error("missing COMMAND after --%s", "");
 	}
+	if (cfg->user && !cfg->command)
+		return usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
 	if (cfg->command && cfg->npids)
 		return usage_error("-p and a COMMAND cannot be combined%s", "");
 	if ((cfg->track_all || cfg->ncomms) && (cfg->npids || cfg->command))
@@ -305,5 +360,7 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	if ((cfg->track_all || cfg->ncomms) && cfg->light)
 		return usage_error("--light places no lock probes: not with %s",
 				   cfg->track_all ? "--track-all" : "--comm");
+	if (config_check(cfg))
+		return FH_EXIT_USAGE;
 	return -1;
 }

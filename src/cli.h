@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include "config.h"
 
 #define FH_MAX_PIDS 64
 
@@ -35,7 +36,12 @@ struct fh_config {
 	int stack_depth;		/* frames shown per stack */
 	int max_procs;			/* processes with per-process probes */
 	int hold_ms;			/* text: wait this long for a child's fate */
+	int ring_buffer_kb;		/* --ring-buffer-kb: 0 = the BPF object's size */
+	int max_children;		/* --max-children: 0 = the BPF object's size */
+	int max_traced;			/* --max-traced: 0 = the BPF object's size */
+	const char *user;		/* -u USER: COMMAND runs as USER */
 	pid_t inspect_pid;
+	struct fh_svc_config svc;	/* service mode (config.h) */
 };
 
 /*

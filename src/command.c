@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +11,51 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "command.h"
+#include "escape.h"
 
-int command_spawn(char *const argv[], struct command *cmd)
+int command_resolve_user(const char *user, struct command_user *u)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096], *end;
+	int n = COMMAND_MAX_GROUPS, err;
+	long uid;
+
+	memset(u, 0, sizeof(*u));
+	errno = 0;
+	uid = strtol(user, &end, 10);
+	if (*user && !*end && !errno && uid >= 0)
+		err = getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res);
+	else
+		err = getpwnam_r(user, &pw, buf, sizeof(buf), &res);
+	if (err)
+		return -err;
+	if (!res)
+		return -ENOENT;
+	u->uid = pw.pw_uid;
+	u->gid = pw.pw_gid;
+	snprintf(u->name, sizeof(u->name), "%s", pw.pw_name);
+	snprintf(u->home, sizeof(u->home), "%s", pw.pw_dir ? pw.pw_dir : "/");
+	if (getgrouplist(pw.pw_name, pw.pw_gid, u->groups, &n) < 0)
+		n = COMMAND_MAX_GROUPS;	/* the first ones, a member of more */
+	u->ngroups = n;
+	return 0;
+}
+
+/* In the child: become `u` for good (no way back to root). */
+static int become_user(const struct command_user *u)
+{
+	if (setgroups((size_t)u->ngroups, u->groups) || setresgid(u->gid, u->gid, u->gid) ||
+	    setresuid(u->uid, u->uid, u->uid))
+		return -errno;
+	if (u->uid != 0 && (setuid(0) == 0 || geteuid() == 0))
+		return -EPERM;	/* could regain root: refuse to run */
+	setenv("HOME", u->home, 1);
+	setenv("USER", u->name, 1);
+	setenv("LOGNAME", u->name, 1);
+	return 0;
+}
+
+int command_spawn(char *const argv[], const struct command_user *user, struct command *cmd)
 {
 	int go[2];
 	pid_t pid;
@@ -28,8 +73,9 @@ int command_spawn(char *const argv[], struct command *cmd)
 		return err;
 	}
 	if (pid == 0) {
+		char byte, name[256];
 		sigset_t none;
-		char byte;
+		int err;
 		ssize_t n;
 
 		/* The command gets a clean signal state, not ours. */
@@ -42,9 +88,17 @@ int command_spawn(char *const argv[], struct command *cmd)
 		} while (n < 0 && errno == EINTR);
 		if (n != 1)
 			_exit(126);	/* the tracer gave up before releasing us */
+		if (user && (err = become_user(user))) {
+			term_escape(argv[0], (size_t)-1, name, sizeof(name));
+			fprintf(stderr, "forkhazard: cannot run '%s' as %s: %s\n", name,
+				user->name, strerror(-err));
+			_exit(126);
+		}
 		execvp(argv[0], argv);
-		fprintf(stderr, "forkhazard: cannot run '%s': %s\n", argv[0], strerror(errno));
-		_exit(errno == ENOENT ? 127 : 126);
+		err = errno;
+		term_escape(argv[0], (size_t)-1, name, sizeof(name));
+		fprintf(stderr, "forkhazard: cannot run '%s': %s\n", name, strerror(err));
+		_exit(err == ENOENT ? 127 : 126);
 	}
 	close(go[0]);
 	cmd->pid = pid;

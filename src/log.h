@@ -4,11 +4,17 @@
 #define FH_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <bpf/libbpf.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern int log_verbosity;	/* LOG_WARN by default; -v: INFO, -vv: DEBUG */
+/* Service mode (daemon.c): where lines go (NULL: stderr), and whether they
+ * carry the journal's "<N>" priority prefix instead of the tool's name. */
+extern FILE *log_stream;
+extern bool log_journal;
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* libbpf's own messages: shown only at -vv (warnings at -v). */

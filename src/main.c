@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* forkhazard: find fork hazards as they happen. */
 #include <stdio.h>
+#include "config.h"
 #include "cli.h"
 #include "inspect.h"
 #include "log.h"
@@ -11,10 +12,12 @@ int main(int argc, char **argv)
 	struct fh_config cfg;
 	int status = cli_parse(argc, argv, &cfg);
 
-	if (status >= 0)
+	if (status >= 0) {
+		config_free();
 		return status;
+	}
 	log_verbosity = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose == 1 ? LOG_INFO : LOG_WARN;
-	if (cfg.mode == FH_MODE_INSPECT)
-		return inspect_run(&cfg);
-	return tracer_run(&cfg);
+	status = cfg.mode == FH_MODE_INSPECT ? inspect_run(&cfg) : tracer_run(&cfg);
+	config_free();	/* cfg's strings from --config live until here */
+	return status;
 }

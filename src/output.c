@@ -307,9 +307,29 @@ bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev)
 	return o->o.json || o->o.verbose || is_hazard(ev);
 }
 
+/*
+ * The language runtime a lock belongs to, when its exact caller tells: a
+ * semaphore taken from CPython's own code (PyThread_acquire_lock_timed in
+ * libpython, or in a python executable that links it statically) is a
+ * threading.Lock, RLock or an interpreter lock. frames: the lock's stack (n).
+ */
+static const char *lock_runtime(const struct output *o, const struct fh_lock *l, int n)
+{
+	const char *base;
+
+	if (l->kind != FH_KIND_SEM || n < 1 || !o->frames[0].has_module)
+		return NULL;
+	base = strrchr(o->frames[0].module, '/');
+	base = base ? base + 1 : o->frames[0].module;
+	if (!strncmp(base, "libpython", 9) || !strncmp(base, "python", 6))
+		return "python";
+	return NULL;
+}
+
 static void json_lock(struct output *o, const char *key, const struct fh_fork_event *ev,
 		      const struct fh_lock *l)
 {
+	const char *runtime;
 	int n;
 
 	jw_obj_begin(&o->jw, key);
@@ -322,6 +342,9 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	if (l->depth > 1)
 		jw_uint(&o->jw, "depth", l->depth);
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
+	runtime = lock_runtime(o, l, n);
+	if (runtime)
+		jw_str(&o->jw, "runtime", runtime);
 	json_stack(o, "stack", n);
 	jw_obj_end(&o->jw);
 }
@@ -358,6 +381,8 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev)
 		jw_bool(&o->jw, "threads_truncated", true);
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
+	if (o->o.decorate)
+		o->o.decorate(o->o.decorate_ctx, &o->jw, "fork", ev);
 	jw_obj_end(&o->jw);
 	emit_json(o);
 }
@@ -376,16 +401,19 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 			   const char *indent)
 {
 	char held[32], name[FH_COMM_LEN * 4 + 1];
+	const char *runtime;
 	int n;
 
 	fmt_duration(ev->time_ns > l->acquired_ns ? ev->time_ns - l->acquired_ns : 0, held,
 		     sizeof(held));
 	term_escape(l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN), name, sizeof(name));
-	fprintf(o->o.f, "%s%s 0x%llx held by %u (%s) for %s%s%s\n", indent, lock_kind_name(l->kind),
+	n = lock_stack_frames(o, (pid_t)ev->pid, l);
+	runtime = lock_runtime(o, l, n);
+	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s) for %s%s%s\n", indent,
+		runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
 		(unsigned long long)l->addr, l->holder_tid, name, held,
 		l->depth > 1 ? " (recursive)" : "",
 		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
-	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	text_stack(o, n, "        ");
 }
 
@@ -488,6 +516,8 @@ void output_child(struct output *o, const struct fh_child_event *ev)
 			else
 				jw_int(&o->jw, "signal", ev->exit_code & 0x7f);
 		}
+		if (o->o.decorate)
+			o->o.decorate(o->o.decorate_ctx, &o->jw, "child", ev);
 		jw_obj_end(&o->jw);
 		emit_json(o);
 		return;
@@ -539,6 +569,8 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 			jw_null(&o->jw, "lock");
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		json_stack(o, "stack", n);
+		if (o->o.decorate)
+			o->o.decorate(o->o.decorate_ctx, &o->jw, "deadlock", ev);
 		jw_obj_end(&o->jw);
 		emit_json(o);
 		return;
@@ -583,6 +615,7 @@ void output_summary(struct output *o, const struct fh_summary *s)
 		jw_uint(&o->jw, "hazards", s->hazards);
 		jw_uint(&o->jw, "deadlocks", s->deadlocks);
 		jw_uint(&o->jw, "lost", s->lost);
+		jw_uint(&o->jw, "lost_forks", s->lost_forks);
 		jw_obj_begin(&o->jw, "dropped");
 		jw_uint(&o->jw, "untracked_locks", s->untracked_locks);
 		jw_uint(&o->jw, "untraced_procs", s->untraced_procs);
@@ -597,8 +630,11 @@ void output_summary(struct output *o, const struct fh_summary *s)
 		return;
 	}
 	fprintf(o->o.f, "\n%" PRIu64 " forks, %" PRIu64 " from multithreaded processes, %" PRIu64
-		" hazards, %" PRIu64 " deadlocks, %" PRIu64 " events lost\n",
+		" hazards, %" PRIu64 " deadlocks, %" PRIu64 " events lost",
 		s->forks, s->mt_forks, s->hazards, s->deadlocks, s->lost);
+	if (s->lost_forks)
+		fprintf(o->o.f, " (%" PRIu64 " of them forks)", s->lost_forks);
+	fputc('\n', o->o.f);
 	if (s->untracked_locks || s->untraced_procs || s->unfollowed_children || s->stacks_lost ||
 	    s->pending_evicted || s->probed_procs_refused)
 		fprintf(o->o.f, "not tracked (limits reached): %" PRIu64 " lock acquisitions, %" PRIu64
@@ -625,4 +661,22 @@ void output_flush(struct output *o)
 bool output_failed(const struct output *o)
 {
 	return o->failed;
+}
+
+void output_set_file(struct output *o, FILE *f)
+{
+	o->o.f = f;
+	o->failed = false;
+}
+
+struct jw *output_json_begin(struct output *o, const char *type, uint64_t mono_ns)
+{
+	json_header(o, type, mono_ns);
+	return &o->jw;
+}
+
+void output_json_end(struct output *o)
+{
+	jw_obj_end(&o->jw);
+	emit_json(o);
 }

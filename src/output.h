@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include "forkhazard.h"
 
+struct jw;
 struct syms;
 struct ustacks;
 
@@ -24,11 +25,16 @@ struct output_opts {
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
+	/* More members for a JSON fork, child or deadlock event (container.c,
+	 * daemon.c), added just before its object closes; ev is its record. */
+	void (*decorate)(void *ctx, struct jw *w, const char *type, const void *ev);
+	void *decorate_ctx;
 };
 
 struct fh_summary {
 	uint64_t time_ns;		/* CLOCK_MONOTONIC */
 	uint64_t forks, mt_forks, hazards, deadlocks, lost;
+	uint64_t lost_forks;		/* fork events among `lost`: mt_forks = shown + these */
 	uint64_t untracked_locks;	/* acquisitions not tracked: slots full */
 	uint64_t untraced_procs;	/* processes not traced: table full */
 	uint64_t unfollowed_children;	/* children not followed: table full */
@@ -72,6 +78,12 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 void output_lost(struct output *o, uint64_t events, uint64_t now_ns);
 void output_summary(struct output *o, const struct fh_summary *s);
 void output_flush(struct output *o);
+/* Write to f from now on (the file was reopened); forgets an earlier failure. */
+void output_set_file(struct output *o, FILE *f);
+/* A JSON line of the caller's own type: begin returns the writer with "type"
+ * and "time" in it, the caller adds members, end writes the line. */
+struct jw *output_json_begin(struct output *o, const char *type, uint64_t mono_ns);
+void output_json_end(struct output *o);
 /* Did writing fail (disk full, closed pipe)? */
 bool output_failed(const struct output *o);
 

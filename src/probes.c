@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,40 +29,50 @@ enum lock_op {
 
 /*
  * The lock functions probed in each C library. A kind is a few rows here and
- * its lock word's meaning in bpf/fh.bpf.h (lock_word_verdict). C11 mtx_lock
- * and mtx_unlock call pthread_mutex_lock/unlock in glibc 2.34+ and musl, and
- * std::mutex, std::shared_mutex call the pthread functions: the probes on
- * those addresses see them all.
+ * its lock word's meaning in bpf/fh.bpf.h (lock_word_verdict). std::mutex and
+ * std::shared_mutex call the pthread functions. C11 mtx_lock calls
+ * pthread_mutex_lock in glibc, but takes a free mutex itself in musl: it is
+ * probed too, and the probes see one call where lock functions call each
+ * other on the same lock (bpf/locks.bpf.c, nested_call). mtx_unlock calls
+ * pthread_mutex_unlock in both: not probed, or a recursive mutex would be
+ * released twice.
  */
 static const struct lock_fn {
 	const char *name;
 	enum fh_lock_kind kind;
 	enum lock_op op;
+	unsigned int flags;	/* FH_PROBE_TRY */
 } lock_fns[] = {
 	{ "pthread_mutex_lock",         FH_KIND_MUTEX,        OP_ACQUIRE },
-	{ "pthread_mutex_trylock",      FH_KIND_MUTEX,        OP_ACQUIRE },
+	{ "pthread_mutex_trylock",      FH_KIND_MUTEX,        OP_ACQUIRE, FH_PROBE_TRY },
 	{ "pthread_mutex_timedlock",    FH_KIND_MUTEX,        OP_ACQUIRE },
 	{ "pthread_mutex_clocklock",    FH_KIND_MUTEX,        OP_ACQUIRE },
 	{ "pthread_mutex_unlock",       FH_KIND_MUTEX,        OP_RELEASE },
+	{ "mtx_lock",                   FH_KIND_MUTEX,        OP_ACQUIRE },
+	{ "mtx_trylock",                FH_KIND_MUTEX,        OP_ACQUIRE, FH_PROBE_TRY },
+	{ "mtx_timedlock",              FH_KIND_MUTEX,        OP_ACQUIRE },
 	{ "pthread_rwlock_rdlock",      FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
-	{ "pthread_rwlock_tryrdlock",   FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
+	{ "pthread_rwlock_tryrdlock",   FH_KIND_RWLOCK_READ,  OP_ACQUIRE, FH_PROBE_TRY },
 	{ "pthread_rwlock_timedrdlock", FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
 	{ "pthread_rwlock_clockrdlock", FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
 	{ "pthread_rwlock_wrlock",      FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
-	{ "pthread_rwlock_trywrlock",   FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
+	{ "pthread_rwlock_trywrlock",   FH_KIND_RWLOCK_WRITE, OP_ACQUIRE, FH_PROBE_TRY },
 	{ "pthread_rwlock_timedwrlock", FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
 	{ "pthread_rwlock_clockwrlock", FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
 	{ "pthread_rwlock_unlock",      FH_KIND_RWLOCK_READ,  OP_RELEASE },
 	/* A semaphore's word cannot tell its holder from a waiter: confirm
-	 * on return. sem_post releases whichever thread took it. */
+	 * on return. sem_post releases whichever thread took it; so does
+	 * sem_destroy (a lock freed while taken: a timed-out Condition
+	 * waiter of CPython). */
 	{ "sem_wait",                   FH_KIND_SEM,          OP_ACQUIRE_RET },
-	{ "sem_trywait",                FH_KIND_SEM,          OP_ACQUIRE_RET },
+	{ "sem_trywait",                FH_KIND_SEM,          OP_ACQUIRE_RET, FH_PROBE_TRY },
 	{ "sem_timedwait",              FH_KIND_SEM,          OP_ACQUIRE_RET },
 	{ "sem_clockwait",              FH_KIND_SEM,          OP_ACQUIRE_RET },
 	{ "sem_post",                   FH_KIND_SEM,          OP_RELEASE },
+	{ "sem_destroy",                FH_KIND_SEM,          OP_RELEASE },
 	/* A spinning waiter looks like a holder too. */
 	{ "pthread_spin_lock",          FH_KIND_SPIN,         OP_ACQUIRE_RET },
-	{ "pthread_spin_trylock",       FH_KIND_SPIN,         OP_ACQUIRE_RET },
+	{ "pthread_spin_trylock",       FH_KIND_SPIN,         OP_ACQUIRE_RET, FH_PROBE_TRY },
 	{ "pthread_spin_unlock",        FH_KIND_SPIN,         OP_RELEASE },
 };
 #define N_LOCK_FNS	(sizeof(lock_fns) / sizeof(lock_fns[0]))
@@ -68,7 +80,7 @@ static const struct lock_fn {
 #define MAX_POINTS	(N_LOCK_FNS * ELF_MAX_ALIASES)
 
 #define MAX_MODULES		64	/* distinct lock libraries on the machine */
-#define MAX_MODS_PER_PROC	4
+#define MAX_MODS_PER_PROC	8
 #define MAX_LOCK_FNS		8	/* --lock-fn specs */
 
 /* A library (or static executable) resolved once, probed in any number of
@@ -81,6 +93,7 @@ struct lock_module {
 	__u64 cookie[N_LINK_OPS][MAX_POINTS];
 	int nfns;
 	int global_links[N_LINK_OPS];	/* system-wide links, -1 if none */
+	bool told;		/* -v said it has no lock functions */
 };
 
 struct probed_proc {
@@ -219,7 +232,7 @@ static bool is_c_library(const char *path)
  * (placement.c), or its entry. A return probe must sit where the return
  * address is on top of the stack: the kernel replaces it there. */
 static void place_probe(struct probes *p, int fd, const struct elf_func *f, int alias,
-			bool need_ret_on_top, const char *path, struct probe_point *pp)
+			bool need_ret_on_top, bool refire_ok, const char *path, struct probe_point *pp)
 {
 	unsigned char code[4096];
 	size_t len = f->size[alias] && f->size[alias] < sizeof(code) ? f->size[alias] : sizeof(code);
@@ -235,7 +248,8 @@ static void place_probe(struct probes *p, int fd, const struct elf_func *f, int 
 	 * (pthread_spin_lock starts with a lock-prefixed instruction). */
 	if (p->at_entry && placement_probeable(code, (size_t)n))
 		goto out;
-	if (placement_choose(code, (size_t)n, f->file_offset[alias], pp) == 0 && need_ret_on_top &&
+	if (placement_choose(code, (size_t)n, f->file_offset[alias], refire_ok ? PLACE_REFIRE_OK : 0,
+			     pp) == 0 && need_ret_on_top &&
 	    pp->ret_slot) {
 		memset(pp, 0, sizeof(*pp));
 		snprintf(pp->insn, sizeof(pp->insn), "entry");
@@ -244,7 +258,7 @@ static void place_probe(struct probes *p, int fd, const struct elf_func *f, int 
 		pp->unprobeable = 1;
 out:
 #else
-	(void)p, (void)fd, (void)code, (void)len, (void)n, (void)need_ret_on_top;
+	(void)p, (void)fd, (void)code, (void)len, (void)n, (void)need_ret_on_top, (void)refire_ok;
 #endif
 	log_debug("%s: %s probed at +0x%llx (%s%s)", path, f->name, (unsigned long long)pp->offset,
 		  pp->insn, pp->emulated ? ", emulated" : ", single-stepped");
@@ -264,19 +278,23 @@ static void add_point(struct lock_module *mod, enum lock_op op, unsigned long of
 /* Add the probe points of (name, kind, op) found in funcs[i]. */
 static void add_function(struct probes *p, struct lock_module *mod, int fd, const char *path,
 			 const struct elf_func *f, enum fh_lock_kind kind, enum lock_op op,
-			 enum fh_layout layout)
+			 unsigned int flags, enum fh_layout layout)
 {
 	for (int a = 0; a < f->n; a++) {
 		struct probe_point pp;
 		__u64 cookie;
 
-		place_probe(p, fd, f, a, op == OP_ACQUIRE_RET, path, &pp);
+		/* A pending acquisition rewritten, a return seen twice, a
+		 * semaphore released twice: harmless repeats (not so for a
+		 * recursive mutex's depth). */
+		place_probe(p, fd, f, a, op == OP_ACQUIRE_RET,
+			    op == OP_ACQUIRE_RET || (op == OP_RELEASE && kind == FH_KIND_SEM), path, &pp);
 		if (pp.unprobeable) {
 			log_info("%s: %s cannot carry a uprobe: not tracked", path, f->name);
 			continue;
 		}
 		cookie = FH_COOKIE(kind, pp.ret_slot, layout,
-				   op == OP_ACQUIRE_RET ? FH_PROBE_CONFIRM_RET : 0);
+				   flags | (op == OP_ACQUIRE_RET ? FH_PROBE_CONFIRM_RET : 0));
 		if (op == OP_ACQUIRE_RET) {
 			/* entry and return at the same point: one trap for both */
 			add_point(mod, OP_ACQUIRE, f->file_offset[a] + pp.offset, cookie);
@@ -302,56 +320,47 @@ static enum fh_layout detect_layout(int fd, const char *path)
 	return FH_LAYOUT_GLIBC;
 }
 
-/* Resolve the probe points of the file behind one mapping of pid: a C
- * library, a static executable, or a binary named by --lock-fn. */
-static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *m,
-			  struct lock_module **out)
+static struct lock_module *find_module(struct probes *p, dev_t dev, ino_t ino)
+{
+	for (int i = 0; i < p->nmodules; i++)
+		if (p->modules[i].dev == dev && p->modules[i].ino == ino)
+			return &p->modules[i];
+	return NULL;
+}
+
+/* Resolve the probe points of the ELF file open at fd (dev, ino; `name` for
+ * messages): a C library, a static executable, or a binary named by
+ * --lock-fn. The result is kept: each file is read once. */
+static int resolve_fd(struct probes *p, int fd, dev_t dev, ino_t ino, const char *name,
+		      struct lock_module **out)
 {
 	struct elf_func funcs[N_LOCK_FNS], user[2];
-	dev_t dev = makedev(m->dev_major, m->dev_minor);
 	struct lock_module *mod;
 	enum fh_layout layout;
-	char path[96];
-	int fd, err;
+	int err;
 
-	for (int i = 0; i < p->nmodules; i++) {
-		if (p->modules[i].dev == dev && p->modules[i].ino == m->inode) {
-			*out = &p->modules[i];
-			return p->modules[i].nfns ? 0 : -ENODATA;
-		}
-	}
 	if (p->nmodules == MAX_MODULES)
 		return -ENOSPC;
-
-	/* map_files is the exact file mapped: right in any mount namespace,
-	 * and still there if the file was deleted or replaced. */
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
-		 (unsigned long long)m->start, (unsigned long long)m->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	for (size_t i = 0; i < N_LOCK_FNS; i++)
 		funcs[i].name = lock_fns[i].name;
 	err = elf_find_funcs(fd, funcs, N_LOCK_FNS);
-	if (err) {
-		close(fd);
+	if (err)
 		return err;
-	}
 
 	mod = &p->modules[p->nmodules++];
 	memset(mod, 0, sizeof(*mod));
 	mod->dev = dev;
-	mod->ino = m->inode;
+	mod->ino = ino;
 	for (int op = 0; op < N_LINK_OPS; op++)
 		mod->global_links[op] = -1;
-	layout = detect_layout(fd, m->path);
+	layout = detect_layout(fd, name);
 	for (size_t i = 0; i < N_LOCK_FNS; i++)
-		add_function(p, mod, fd, m->path, &funcs[i], lock_fns[i].kind, lock_fns[i].op,
-			     layout);
+		add_function(p, mod, fd, name, &funcs[i], lock_fns[i].kind, lock_fns[i].op,
+			     lock_fns[i].flags, layout);
 	for (int u = 0; u < p->nuser_fns; u++) {
 		const struct user_lock_fn *uf = &p->user_fns[u];
 
-		if (uf->dev != dev || uf->ino != m->inode)
+		if (uf->dev != dev || uf->ino != ino)
 			continue;
 		user[0].name = uf->acquire;
 		user[1].name = uf->release;
@@ -360,11 +369,10 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 				 uf->release);
 			continue;
 		}
-		add_function(p, mod, fd, m->path, &user[0], FH_KIND_CUSTOM,
-			     uf->try_ret ? OP_ACQUIRE_RET : OP_ACQUIRE, layout);
-		add_function(p, mod, fd, m->path, &user[1], FH_KIND_CUSTOM, OP_RELEASE, layout);
+		add_function(p, mod, fd, name, &user[0], FH_KIND_CUSTOM,
+			     uf->try_ret ? OP_ACQUIRE_RET : OP_ACQUIRE, 0, layout);
+		add_function(p, mod, fd, name, &user[1], FH_KIND_CUSTOM, OP_RELEASE, 0, layout);
 	}
-	close(fd);
 	/* Both ends are needed: acquisitions never released would pile up. */
 	if (!mod->npoints[OP_RELEASE] || (!mod->npoints[OP_ACQUIRE] && !mod->npoints[OP_ACQUIRE_RET]))
 		mod->nfns = 0;
@@ -372,9 +380,34 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 	if (!mod->nfns)
 		return -ENODATA;
 	log_debug("lock functions in %s (%s layout): %d entry, %d return, %d release points",
-		  m->path, layout == FH_LAYOUT_MUSL ? "musl" : "glibc", mod->npoints[OP_ACQUIRE],
+		  name, layout == FH_LAYOUT_MUSL ? "musl" : "glibc", mod->npoints[OP_ACQUIRE],
 		  mod->npoints[OP_ACQUIRE_RET], mod->npoints[OP_RELEASE]);
 	return 0;
+}
+
+/* Resolve the file behind one mapping of pid. */
+static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *m,
+			  struct lock_module **out)
+{
+	dev_t dev = makedev(m->dev_major, m->dev_minor);
+	struct lock_module *mod = find_module(p, dev, m->inode);
+	char path[96];
+	int fd, err;
+
+	if (mod) {
+		*out = mod;
+		return mod->nfns ? 0 : -ENODATA;
+	}
+	/* map_files is the exact file mapped: right in any mount namespace,
+	 * and still there if the file was deleted or replaced. */
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	err = resolve_fd(p, fd, dev, m->inode, m->path, out);
+	close(fd);
+	return err;
 }
 
 /*
@@ -478,24 +511,13 @@ static bool is_candidate(const struct attach_walk *w, const struct fh_mapping *m
 	return false;
 }
 
-static int attach_mapping(const struct fh_mapping *m, void *ctx)
+/* Attach the probes of a resolved module (unless it has them already), the
+ * file named by link_path (a map_files entry, or a path); name for messages. */
+static int attach_resolved(struct attach_walk *w, struct lock_module *mod, const char *link_path,
+			   const char *name)
 {
-	struct attach_walk *w = ctx;
-	struct lock_module *mod = NULL;
 	int links[N_LINK_OPS], err;
-	char path[96];
 
-	if (m->path[0] == '/' && !strncmp(base_name(m->path), "ld-linux", 8))
-		w->loader = true;
-	if (!is_candidate(w, m))
-		return 0;
-	err = resolve_module(w->p, w->pid, m, &mod);
-	if (err) {
-		if (err != -ENODATA)
-			log_warn("cannot read %s of PID %d: %s", m->path, (int)w->pid, strerror(-err));
-		return 0;
-	}
-	w->found++;
 	if (!w->per_process) {
 		if (mod->global_links[OP_RELEASE] >= 0)
 			return 0;
@@ -506,11 +528,9 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 		if (w->pp->nmods == MAX_MODS_PER_PROC)
 			return 0;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)w->pid,
-		 (unsigned long long)m->start, (unsigned long long)m->end);
-	err = attach_module(w->p, mod, path, w->per_process ? w->target : 0, links);
+	err = attach_module(w->p, mod, link_path, w->per_process ? w->target : 0, links);
 	if (err) {
-		log_warn("cannot attach lock probes to %s for PID %d: %s", m->path, (int)w->target,
+		log_warn("cannot attach lock probes to %s for PID %d: %s", name, (int)w->target,
 			 strerror(-err));
 		w->err = err;
 		return err == -ENOTSUP ? err : 0;
@@ -523,9 +543,135 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 		memcpy(mod->global_links, links, sizeof(links));
 	}
 	w->attached++;
-	log_info("lock probes on %s for %s", m->path,
+	log_info("lock probes on %s for %s", name,
 		 w->per_process ? "this process only" : "every process");
 	return 0;
+}
+
+static int attach_mapping(const struct fh_mapping *m, void *ctx)
+{
+	struct attach_walk *w = ctx;
+	struct lock_module *mod = NULL;
+	char path[96];
+	int err;
+
+	if (m->path[0] == '/' && !strncmp(base_name(m->path), "ld-linux", 8))
+		w->loader = true;
+	if (!is_candidate(w, m))
+		return 0;
+	err = resolve_module(w->p, w->pid, m, &mod);
+	if (err) {
+		if (err != -ENODATA)
+			log_warn("cannot read %s of PID %d: %s", m->path, (int)w->pid, strerror(-err));
+		return 0;
+	}
+	w->found++;
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)w->pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	return attach_resolved(w, mod, path, m->path);
+}
+
+/*
+ * Attach the probes of a file by its path, mapped or not yet: uprobes belong
+ * to the file, and the kernel places them in whatever process maps it later
+ * (for per-process links, in that process only). Returns 0, -ENODATA (no
+ * lock functions) or -errno.
+ */
+static int attach_path(struct attach_walk *w, const char *path)
+{
+	struct lock_module *mod;
+	struct stat st;
+	int fd, err;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	mod = find_module(w->p, st.st_dev, st.st_ino);
+	if (mod)
+		err = mod->nfns ? 0 : -ENODATA;
+	else
+		err = resolve_fd(w->p, fd, st.st_dev, st.st_ino, path, &mod);
+	close(fd);
+	if (err)
+		return err;
+	w->found++;
+	err = attach_resolved(w, mod, path, path);
+	return err ? err : w->err;
+}
+
+/* --lock-fn binaries: probed before they are mapped (a library loaded by
+ * dlopen or by the loader after exec would otherwise race its first lock). */
+static void attach_user_binaries(struct attach_walk *w)
+{
+	for (int u = 0; u < w->p->nuser_fns; u++) {
+		int err = attach_path(w, w->p->user_fns[u].binary);
+
+		if (err && err != -ENODATA && err != -ENOTSUP)
+			log_warn("--lock-fn: cannot probe %s: %s", w->p->user_fns[u].binary,
+				 strerror(-err));
+	}
+}
+
+/* argv[0] as execvp() finds it. Returns 0 or -ENOENT. */
+static int resolve_program(const char *program, char *out, size_t size)
+{
+	const char *path = getenv("PATH"), *p, *end;
+
+	if (strchr(program, '/'))
+		return snprintf(out, size, "%s", program) < (int)size && !access(out, X_OK) ?
+		       0 : -ENOENT;
+	for (p = path ? path : "/usr/local/bin:/usr/bin:/bin"; *p; p = *end ? end + 1 : end) {
+		end = strchrnul(p, ':');
+		if (snprintf(out, size, "%.*s/%s", (int)(end - p), end > p ? p : ".", program) <
+		    (int)size && !access(out, X_OK))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* The PT_INTERP of an ELF executable. Returns 0, -ENODATA (none: static)
+ * or -errno. */
+static int elf_interpreter(const char *file, char *out, size_t size)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	ssize_t n;
+	int fd = open(file, O_RDONLY | O_CLOEXEC), err = -ENODATA;
+
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ph)) {
+		close(fd);
+		return -ENOEXEC;
+	}
+	for (int i = 0; i < eh.e_phnum && err == -ENODATA; i++) {
+		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph))) !=
+		    sizeof(ph)) {
+			err = -ENOEXEC;
+			break;
+		}
+		if (ph.p_type != PT_INTERP)
+			continue;
+		if (!ph.p_filesz || ph.p_filesz >= size) {
+			err = -ENOEXEC;
+			break;
+		}
+		n = pread(fd, out, ph.p_filesz, (off_t)ph.p_offset);
+		if (n != (ssize_t)ph.p_filesz) {
+			err = -ENOEXEC;
+			break;
+		}
+		out[n] = '\0';
+		err = 0;
+	}
+	close(fd);
+	return err;
 }
 
 /* Our own C library, as a stand-in for the one a process will map. */
@@ -558,6 +704,23 @@ static int attach_default_libc(struct attach_walk *w)
 		return 0;
 	}
 	return -ENODATA;
+}
+
+/* -v, once per executable: a process with nothing to probe. */
+static void tell_no_lock_fns(struct attach_walk *w)
+{
+	struct lock_module *mod = find_module(w->p, w->exe.st_dev, w->exe.st_ino);
+	char link[64], exe[PATH_MAX];
+	ssize_t n;
+
+	if (!mod || mod->told)
+		return;
+	mod->told = true;
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)w->pid);
+	n = readlink(link, exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	log_info("%s: no lock functions recognized (no known C library mapped, none in the executable): its locks are not tracked",
+		 exe[0] ? exe : link);
 }
 
 int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
@@ -594,12 +757,17 @@ int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 	err = procfs_for_each_mapping(pid, attach_mapping, &w);
 	if (err == -ENOENT || err == -ESRCH)
 		err = -ENOENT;
+	if (!err && per_process && w.err != -ENOTSUP) {
+		if (!w.found && w.loader)
+			attach_default_libc(&w);
+		attach_user_binaries(&w);
+	}
 	if (!err && w.err == -ENOTSUP)
 		err = -ENOTSUP;
-	if (!err && !w.found && w.loader && per_process)
-		err = attach_default_libc(&w);
-	else if (!err && !w.found)
+	if (!err && !w.found && !w.attached) {
+		tell_no_lock_fns(&w);
 		err = -ENODATA;
+	}
 	if (err && new_proc)
 		release_proc(p, w.pp);
 	if (err)
@@ -631,7 +799,46 @@ int probes_attach_everywhere(struct probes *p)
 			total += n;
 	}
 	closedir(d);
+	if (p->nuser_fns) {
+		struct attach_walk w = { .p = p, .pid = getpid() };
+
+		attach_user_binaries(&w);
+		if (w.err == -ENOTSUP)
+			return w.err;
+		total += w.attached;
+	}
 	return total;
+}
+
+/*
+ * The program a process is about to exec (a COMMAND held before its exec):
+ * probe, for that process, the C library it will run on when that can be told
+ * from the file alone: the executable itself when it is static, its program
+ * interpreter when that is the C library (musl's ld-musl-*.so.1 is its
+ * libc). Probing only after exec would race the program's first threads.
+ * Returns the number of files newly probed or -errno.
+ */
+int probes_attach_program(struct probes *p, pid_t pid, const char *program)
+{
+	struct attach_walk w = { .p = p, .pid = pid, .target = pid, .per_process = true };
+	char file[PATH_MAX], interp[PATH_MAX];
+	int err;
+
+	w.pp = find_proc(p, pid);
+	if (!w.pp)
+		return -ENOENT;	/* probes_attach_process() first */
+	if (resolve_program(program, file, sizeof(file)))
+		return -ENOENT;
+	err = elf_interpreter(file, interp, sizeof(interp));
+	if (err == -ENODATA)
+		err = attach_path(&w, file);		/* static */
+	else if (!err && is_c_library(interp))
+		err = attach_path(&w, interp);
+	else if (!err)
+		return 0;	/* glibc's loader: libc comes later, as a mapping */
+	if (err && err != -ENODATA)
+		return err;
+	return w.attached;
 }
 
 void probes_reap_exited(struct probes *p)

@@ -47,6 +47,15 @@ int probes_add_lock_fn(struct probes *p, const char *spec);
  */
 int probes_attach_process(struct probes *p, pid_t pid, bool per_process);
 
+/*
+ * A process held before it execs `program` (argv[0], searched in PATH) and
+ * already given probes by probes_attach_process(): probe now, for it, the C
+ * library the program will run on when the file tells (a static executable,
+ * musl's interpreter), so that its first threads' locks are seen. Returns the
+ * number of files newly probed, or -errno.
+ */
+int probes_attach_program(struct probes *p, pid_t pid, const char *program);
+
 /* System-wide: attach to the lock libraries of every running process. */
 int probes_attach_everywhere(struct probes *p);
 

@@ -125,14 +125,14 @@ static struct snap *snap_find(struct syms *s, pid_t pid)
 /* A slot for a new snapshot: a free one, else the least recently used. */
 static struct snap *snap_slot(struct syms *s)
 {
-	struct snap *victim = NULL;
+	struct snap *victim = &s->snaps[0];	/* max_snaps >= 1 */
 
 	for (size_t i = 0; i < s->max_snaps; i++) {
 		struct snap *p = &s->snaps[i];
 
 		if (!p->used)
 			return p;
-		if (!victim || p->last_use < victim->last_use)
+		if (p->last_use < victim->last_use)
 			victim = p;
 	}
 	snap_clear(victim);

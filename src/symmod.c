@@ -208,6 +208,7 @@ static bool evict_one(struct symmod_cache *c, const struct symmod *keep)
 	for (size_t i = 0; i < c->max; i++) {
 		struct symmod *m = &c->slots[i];
 
+		/* cppcheck-suppress nullPointerRedundantCheck ; m is never NULL */
 		if (m->used && m != keep && (!victim || m->last_use < victim->last_use))
 			victim = m;
 	}

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,14 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "caps.h"
+#include "cli.h"
 #include "command.h"
+#include "container.h"
 #include "correlate.h"
+#include "daemon.h"
+#include "escape.h"
+#include "elfsyms.h"
 #include "events.h"
 #include "forkhazard.skel.h"
 #include "log.h"
@@ -51,6 +58,11 @@ struct tracer {
 	uint64_t deadline_ns;
 	uint64_t lost_reported;
 	uint64_t stacks_lost_at_reset;
+	uint32_t full_warned;	/* FH_STAT_* bits already warned about */
+	struct daemon *daemon;		/* --daemon (daemon.c) */
+	struct containers *containers;	/* cgroup and container of JSON events */
+	bool reopen;			/* SIGHUP: reopen the outputs */
+	uint64_t output_errors, output_reopens, output_retry_ns;
 };
 
 static uint64_t now_mono(void)
@@ -95,8 +107,13 @@ static void read_stats(struct tracer *t, uint64_t out[FH_STAT_MAX])
 
 static int preflight(const struct fh_config *cfg)
 {
-	if (geteuid() != 0) {
-		log_error("must run as root (it loads BPF programs and places uprobes)");
+	int missing = caps_check(caps_needed_at_start(cfg->user != NULL));
+
+	if (missing) {
+		char need[256];
+
+		caps_format(caps_needed_at_start(cfg->user != NULL), need, sizeof(need));
+		log_error("missing %s: run as root, or with %s", caps_name(missing), need);
 		return -EPERM;
 	}
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
@@ -104,6 +121,7 @@ static int preflight(const struct fh_config *cfg)
 		return -ENOENT;
 	}
 	for (int i = 0; i < cfg->npids; i++) {
+		struct fh_proc_status status;
 		pid_t pid = cfg->pids[i];
 
 		if (!procfs_pid_exists(pid)) {
@@ -114,27 +132,118 @@ static int preflight(const struct fh_config *cfg)
 			log_error("PID %d is a kernel thread: it never forks user memory", (int)pid);
 			return -EINVAL;
 		}
+		if (procfs_read_status(pid, 0, &status) == 0 && status.tgid != pid) {
+			log_error("%d is a thread of process %d: use -p %d", (int)pid,
+				  (int)status.tgid, (int)status.tgid);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
 
+/* Users whose files and directories root may write into: root, the real
+ * user, and the user sudo ran us for. */
+static bool trusted_owner(uid_t uid)
+{
+	const char *sudo = getenv("SUDO_UID");
+	pid_t sudo_uid;
+
+	if (uid == 0 || uid == getuid())
+		return true;
+	return getuid() == 0 && sudo && !cli_parse_pid(sudo, &sudo_uid) && uid == (uid_t)sudo_uid;
+}
+
+/*
+ * -o FILE, written with our privileges: nothing in it may be redirected by
+ * another user. The directory is opened once and the file created in it
+ * (no race between a check and the open): the directory must belong to a
+ * trusted user and be writable by nobody else, unless sticky (/tmp). The
+ * file is new (O_CREAT|O_EXCL), never a symlink (O_NOFOLLOW), never a FIFO
+ * or a device (O_NONBLOCK, then S_ISREG); an existing one is overwritten only
+ * if it is a regular file of a trusted user with no other hard link.
+ */
+static int open_output_file(const char *path, const char **why)
+{
+	char dir[PATH_MAX];
+	const char *base = strrchr(path, '/');
+	struct stat st;
+	int dfd, fd, flags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+
+	*why = NULL;
+	if (!base) {
+		snprintf(dir, sizeof(dir), ".");
+		base = path;
+	} else {
+		if ((size_t)(base - path) >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, (size_t)(base - path));
+		dir[base - path] = '\0';
+		if (!dir[0])
+			snprintf(dir, sizeof(dir), "/");
+		base++;
+	}
+	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+		return -EISDIR;
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (fstat(dfd, &st)) {
+		fd = -errno;
+		goto out;
+	}
+	if (!trusted_owner(st.st_uid) || ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
+					  !(st.st_mode & S_ISVTX))) {
+		*why = "its directory can be changed by another user";
+		fd = -EPERM;
+		goto out;
+	}
+	fd = openat(dfd, base, flags | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 && errno == EEXIST)
+		fd = openat(dfd, base, flags);
+	if (fd < 0) {
+		fd = -errno;
+		if (fd == -ELOOP)
+			*why = "it is a symbolic link";
+		else if (fd == -ENXIO)	/* a FIFO nobody reads, a device */
+			*why = "not a regular file";
+		goto out;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+	} else if (!trusted_owner(st.st_uid)) {
+		*why = "it belongs to another user";
+	} else if (st.st_nlink != 1) {
+		*why = "it has other hard links";
+	} else if (ftruncate(fd, 0) || fcntl(fd, F_SETFL, O_WRONLY)) {
+		*why = strerror(errno);
+	}
+	if (*why) {
+		close(fd);
+		fd = -EPERM;
+	}
+out:
+	close(dfd);
+	return fd;
+}
+
 static int open_output(struct tracer *t)
 {
-	struct stat st;
+	const char *why;
 	int fd;
 
 	if (!t->cfg->output) {
 		t->outf = stdout;
 		return 0;
 	}
-	/* Root writes here: never through a symlink, only to a regular file. */
-	fd = open(t->cfg->output, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		log_error("cannot write %s: %s", t->cfg->output,
-			  fd < 0 ? strerror(errno) : "not a regular file");
-		if (fd >= 0)
-			close(fd);
-		return -EINVAL;
+	if (t->cfg->svc.daemon)	/* appended to, reopened on SIGHUP */
+		return daemon_open_events(t->cfg->output, &t->outf);
+	fd = open_output_file(t->cfg->output, &why);
+	if (fd < 0) {
+		char name[256];
+
+		term_escape(t->cfg->output, (size_t)-1, name, sizeof(name));
+		log_error("cannot write %s: %s", name, why ? why : strerror(-fd));
+		return fd;
 	}
 	t->outf = fdopen(fd, "w");
 	if (!t->outf) {
@@ -153,7 +262,7 @@ static int load_bpf(struct tracer *t)
 	skel = forkhazard_bpf__open();
 	if (!skel) {
 		log_error("cannot open the BPF object: %s", strerror(errno));
-		return -errno;
+		return -EINVAL;	/* never 0, whatever errno says: the caller would go on */
 	}
 	t->skel = skel;
 	skel->rodata->filter_pids = t->filtering;
@@ -172,6 +281,14 @@ static int load_bpf(struct tracer *t)
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
+	if ((cfg->ring_buffer_kb &&
+	     bpf_map__set_max_entries(skel->maps.events, (__u32)cfg->ring_buffer_kb * 1024)) ||
+	    (cfg->max_children &&
+	     bpf_map__set_max_entries(skel->maps.children, (__u32)cfg->max_children)) ||
+	    (cfg->max_traced && bpf_map__set_max_entries(skel->maps.procs, (__u32)cfg->max_traced))) {
+		log_error("cannot size the BPF maps: %s", strerror(errno));
+		return -EINVAL;
+	}
 
 	{
 		struct bpf_program *lock_progs[] = {
@@ -229,7 +346,7 @@ static int probe_process(struct tracer *t, pid_t pid)
 		}
 	}
 	if (n == -ENODATA)
-		log_info("PID %d maps no C library with lock functions: locks not tracked",
+		log_debug("PID %d maps no C library with lock functions: locks not tracked",
 			 (int)pid);
 	return n;
 }
@@ -240,13 +357,17 @@ static void on_probe_request(void *ctx, pid_t pid)
 	int n;
 
 	log_debug("probe request for PID %d", (int)pid);
+	/* A PID recycled before the tick reaped its previous owner must not
+	 * find that process's probes and be taken as probed already. */
+	if (t->probes)
+		probes_reap_exited(t->probes);
 
 	if (t->filtering || t->adaptive) {
 		n = probe_process(t, pid);
 	} else {
 		n = probes_attach_process(t->probes, pid, false);
 		if (n == -ENODATA)
-			log_info("PID %d maps no C library with lock functions", (int)pid);
+			log_debug("PID %d maps no C library with lock functions", (int)pid);
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
@@ -284,6 +405,45 @@ static int probe_named_processes(struct tracer *t)
 	return 0;
 }
 
+/* --lock-fn BINARY:ACQUIRE:RELEASE[:TRY], checked now rather than when a
+ * process maps BINARY: an ELF file that defines both functions. */
+static int check_lock_fn(const char *spec, const char **why)
+{
+	char buf[512], *acq, *rel, *end;
+	struct elf_func fns[2];
+	int fd, err;
+
+	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
+		return -EINVAL;
+	acq = strchr(buf, ':');
+	rel = acq ? strchr(acq + 1, ':') : NULL;
+	if (!rel)
+		return -EINVAL;
+	*acq++ = '\0';
+	*rel++ = '\0';
+	end = strchr(rel, ':');
+	if (end)
+		*end = '\0';
+	fd = open(buf, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	memset(fns, 0, sizeof(fns));
+	fns[0].name = acq;
+	fns[1].name = rel;
+	err = elf_find_funcs(fd, fns, 2);
+	close(fd);
+	if (err) {
+		*why = "BINARY is not an ELF file with a symbol table";
+		return err;
+	}
+	if (!fns[0].n || !fns[1].n) {
+		*why = !fns[0].n ? "BINARY defines no function ACQUIRE" :
+				   "BINARY defines no function RELEASE";
+		return -ENOENT;
+	}
+	return 0;
+}
+
 static int attach_targets(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -302,9 +462,15 @@ static int attach_targets(struct tracer *t)
 		if (!t->probes)
 			return -ENOMEM;
 		for (int i = 0; i < cfg->nlock_fns; i++) {
+			char spec[256];
+			const char *why = NULL;
+
 			n = probes_add_lock_fn(t->probes, cfg->lock_fns[i]);
+			if (!n)
+				n = check_lock_fn(cfg->lock_fns[i], &why);
 			if (n) {
-				log_error("--lock-fn %s: %s", cfg->lock_fns[i],
+				term_escape(cfg->lock_fns[i], (size_t)-1, spec, sizeof(spec));
+				log_error("--lock-fn %s: %s", spec, why ? why :
 					  n == -EINVAL ? "expected BINARY:ACQUIRE:RELEASE[:TRY] with "
 							 "BINARY a regular file" : strerror(-n));
 				return n;
@@ -348,6 +514,10 @@ static int attach_targets(struct tracer *t)
 			log_error("cannot attach lock probes to PID %d: %s", (int)pid, strerror(-n));
 			return n;
 		}
+		/* The COMMAND, held before exec: its static executable or musl
+		 * libc gets probes before its first instruction. */
+		if (i == cfg->npids && n >= 0)
+			probes_attach_program(t->probes, pid, cfg->command[0]);
 	}
 	return 0;
 }
@@ -386,6 +556,8 @@ static int setup_loop(struct tracer *t)
 		return -errno;
 	if (t->has_cmd && epoll_add(t->epfd, t->cmd.pidfd))
 		return -errno;
+	if (t->daemon && daemon_fd(t->daemon) >= 0 && epoll_add(t->epfd, daemon_fd(t->daemon)))
+		return -errno;
 	return 0;
 }
 
@@ -418,6 +590,31 @@ static void maintain_stacks(struct tracer *t, const uint64_t stats[FH_STAT_MAX])
 	log_info("stack map full: emptied it (generation %u)", t->skel->bss->stack_gen);
 }
 
+/* A bounded table is full: say so once, as it happens; the summary counts. */
+static void warn_full(struct tracer *t, const uint64_t stats[FH_STAT_MAX])
+{
+	static const struct {
+		int stat;
+		const char *what;
+	} tables[] = {
+		{ FH_STAT_CHILDREN_FULL, "the children table is full: some forked children are not "
+					 "followed (raise --max-children)" },
+		{ FH_STAT_PROCS_FULL, "the process table is full: some processes are not traced "
+				      "(raise --max-traced)" },
+		{ FH_STAT_HELD_FULL, "a thread holds more locks than can be tracked (16): some "
+				     "acquisitions are not tracked" },
+	};
+
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		uint32_t bit = 1u << tables[i].stat;
+
+		if (stats[tables[i].stat] && !(t->full_warned & bit)) {
+			t->full_warned |= bit;
+			log_warn("%s; counted in the summary", tables[i].what);
+		}
+	}
+}
+
 static void tick(struct tracer *t)
 {
 	uint64_t stats[FH_STAT_MAX], now = now_mono();
@@ -425,7 +622,10 @@ static void tick(struct tracer *t)
 	correlate_tick(t->corr, now);
 	read_stats(t, stats);
 	report_lost(t, stats, now);
+	warn_full(t, stats);
 	maintain_stacks(t, stats);
+	if (t->daemon)
+		daemon_tick(t->daemon, now);
 	if (t->probes)
 		probes_reap_exited(t->probes);
 	if (t->deadline_ns && now >= t->deadline_ns)
@@ -437,10 +637,54 @@ static void handle_signal(struct tracer *t)
 	struct signalfd_siginfo si;
 
 	while (read(t->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGHUP)
-			continue;	/* output reopening comes with the daemon mode */
+		if (si.ssi_signo == SIGHUP) {
+			t->reopen = true;	/* logrotate moved the files away */
+			continue;
+		}
 		t->stop = true;
 		t->stop_signal = (int)si.ssi_signo;
+	}
+}
+
+/* SIGHUP: what was written went, in whole lines, to the old files; what
+ * follows goes to new ones. */
+static void reopen_outputs(struct tracer *t)
+{
+	FILE *f;
+
+	t->reopen = false;
+	daemon_log_reopen(t->cfg);
+	if (!t->daemon || !t->cfg->output)
+		return;
+	output_flush(t->out);
+	if (daemon_open_events(t->cfg->output, &f))
+		return;	/* reported; the old file goes on */
+	fclose(t->outf);
+	t->outf = f;
+	output_set_file(t->out, f);
+	t->output_reopens++;
+}
+
+/* A service survives a full disk or a removed file: it says so, counts, and
+ * tries again every 5 s (reopening the file), losing only what it could not
+ * write meanwhile. */
+static void output_failure(struct tracer *t)
+{
+	uint64_t now = now_mono();
+	FILE *f;
+
+	if (now < t->output_retry_ns)
+		return;
+	t->output_errors++;
+	t->output_retry_ns = now + 5000000000ull;
+	log_error("cannot write the output: %s (retrying)", strerror(errno));
+	if (!t->cfg->output) {
+		clearerr(stdout);
+		output_set_file(t->out, stdout);
+	} else if (!daemon_open_events(t->cfg->output, &f)) {
+		fclose(t->outf);
+		t->outf = f;
+		output_set_file(t->out, f);
 	}
 }
 
@@ -465,17 +709,42 @@ static int run_loop(struct tracer *t)
 			} else if (t->has_cmd && fd == t->cmd.pidfd) {
 				if (command_reap(&t->cmd))
 					t->stop = true;
+			} else if (t->daemon && fd == daemon_fd(t->daemon)) {
+				daemon_handle_fd(t->daemon);
 			} else {
+				/* what is left is read at the next turn */
+				t->events.until_ns = now_mono() + 200000000ull;
 				ring_buffer__consume(t->rb);
 			}
 		}
 		output_flush(t->out);
-		if (output_failed(t->out)) {
+		if (t->reopen)
+			reopen_outputs(t);
+		if (output_failed(t->out) && t->daemon) {
+			output_failure(t);
+		} else if (output_failed(t->out)) {
 			log_error("cannot write the output: %s", strerror(errno));
 			return -EIO;
 		}
 	}
 	return 0;
+}
+
+/* How long the drain at exit may take: 3 s. FORKHAZARD_TEST_DRAIN_MS is for
+ * the tests only, which shorten it to find what is left after it. */
+static uint64_t drain_ns(void)
+{
+	const char *ms = getenv("FORKHAZARD_TEST_DRAIN_MS");
+	char *end;
+	long v;
+
+	if (ms && *ms) {
+		errno = 0;
+		v = strtol(ms, &end, 10);
+		if (!errno && !*end && v >= 0 && v <= 3000)
+			return (uint64_t)v * 1000000ull;
+	}
+	return 3000000000ull;
 }
 
 static void finish(struct tracer *t)
@@ -484,10 +753,22 @@ static void finish(struct tracer *t)
 	struct fh_summary s = { 0 };
 	struct probes_stats ps = { 0 };
 
+	/* Drain, but for 3 s at most: under a flood it would never end. What
+	 * is left then is counted (cheap) and reported lost, never dropped
+	 * silently. */
+	t->events.until_ns = now_mono() + drain_ns();
+	ring_buffer__consume(t->rb);
+	t->events.count_only = true;
 	ring_buffer__consume(t->rb);
 	now = now_mono();
 	correlate_finish(t->corr, now);
 	read_stats(t, stats);
+	stats[FH_STAT_LOST] += t->events.unread;
+	stats[FH_STAT_FORKS_LOST] += t->events.unread_forks;
+	if (t->events.unread)
+		log_warn("%llu events still in the ring buffer after the drain at exit (%llu ms): "
+			 "reported as lost", (unsigned long long)t->events.unread,
+			 (unsigned long long)(drain_ns() / 1000000));
 	report_lost(t, stats, now);
 	if (t->probes)
 		probes_get_stats(t->probes, &ps);
@@ -497,6 +778,7 @@ static void finish(struct tracer *t)
 	s.hazards = stats[FH_STAT_HAZARDS];
 	s.deadlocks = stats[FH_STAT_DEADLOCKS];
 	s.lost = stats[FH_STAT_LOST];
+	s.lost_forks = stats[FH_STAT_FORKS_LOST];
 	s.untracked_locks = stats[FH_STAT_HELD_FULL];
 	s.untraced_procs = stats[FH_STAT_PROCS_FULL];
 	s.unfollowed_children = stats[FH_STAT_CHILDREN_FULL];
@@ -509,6 +791,8 @@ static void finish(struct tracer *t)
 		s.unwinds_skipped = us.rate_limited;
 	}
 	s.probed_procs_refused = ps.procs_refused;
+	if (t->daemon)
+		daemon_finish(t->daemon, now);
 	output_summary(t->out, &s);
 	output_flush(t->out);
 	if (t->events.malformed)
@@ -533,6 +817,9 @@ static void cleanup(struct tracer *t)
 		close(t->timerfd);
 	if (t->outf && t->outf != stdout)
 		fclose(t->outf);
+	daemon_free(t->daemon);
+	containers_free(t->containers);
+	daemon_log_close();
 }
 
 static void raise_fd_limit(void)
@@ -546,6 +833,18 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* The daemon's metrics read the tracer's health here. */
+static void tracer_health(void *ctx, struct daemon_health *h)
+{
+	struct tracer *t = ctx;
+
+	read_stats(t, h->stats);
+	h->corr_pending = correlate_pending(t->corr);
+	h->corr_evicted = correlate_evicted(t->corr);
+	h->output_errors = t->output_errors;
+	h->output_reopens = t->output_reopens;
+}
+
 int tracer_run(const struct fh_config *cfg)
 {
 	struct tracer t = { .cfg = cfg, .epfd = -1, .sigfd = -1, .timerfd = -1 };
@@ -554,6 +853,8 @@ int tracer_run(const struct fh_config *cfg)
 	int err, status = FH_EXIT_ERROR;
 
 	libbpf_set_print(log_libbpf);
+	if (cfg->svc.daemon && daemon_log_open(cfg))
+		return FH_EXIT_ERROR;
 	err = preflight(cfg);
 	if (err)
 		return FH_EXIT_ERROR;
@@ -563,9 +864,18 @@ int tracer_run(const struct fh_config *cfg)
 	if (open_output(&t))
 		return FH_EXIT_ERROR;
 	if (cfg->command) {
-		err = command_spawn(cfg->command, &t.cmd);
+		struct command_user user;
+		char name[256];
+
+		if (cfg->user && (err = command_resolve_user(cfg->user, &user))) {
+			term_escape(cfg->user, (size_t)-1, name, sizeof(name));
+			log_error("-u %s: %s", name, err == -ENOENT ? "no such user" : strerror(-err));
+			goto out;
+		}
+		term_escape(cfg->command[0], (size_t)-1, name, sizeof(name));
+		err = command_spawn(cfg->command, cfg->user ? &user : NULL, &t.cmd);
 		if (err) {
-			log_error("cannot start %s: %s", cfg->command[0], strerror(-err));
+			log_error("cannot start %s: %s", name, strerror(-err));
 			goto out;
 		}
 		t.has_cmd = true;
@@ -580,18 +890,50 @@ int tracer_run(const struct fh_config *cfg)
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
 		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks, .mono_to_real_ns = mono_to_real(),
 	};
+	t.containers = containers_new();
+	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers) {
+		struct daemon_opts dopts = {
+			.cfg = cfg, .syms = t.syms, .ustacks = t.ustacks,
+			.containers = t.containers, .mono_to_real_ns = oo.mono_to_real_ns,
+			.health = tracer_health, .health_ctx = &t,
+		};
+		struct bpf_map *maps[] = {
+			t.skel->maps.procs, t.skel->maps.children, t.skel->maps.seen_exes,
+			t.skel->maps.stacks,
+		};
+
+		for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+			dopts.maps[dopts.nmaps++] = (struct daemon_map){
+				bpf_map__name(maps[i]), bpf_map__fd(maps[i]),
+				bpf_map__max_entries(maps[i]),
+			};
+		t.daemon = daemon_new(&dopts);
+		if (!t.daemon)
+			goto out;
+	}
+	if (cfg->json && t.containers) {	/* cgroup, container, namespace PIDs */
+		oo.decorate = t.daemon ? daemon_decorate : containers_decorate;
+		oo.decorate_ctx = t.daemon ? (void *)t.daemon : (void *)t.containers;
+	}
 	t.out = output_new(&oo);
+	if (t.daemon && t.out)
+		daemon_set_output(t.daemon, t.out);
 	co = (struct corr_opts){
 		.hold_ns = cfg->json ? 0 : (uint64_t)cfg->hold_ms * 1000000ull,
 		.max_pending = 4096, .max_bytes = 16u << 20,
 	};
 	t.events.ctx = &t;
 	t.events.probe_request = on_probe_request;
-	t.corr = correlate_new(&co, &events_sink, &t.events);
+	if (t.daemon) {
+		t.events.accept = daemon_accept;
+		t.events.accept_ctx = t.daemon;
+	}
+	t.corr = t.daemon ? correlate_new(&co, &daemon_sink, t.daemon) :
+			    correlate_new(&co, &events_sink, &t.events);
 	t.events.corr = t.corr;
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
-	if (!t.syms || !t.ustacks || !t.out || !t.corr) {
+	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -606,14 +948,22 @@ int tracer_run(const struct fh_config *cfg)
 		log_error("cannot set up the event loop: %s", strerror(-err));
 		goto out;
 	}
+	/* Loaded and attached: what is left to do needs far less. */
+	if ((err = caps_limit(caps_kept_after_attach()))) {
+		log_error("cannot drop capabilities: %s", strerror(-err));
+		goto out;
+	}
 	if (cfg->duration > 0)
 		t.deadline_ns = now_mono() + (uint64_t)(cfg->duration * 1e9);
 
 	if (t.has_cmd) {
+		char name[256];
+
+		term_escape(cfg->command[0], (size_t)-1, name, sizeof(name));
 		fprintf(stderr, "Tracing %s (PID %d) and its descendants... Hit Ctrl-C to end.\n",
-			cfg->command[0], (int)t.cmd.pid);
+			name, (int)t.cmd.pid);
 		if ((err = command_release(&t.cmd))) {
-			log_error("cannot start %s: %s", cfg->command[0], strerror(-err));
+			log_error("cannot start %s: %s", name, strerror(-err));
 			goto out;
 		}
 	} else if (cfg->npids) {
@@ -627,6 +977,8 @@ int tracer_run(const struct fh_config *cfg)
 	output_start(t.out);
 	output_flush(t.out);
 
+	if (t.daemon)
+		daemon_ready(t.daemon);
 	err = run_loop(&t);
 	finish(&t);
 	if (err)
