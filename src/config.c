@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "cli.h"
 #include "config.h"
+#include "escape.h"
 #include "metrics.h"
 
 const char config_usage_text[] =
@@ -254,8 +258,13 @@ static const struct option *find_opt(const struct option *opts, const char *name
 
 static int file_error(const char *path, int line, const char *what, const char *arg)
 {
-	fprintf(stderr, "forkhazard: %s:%d: ", path, line);
-	fprintf(stderr, what, arg);
+	char safe_path[256], safe_arg[256];
+
+	/* the file's bytes, and its name, never raw on a terminal */
+	term_escape(path, (size_t)-1, safe_path, sizeof(safe_path));
+	term_escape(arg, (size_t)-1, safe_arg, sizeof(safe_arg));
+	fprintf(stderr, "forkhazard: %s:%d: ", safe_path, line);
+	fprintf(stderr, what, safe_arg);
 	fputc('\n', stderr);
 	return FH_EXIT_USAGE;
 }
@@ -265,10 +274,27 @@ static int read_config(const char *path, const struct option *opts, char **args,
 {
 	char line[4096];
 	int lineno = 0, rc = 0;
-	FILE *f = fopen(path, "re");
+	/* Never blocks on a FIFO, never reads a directory or a device. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	FILE *f = NULL;
 
+	if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+		errno = EINVAL;
+	}
+	if (fd >= 0)
+		f = fdopen(fd, "r");
 	if (!f) {
-		fprintf(stderr, "forkhazard: cannot read %s: %s\n", path, strerror(errno));
+		int err = errno;
+		char safe[256];
+
+		if (fd >= 0)
+			close(fd);
+		term_escape(path, (size_t)-1, safe, sizeof(safe));
+		fprintf(stderr, "forkhazard: cannot read %s: %s\n", safe,
+			err == EINVAL ? "not a regular file" : strerror(err));
 		return FH_EXIT_USAGE;
 	}
 	while (fgets(line, sizeof(line), f)) {

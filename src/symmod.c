@@ -49,11 +49,26 @@ struct symmod {
 	size_t bytes;
 };
 
+/*
+ * Resolved addresses, direct-mapped: a fork storm or a hot lock resolves the
+ * same few addresses again and again, and a symbol plus DWARF line and scope
+ * lookup costs tens of microseconds where a hit costs a copy.
+ */
+#define LOOKUP_CACHE	256
+
+struct lookup_entry {
+	const struct symmod *m;	/* with gen: a module since dropped never hits */
+	uint32_t gen;
+	uint64_t vaddr;
+	struct fh_frame f;	/* only what symmod_lookup() fills is used */
+};
+
 struct symmod_cache {
 	size_t max, max_bytes;
 	struct symmod *slots;
 	uint64_t clock;
 	struct symmod_cache_stats st;
+	struct lookup_entry *lookups;
 };
 
 /* ---- Dwfl callbacks ------------------------------------------------------ */
@@ -158,7 +173,10 @@ struct symmod_cache *symmod_cache_new(size_t max_modules, size_t max_bytes)
 	c->max = max_modules ? max_modules : 1;
 	c->max_bytes = max_bytes;
 	c->slots = calloc(c->max, sizeof(*c->slots));
-	if (!c->slots) {
+	c->lookups = calloc(LOOKUP_CACHE, sizeof(*c->lookups));
+	if (!c->slots || !c->lookups) {
+		free(c->slots);
+		free(c->lookups);
 		free(c);
 		return NULL;
 	}
@@ -193,6 +211,7 @@ void symmod_cache_free(struct symmod_cache *c)
 	for (size_t i = 0; i < c->max; i++)
 		drop(c, &c->slots[i]);
 	free(c->slots);
+	free(c->lookups);
 	free(c);
 }
 
@@ -792,7 +811,41 @@ static size_t name_room(Elf *elf, const char *name)
 	return 0;
 }
 
+/* What symmod_lookup() decides about an address, copied from or to the cache. */
+static void copy_lookup(struct fh_frame *to, const struct fh_frame *from)
+{
+	memcpy(to->build_id, from->build_id, sizeof(to->build_id));
+	memcpy(to->symbol, from->symbol, sizeof(to->symbol));
+	to->offset = from->offset;
+	to->known = from->known;
+	memcpy(to->file, from->file, sizeof(to->file));
+	to->line = from->line;
+	to->n_inline = from->n_inline;
+	memcpy(to->inl, from->inl, sizeof(to->inl));
+}
+
+static void lookup_uncached(struct symmod_cache *c, struct symmod *m, uint64_t vaddr,
+			    struct fh_frame *f);
+
 void symmod_lookup(struct symmod_cache *c, struct symmod *m, uint64_t vaddr, struct fh_frame *f)
+{
+	struct lookup_entry *e =
+		&c->lookups[(((uintptr_t)m >> 4) ^ vaddr ^ (vaddr >> 12)) % LOOKUP_CACHE];
+
+	m->last_use = ++c->clock;
+	if (e->m == m && e->gen == m->gen && e->vaddr == vaddr) {
+		copy_lookup(f, &e->f);
+		return;
+	}
+	lookup_uncached(c, m, vaddr, f);
+	e->m = m;
+	e->gen = m->gen;
+	e->vaddr = vaddr;
+	copy_lookup(&e->f, f);
+}
+
+static void lookup_uncached(struct symmod_cache *c, struct symmod *m, uint64_t vaddr,
+			    struct fh_frame *f)
 {
 	GElf_Off off = 0;
 	GElf_Sym sym;
@@ -800,7 +853,6 @@ void symmod_lookup(struct symmod_cache *c, struct symmod *m, uint64_t vaddr, str
 	Elf *symelf = NULL;
 	size_t room = 0, cap = 0;
 
-	m->last_use = ++c->clock;
 	snprintf(f->build_id, sizeof(f->build_id), "%s", m->build_id_hex);
 	name = dwfl_module_addrinfo(m->dm, vaddr, &off, &sym, NULL, &symelf, NULL);
 	if (name) {

@@ -541,6 +541,11 @@ static int setup_loop(struct tracer *t)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
+	/* A signal ignored when we were started (a background job of a
+	 * script) would never reach the signalfd: take them back first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL))
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);	/* a closed output is a write error, seen below */

@@ -122,6 +122,46 @@ def test_malformed_numbers_and_names():
         check(not terminal_safe(p.stderr), "%r: escaped" % args, p.stderr)
 
 
+def test_malformed_config_file():
+    """--config FILE that is not a configuration: a FIFO (must not block), a
+    directory, binary bytes, a line without end, NUL bytes, a key with an
+    escape sequence, a symlink to /etc/shadow: one escaped line, exit 2."""
+    work = tempfile.mkdtemp(prefix="fh-conf-")
+    try:
+        def put(name, data):
+            path = os.path.join(work, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            return path
+        os.mkfifo(os.path.join(work, "fifo"))
+        os.symlink("/etc/shadow", os.path.join(work, "shadow"))
+        with open(os.path.join(ROOT, BUILD, "forkhazard"), "rb") as f:
+            elf = f.read(3000)
+        cases = [
+            (os.path.join(work, "fifo"), "not a regular file"),
+            (work, "not a regular file"),
+            (put("binary", elf), "forkhazard"),
+            (put("long", b"comm = " + b"a" * 100000 + b"\n"), "line too long"),
+            (put("nul", b"daemon = yes\n\0\0junk\n"), ":2: "),
+            (put("esc", b"b\x1b[2Jogus = 1\n"), ":1: "),
+            (put("esckey", b"bogus\x1b = 1\n"), ":1: "),
+            (put("value", b"stack-depth = \x1b[31m99\n"), "stack depth"),
+            (os.path.join(work, "shadow"), ":1: "),
+        ]
+        for path, msg in cases:
+            p = subprocess.run([os.path.join(ROOT, BUILD, "forkhazard"), "--config=" + path, "-d",
+                                "0.2"], capture_output=True, timeout=20)
+            lines = [l for l in p.stderr.splitlines() if l.strip()]
+            check(p.returncode == 2 and len(lines) == 1 and msg.encode() in lines[0],
+                  "%s: one line with %r, exit 2" % (os.path.basename(path), msg), p.returncode,
+                  p.stderr[:400])
+            check(not terminal_safe(p.stderr), "%s: escaped" % os.path.basename(path),
+                  terminal_safe(p.stderr))
+            check(b"root:" not in p.stderr, "no line of the file shown", p.stderr[:400])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def kernel_thread_pids(n=3):
     found = []
     for d in sorted(glob.glob("/proc/[0-9]*"), key=lambda d: int(d[6:])):
