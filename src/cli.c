@@ -146,7 +146,7 @@ static const char *option_name(const char *arg, char buf[3])
 	return buf;
 }
 
-static int parse_int(const char *s, long min, long max, long *out)
+int cli_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;
 	long v;
@@ -297,17 +297,17 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 			cfg->probe_at_entry = true;
 			break;
 		case OPT_STACK_DEPTH:
-			if (parse_int(optarg, 1, FH_STACK_DEPTH, &v))
+			if (cli_parse_long(optarg, 1, FH_STACK_DEPTH, &v))
 				return usage_error("invalid stack depth '%s' (1-32)", optarg);
 			cfg->stack_depth = (int)v;
 			break;
 		case OPT_MAX_PROCS:
-			if (parse_int(optarg, 1, 65536, &v))
+			if (cli_parse_long(optarg, 1, 65536, &v))
 				return usage_error("invalid --max-procs '%s' (1-65536)", optarg);
 			cfg->max_procs = (int)v;
 			break;
 		case OPT_HOLD_MS:
-			if (parse_int(optarg, 0, 10000, &v))
+			if (cli_parse_long(optarg, 0, 10000, &v))
 				return usage_error("invalid --hold-ms '%s' (0-10000)", optarg);
 			cfg->hold_ms = (int)v;
 			break;
@@ -318,18 +318,18 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 			break;
 		case OPT_RING_BUFFER_KB:
 			/* a power of two pages: the kernel's rule for ring buffers */
-			if (parse_int(optarg, 4, 1 << 20, &v) || (v & (v - 1)))
+			if (cli_parse_long(optarg, 4, 1 << 20, &v) || (v & (v - 1)))
 				return usage_error("invalid --ring-buffer-kb '%s' (a power of two, "
 						   "4-1048576)", optarg);
 			cfg->ring_buffer_kb = (int)v;
 			break;
 		case OPT_MAX_CHILDREN:
-			if (parse_int(optarg, 1, 1 << 20, &v))
+			if (cli_parse_long(optarg, 1, 1 << 20, &v))
 				return usage_error("invalid --max-children '%s' (1-1048576)", optarg);
 			cfg->max_children = (int)v;
 			break;
 		case OPT_MAX_TRACED:
-			if (parse_int(optarg, 1, 1 << 20, &v))
+			if (cli_parse_long(optarg, 1, 1 << 20, &v))
 				return usage_error("invalid --max-traced '%s' (1-1048576)", optarg);
 			cfg->max_traced = (int)v;
 			break;

@@ -51,6 +51,9 @@ struct fh_config {
  */
 int cli_parse(int argc, char **argv, struct fh_config *cfg);
 
+/* Parse a decimal number in [min, max]. Returns 0 or -EINVAL. */
+int cli_parse_long(const char *s, long min, long max, long *out);
+
 /* Parse a PID argument: a decimal number in [1, 2^22]. Returns 0 or -EINVAL. */
 int cli_parse_pid(const char *s, pid_t *pid);
 

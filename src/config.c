@@ -60,19 +60,6 @@ void config_defaults(struct fh_config *cfg)
 	s->site_rate_limit = 10;
 }
 
-static int parse_long(const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int parse_seconds(const char *s, double min, double *out)
 {
 	char *end;
@@ -153,22 +140,22 @@ int config_apply(struct fh_config *cfg, int c, const char *arg)
 			return usage("invalid --report-interval '%s' (seconds, at least 0.1)", arg);
 		return 0;
 	case FH_OPT_MAX_SITES:
-		if (parse_long(arg, 16, 65536, &v))
+		if (cli_parse_long(arg, 16, 65536, &v))
 			return usage("invalid --max-sites '%s' (16-65536)", arg);
 		s->max_sites = (int)v;
 		return 0;
 	case FH_OPT_METRICS_SITES:
-		if (parse_long(arg, 0, 10000, &v))
+		if (cli_parse_long(arg, 0, 10000, &v))
 			return usage("invalid --metrics-sites '%s' (0-10000)", arg);
 		s->metrics_sites = (int)v;
 		return 0;
 	case FH_OPT_RATE_LIMIT:
-		if (parse_long(arg, 1, 1000000, &v))
+		if (cli_parse_long(arg, 1, 1000000, &v))
 			return usage("invalid --rate-limit '%s' (1-1000000 reports a second)", arg);
 		s->rate_limit = (int)v;
 		return 0;
 	case FH_OPT_SITE_RATE_LIMIT:
-		if (parse_long(arg, 1, 1000000, &v))
+		if (cli_parse_long(arg, 1, 1000000, &v))
 			return usage("invalid --site-rate-limit '%s' (1-1000000 reports an hour)",
 				     arg);
 		s->site_rate_limit = (int)v;

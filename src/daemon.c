@@ -269,31 +269,13 @@ static void frame_text(const struct fh_frame *f, char *buf, size_t size)
 		snprintf(buf, size, "0x%" PRIx64, f->addr);
 }
 
-static void resolve_return(struct daemon *d, pid_t pid, uint64_t ret, struct fh_frame *f)
-{
-	syms_resolve(d->o.syms, pid, ret - 1, f);
-	f->addr = ret;
-	if (f->known)
-		f->offset++;
-	if (f->has_module)
-		f->module_offset++;
-}
-
 /* An event's stack: the CFI-unwound copy when there is one (*cfi), else the
  * frame-pointer walk. */
 static int event_frames(struct daemon *d, pid_t pid, uint32_t tid, uint64_t time_ns, int stack_id,
 			bool *cfi)
 {
-	uint64_t addrs[FH_STACK_DEPTH];
-	int n = d->o.ustacks ? ustacks_get(d->o.ustacks, tid, time_ns, addrs, FH_STACK_DEPTH) : 0;
-
-	*cfi = n > 0;
-	if (!n)
-		return syms_stack(d->o.syms, pid, stack_id, 0, 0, d->frames, FH_STACK_DEPTH);
-	syms_resolve(d->o.syms, pid, addrs[0], &d->frames[0]);
-	for (int i = 1; i < n; i++)
-		resolve_return(d, pid, addrs[i], &d->frames[i]);
-	return n;
+	return ustacks_frames(d->o.ustacks, d->o.syms, pid, tid, time_ns, stack_id, d->frames,
+			      FH_STACK_DEPTH, cfi);
 }
 
 /* The first frame outside the C library: where the program called fork, or
@@ -430,7 +412,7 @@ static void fork_site(struct daemon *d, const struct fh_fork_event *ev, const ch
 
 		if (l->flags & FH_LOCK_OWN)
 			continue;
-		resolve_return(d, (pid_t)ev->pid, l->caller, f);
+		syms_resolve_return(d->o.syms, (pid_t)ev->pid, l->caller, f);
 		locks[n] = frame_hash(site_hash(SITE_HASH_INIT, &l->kind, sizeof(l->kind)), f);
 		/* describe the distinct ones (first occurrence order) */
 		{

@@ -126,10 +126,14 @@ static void json_header(struct output *o, const char *type, uint64_t mono_ns)
 
 /* ---- stacks ------------------------------------------------------------ */
 
+static int max_frames(const struct output *o)
+{
+	return o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
+}
+
 static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uint64_t exact)
 {
-	return syms_stack(o->o.syms, pid, stack_id, skip, exact, o->frames,
-			  o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH);
+	return syms_stack(o->o.syms, pid, stack_id, skip, exact, o->frames, max_frames(o));
 }
 
 /*
@@ -138,22 +142,6 @@ static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uin
  * frame-pointer frame that lands in no mapped module is garbage from code
  * without frame pointers: the walk stops there rather than print it.
  */
-/* A return address points after its call: resolve the call, show the address. */
-static void resolve_return(struct output *o, pid_t pid, uint64_t ret, struct fh_frame *f)
-{
-	syms_resolve(o->o.syms, pid, ret - 1, f);
-	f->addr = ret;
-	if (f->known)
-		f->offset++;
-	if (f->has_module)
-		f->module_offset++;
-}
-
-static int max_frames(const struct output *o)
-{
-	return o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
-}
-
 static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *l)
 {
 	int n = stack_frames(o, pid, l->stack_id, 1, l->caller);
@@ -161,7 +149,7 @@ static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *
 	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max_frames(o); i++) {
 		struct fh_frame *f = &o->frames[n];
 
-		resolve_return(o, pid, l->fp[i], f);
+		syms_resolve_return(o->o.syms, pid, l->fp[i], f);
 		if (!f->has_module)
 			break;
 		f->fp = true;
@@ -178,15 +166,10 @@ static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *
 static int event_stack_frames(struct output *o, pid_t pid, uint32_t tid, uint64_t time_ns,
 			      int stack_id)
 {
-	uint64_t addrs[FH_STACK_DEPTH];
-	int n = o->o.ustacks ? ustacks_get(o->o.ustacks, tid, time_ns, addrs, max_frames(o)) : 0;
+	bool cfi;
 
-	if (!n)
-		return stack_frames(o, pid, stack_id, 0, 0);
-	syms_resolve(o->o.syms, pid, addrs[0], &o->frames[0]);
-	for (int i = 1; i < n; i++)
-		resolve_return(o, pid, addrs[i], &o->frames[i]);
-	return n;
+	return ustacks_frames(o->o.ustacks, o->o.syms, pid, tid, time_ns, stack_id, o->frames,
+			      max_frames(o), &cfi);
 }
 
 /* Stacks are resolved when printed, from what is noted when an event names

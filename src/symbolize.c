@@ -481,6 +481,14 @@ void syms_resolve(struct syms *s, pid_t pid, uint64_t addr, struct fh_frame *f)
 	resolve_in(s, &p, addr, f, &refreshed);
 }
 
+void syms_resolve_return(struct syms *s, pid_t pid, uint64_t ret, struct fh_frame *f)
+{
+	struct snap *p = snap_get(s, pid);
+	bool refreshed = false;
+
+	resolve_ret(s, &p, ret, f, &refreshed);
+}
+
 int syms_stack(struct syms *s, pid_t pid, int stack_id, int skip, uint64_t exact,
 	       struct fh_frame *frames, int max)
 {

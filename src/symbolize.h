@@ -113,6 +113,8 @@ int syms_unwind(struct syms *s, pid_t pid, uint64_t ip, uint64_t sp, uint64_t bp
 
 /* Resolve one address of pid into *f (an instruction address, not a return address). */
 void syms_resolve(struct syms *s, pid_t pid, uint64_t addr, struct fh_frame *f);
+/* Resolve a return address: the call before it, shown as the address itself. */
+void syms_resolve_return(struct syms *s, pid_t pid, uint64_t ret, struct fh_frame *f);
 
 /* Forget what is cached about pid (it exited or exec'd). */
 void syms_forget(struct syms *s, pid_t pid);

@@ -700,6 +700,7 @@ static int run_loop(struct tracer *t)
 
 	while (!t->stop) {
 		int n = epoll_wait(t->epfd, evs, 8, TICK_MS);
+		bool events_ready = false;
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
@@ -717,10 +718,15 @@ static int run_loop(struct tracer *t)
 			} else if (t->daemon && fd == daemon_fd(t->daemon)) {
 				daemon_handle_fd(t->daemon);
 			} else {
-				/* what is left is read at the next turn */
-				t->events.until_ns = now_mono() + 200000000ull;
-				ring_buffer__consume(t->rb);
+				events_ready = true;
 			}
+		}
+		/* After the other descriptors: a stop signal in the same turn
+		 * goes straight to the bounded drain at exit. What is left past
+		 * 200 ms is read at the next turn. */
+		if (events_ready && !t->stop_signal) {
+			t->events.until_ns = now_mono() + 200000000ull;
+			ring_buffer__consume(t->rb);
 		}
 		output_flush(t->out);
 		if (t->reopen)

@@ -102,3 +102,19 @@ void ustacks_get_stats(const struct ustacks *u, struct ustacks_stats *st)
 {
 	*st = u->st;
 }
+
+int ustacks_frames(const struct ustacks *u, struct syms *syms, pid_t pid, uint32_t tid,
+		   uint64_t time_ns, int stack_id, struct fh_frame *frames, int max, bool *cfi)
+{
+	uint64_t addrs[USTACK_FRAMES];
+	int n = u ? ustacks_get(u, tid, time_ns, addrs, max < USTACK_FRAMES ? max : USTACK_FRAMES)
+		  : 0;
+
+	*cfi = n > 0;
+	if (!n)
+		return syms_stack(syms, pid, stack_id, 0, 0, frames, max);
+	syms_resolve(syms, pid, addrs[0], &frames[0]);
+	for (int i = 1; i < n; i++)
+		syms_resolve_return(syms, pid, addrs[i], &frames[i]);
+	return n;
+}

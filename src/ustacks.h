@@ -10,7 +10,9 @@
 #ifndef FH_USTACKS_H
 #define FH_USTACKS_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "forkhazard.h"
 
 #define USTACK_FRAMES	FH_STACK_DEPTH
@@ -34,6 +36,15 @@ void ustacks_add(struct ustacks *u, const struct fh_ustack_event *ev, uint64_t n
  * Returns the count, 0 if there is none.
  */
 int ustacks_get(const struct ustacks *u, uint32_t tid, uint64_t time_ns, uint64_t *addrs, int max);
+
+/*
+ * The frames of an event's stack (a fork call, a deadlocked wait): unwound
+ * with CFI when its copy was (*cfi set), else the kernel's frame-pointer walk
+ * stack_id. u may be NULL. Returns the number of frames.
+ */
+struct fh_frame;
+int ustacks_frames(const struct ustacks *u, struct syms *syms, pid_t pid, uint32_t tid,
+		   uint64_t time_ns, int stack_id, struct fh_frame *frames, int max, bool *cfi);
 
 void ustacks_get_stats(const struct ustacks *u, struct ustacks_stats *st);
 

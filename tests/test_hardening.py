@@ -322,11 +322,13 @@ def test_exit_backlog_counted_not_dropped():
     t.proc.send_signal(signal.SIGSTOP)
     try:
         time.sleep(5)
+        # stopped with a full buffer: it wakes to the signal, not to read
+        t.proc.send_signal(signal.SIGINT)
     finally:
         t.proc.send_signal(signal.SIGCONT)
     r = t.wait(timeout=60)
     s = r.summary()
-    check(r.status == 0, "status", r.stderr)
+    check(r.status in (0, 130), "status", r.status, r.stderr)
     check("after the drain at exit (20 ms)" in r.stderr, "the backlog outlasted the drain (warned)",
           r.stderr, s)
     check(len(r.of("fork")) + s["lost_forks"] == s["mt_forks"],
