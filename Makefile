@@ -220,6 +220,21 @@ check-valgrind: deps
 	$(MAKE) unit
 	$(PYTHON) tests/run.py --build $(OUT) --valgrind --unit-only
 
+# The service under a booted systemd (a QEMU virtual machine on Debian's
+# kernels: tests/service/run.py) and the container image built and run as the
+# DaemonSet runs it (podman: packaging/container-test.sh). Root, minutes each.
+# SERVICE_KERNELS: the Debian suites whose kernels are booted (run.py's default:
+# trixie-backports and trixie).
+SERVICE_KERNELS	?=
+.PHONY: check-service check-container
+check-service: deps all $(OUT)/tests/sites
+	@scripts/deps.sh service
+	$(PYTHON) tests/service/run.py $(addprefix --kernel ,$(SERVICE_KERNELS))
+
+check-container: deps all $(OUT)/tests/sites
+	@scripts/deps.sh service
+	packaging/container-test.sh
+
 # Static analysis of the userspace sources: both must be silent (scripts/lint.sh).
 .PHONY: lint
 lint: $(SKEL)

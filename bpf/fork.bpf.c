@@ -9,6 +9,8 @@ extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 			     unsigned int flags) __weak __ksym;
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+extern struct task_struct *bpf_task_from_pid(s32 pid) __weak __ksym;
+extern void bpf_task_release(struct task_struct *p) __weak __ksym;
 
 /* The fork event is built here (it is far larger than the BPF stack), then
  * sent with only the lock entries it uses. */
@@ -143,6 +145,50 @@ static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task
 		snapshot_thread(ev, t, t->pid == parent->pid);
 	}
 	bpf_iter_task_destroy(&it);
+}
+
+/*
+ * Which of c0..c3 (TIDs read from a lock word, most trusted first; 0: none)
+ * names a thread of process `pid`? Returns that thread's TID as the tool
+ * reports TIDs (initial namespace), or 0. The words hold TIDs as the
+ * process's PID namespace numbers them, and each thread is compared by that
+ * number (ns_tid_of). For futex.bpf.c's deadlocks, once per child.
+ *
+ * One walk of the threads rather than bpf_task_from_vpid(): that kfunc only
+ * exists from Linux 6.13, and libbpf 1.1 cannot leave a missing one
+ * unresolved without CAP_SYS_ADMIN. A global function here, not a static
+ * one there, because the BPF linker fails on a kfunc declared in two
+ * objects. Verified on its own: scalars in, a scalar out.
+ */
+__noinline __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3)
+{
+	struct task_struct *proc, *t;
+	struct bpf_iter_task it;
+	__u32 f0 = 0, f1 = 0, f2 = 0, f3 = 0;
+
+	if (!(c0 | c1 | c2 | c3))
+		return 0;
+	proc = bpf_task_from_pid(pid);
+	if (!proc)
+		return 0;	/* gone, and its threads with it */
+	bpf_iter_task_new(&it, proc, BPF_TASK_ITER_PROC_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		__u32 ns_tid = ns_tid_of(t);
+
+		if (!ns_tid)
+			continue;
+		if (ns_tid == c0)
+			f0 = t->pid;
+		if (ns_tid == c1)
+			f1 = t->pid;
+		if (ns_tid == c2)
+			f2 = t->pid;
+		if (ns_tid == c3)
+			f3 = t->pid;
+	}
+	bpf_iter_task_destroy(&it);
+	bpf_task_release(proc);
+	return f0 ? f0 : f1 ? f1 : f2 ? f2 : f3;
 }
 
 static __always_inline void request_probes(__u32 pid)
@@ -354,12 +400,19 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	return 0;
 }
 
+/*
+ * Only the task argument: `group_dead` became the tracepoint's second one in
+ * Linux 6.16, and reading it where it does not exist fails the load. do_exit()
+ * has already counted this thread out of signal->live here, on every kernel;
+ * zero means the last thread is going. (Two threads exiting at once may both
+ * read zero: deciding the child twice is harmless, the first wins.)
+ */
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(on_exit, struct task_struct *p, bool group_dead)
+int BPF_PROG(on_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 
-	if (!group_dead)
+	if (p->signal->live.counter)
 		return 0;	/* thread exit: its task storage goes with it */
 	child_decided(tgid, FH_CHILD_EXIT, p->exit_code);
 	if (filter_pids || request_mode == FH_REQ_MT_FORK)

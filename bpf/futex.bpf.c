@@ -7,8 +7,8 @@
  */
 #include "fh.bpf.h"
 
-extern struct task_struct *bpf_task_from_vpid(s32 vpid) __weak __ksym;
-extern void bpf_task_release(struct task_struct *p) __weak __ksym;
+/* fork.bpf.c: the thread of a process by the TID its namespace gives it. */
+extern __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3);
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_futex	202
@@ -30,33 +30,18 @@ extern void bpf_task_release(struct task_struct *p) __weak __ksym;
 #define FUTEX_TID_MASK		0x3fffffff
 #define WAITV_MAX		8	/* futex_waitv vectors checked in full */
 
-/*
- * `tid` as read from a lock word, in the waiter's PID namespace: is it a
- * thread of the parent? Then it is the thread that held the lock at the fork.
- * Returns its TID as the tool reports TIDs (initial namespace), or 0.
- */
-static __always_inline __u32 parent_thread(__u32 tid, __u32 parent_pid)
-{
-	struct task_struct *t;
-	__u32 found = 0;
-
-	if (!tid || tid > FUTEX_TID_MASK)
-		return 0;
-	t = bpf_task_from_vpid(tid);
-	if (!t)
-		return 0;
-	if (t->tgid == parent_pid)
-		found = t->pid;
-	bpf_task_release(t);
-	return found;
-}
-
 static __always_inline __u32 read_u32(__u64 addr)
 {
 	__u32 v = 0;
 
 	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
 	return v;
+}
+
+/* A TID as a lock word can hold one: 0 otherwise. */
+static __always_inline __u32 tid_or_0(__u32 v)
+{
+	return v && v <= FUTEX_TID_MASK ? v : 0;
 }
 
 /*
@@ -71,19 +56,13 @@ static __always_inline __u32 read_u32(__u64 addr)
  */
 static __always_inline __u32 owner_from_layout(__u64 uaddr, __u32 parent_pid)
 {
-	__u32 owner, w;
+	__u32 w = read_u32(uaddr), musl = 0;
 
-	owner = parent_thread(read_u32(uaddr + 8), parent_pid);
-	if (!owner)
-		owner = parent_thread(read_u32(uaddr + 16), parent_pid);
-	if (!owner)
-		owner = parent_thread(read_u32(uaddr + 12), parent_pid);
-	if (!owner) {
-		w = read_u32(uaddr);
-		if ((w & 0x80000000) && (w & FUTEX_TID_MASK) > 1)
-			owner = parent_thread(w & FUTEX_TID_MASK, parent_pid);
-	}
-	return owner;
+	if ((w & 0x80000000) && (w & FUTEX_TID_MASK) > 1)
+		musl = w & FUTEX_TID_MASK;
+	return thread_by_ns_tid(parent_pid, tid_or_0(read_u32(uaddr + 8)),
+				tid_or_0(read_u32(uaddr + 16)),
+				tid_or_0(read_u32(uaddr + 12)), musl);
 }
 
 #define VM_MAYSHARE	0x80
@@ -214,7 +193,8 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	ev.op = op;
 	if (pi) {
 		ev.flags |= FH_DL_PI;
-		ev.owner_tid = parent_thread(read_u32(uaddr) & FUTEX_TID_MASK, c->parent_pid);
+		ev.owner_tid = thread_by_ns_tid(c->parent_pid,
+						tid_or_0(read_u32(uaddr) & FUTEX_TID_MASK), 0, 0, 0);
 	} else {
 		ev.owner_tid = owner_from_layout(uaddr, c->parent_pid);
 	}

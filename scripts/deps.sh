@@ -11,6 +11,12 @@ pkgs="$pkgs cppcheck clang-tidy valgrind"
 if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs bpftrace sqlite3"
 fi
+# `deps.sh service`: also what make check-service (a QEMU virtual machine
+# booting Debian's kernels into systemd) and make check-container (podman)
+# use; several hundred MB, so not for every `make test`.
+if [ "${1:-}" = service ]; then
+	pkgs="$pkgs qemu-system-x86 debootstrap cpio zstd podman runc"
+fi
 # Service mode: metrics endpoint (libmicrohttpd), sd_notify (libsystemd), the
 # Debian package build, promtool (prometheus) and systemd-analyze for its
 # tests, node and npm for the Kubernetes manifest's schema validation.

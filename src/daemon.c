@@ -865,10 +865,11 @@ static void log_site(struct report_ctx *r, struct site *s)
 	id_hex(s->id, id);
 	safe(s->exe, e, sizeof(e));
 	safe(s->fork_site[0] ? s->fork_site : "?", fsite, sizeof(fsite));
-	log_info("site %s: %" PRIu64 " hazards (+%" PRIu64 "), %" PRIu64 " deadlocks (+%" PRIu64
-		 ") in %" PRIu64 " processes: %s, fork at %s", id, s->hazards,
-		 s->hazards - s->reported_hazards, s->deadlocks,
-		 s->deadlocks - s->reported_deadlocks, site_processes(s), e, fsite);
+	log_notice("site %s: %" PRIu64 " hazards (+%" PRIu64 "), %" PRIu64 " deadlocks (+%" PRIu64
+		   ") in %" PRIu64 " process%s: %s, fork at %s", id, s->hazards,
+		   s->hazards - s->reported_hazards, s->deadlocks,
+		   s->deadlocks - s->reported_deadlocks, site_processes(s),
+		   site_processes(s) == 1 ? "" : "es", e, fsite);
 }
 
 static void report_one(void *ctx, struct site *s)
@@ -908,7 +909,7 @@ static void report(struct daemon *d, const char *reason, bool all, uint64_t now)
 
 	sites_foreach(d->sites, report_one, &r);
 	if (r.unlogged)
-		log_info("... and %d more sites (see the events file)", r.unlogged);
+		log_notice("... and %d more sites (see the events file)", r.unlogged);
 	write_table(d, now);
 }
 

@@ -3,14 +3,14 @@
 #include <bpf/libbpf.h>
 #include "log.h"
 
-int log_verbosity = LOG_WARN;
+int log_verbosity = LOG_NOTICE;
 FILE *log_stream;
 bool log_journal;
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	/* syslog priorities: err, warning, info, debug */
-	static const char journal_prefix[][4] = { "<3>", "<4>", "<6>", "<7>" };
+	/* syslog priorities: err, warning, notice, info, debug */
+	static const char journal_prefix[][4] = { "<3>", "<4>", "<5>", "<6>", "<7>" };
 	FILE *f = log_stream ? log_stream : stderr;
 	va_list ap;
 

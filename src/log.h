@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <bpf/libbpf.h>
 
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum log_level { LOG_ERROR, LOG_WARN, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
 
-extern int log_verbosity;	/* LOG_WARN by default; -v: INFO, -vv: DEBUG */
+extern int log_verbosity;	/* LOG_NOTICE by default; -v: INFO, -vv: DEBUG */
 /* Service mode (daemon.c): where lines go (NULL: stderr), and whether they
  * carry the journal's "<N>" priority prefix instead of the tool's name. */
 extern FILE *log_stream;
@@ -22,6 +22,8 @@ int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+/* notice: what a service reports of its own accord (the sites' aggregates) */
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 

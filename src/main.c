@@ -16,7 +16,7 @@ int main(int argc, char **argv)
 		config_free();
 		return status;
 	}
-	log_verbosity = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose == 1 ? LOG_INFO : LOG_WARN;
+	log_verbosity = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose == 1 ? LOG_INFO : LOG_NOTICE;
 	status = cfg.mode == FH_MODE_INSPECT ? inspect_run(&cfg) : tracer_run(&cfg);
 	config_free();	/* cfg's strings from --config live until here */
 	return status;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "caps.h"
 #include "cli.h"
@@ -253,6 +254,29 @@ static int open_output(struct tracer *t)
 	return 0;
 }
 
+/*
+ * Can the programs load here? The verifier would only say "Invalid argument":
+ * without bpf_iter_task_new (Linux 6.7), which walks a parent's threads for
+ * the fork snapshot and a deadlock's owner, nothing loads.
+ */
+static int check_kernel(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int err = 0;
+
+	if (!vmlinux) {
+		log_error("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): %s",
+			  strerror(errno));
+		return -ENOENT;
+	}
+	if (btf__find_by_name_kind(vmlinux, "bpf_iter_task_new", BTF_KIND_FUNC) < 0) {
+		log_error("this kernel has no bpf_iter_task_new: Linux 6.7 or later is needed");
+		err = -ENOTSUP;
+	}
+	btf__free(vmlinux);
+	return err;
+}
+
 static int load_bpf(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -265,6 +289,9 @@ static int load_bpf(struct tracer *t)
 		return -EINVAL;	/* never 0, whatever errno says: the caller would go on */
 	}
 	t->skel = skel;
+	err = check_kernel();
+	if (err)
+		return err;
 	skel->rodata->filter_pids = t->filtering;
 	skel->rodata->track_locks = !cfg->light;
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
