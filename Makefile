@@ -232,7 +232,7 @@ check-service: deps all $(OUT)/tests/sites
 	$(PYTHON) tests/service/run.py $(addprefix --kernel ,$(SERVICE_KERNELS))
 
 check-container: deps all $(OUT)/tests/sites
-	@scripts/deps.sh service
+	@scripts/deps.sh container
 	packaging/container-test.sh
 
 # Static analysis of the userspace sources: both must be silent (scripts/lint.sh).

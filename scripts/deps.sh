@@ -11,11 +11,14 @@ pkgs="$pkgs cppcheck clang-tidy valgrind"
 if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs bpftrace sqlite3"
 fi
-# `deps.sh service`: also what make check-service (a QEMU virtual machine
-# booting Debian's kernels into systemd) and make check-container (podman)
-# use; several hundred MB, so not for every `make test`.
+# `deps.sh service`: also what make check-service uses (a QEMU virtual
+# machine booting Debian's kernels into systemd); `deps.sh container`, what
+# make check-container uses (podman). Hundreds of MB: not for every make test.
 if [ "${1:-}" = service ]; then
-	pkgs="$pkgs qemu-system-x86 debootstrap cpio zstd podman runc"
+	pkgs="$pkgs qemu-system-x86 debootstrap cpio zstd"
+fi
+if [ "${1:-}" = container ]; then
+	pkgs="$pkgs podman runc debootstrap"
 fi
 # Service mode: metrics endpoint (libmicrohttpd), sd_notify (libsystemd), the
 # Debian package build, promtool (prometheus) and systemd-analyze for its
