@@ -99,7 +99,8 @@ class Group:
 class Locks(Group):
     # (bench, the `locks` loop it runs, threads)
     loops = {"mutex-1t": ("mutex", 1), "mutex-2t": ("mutex", 2),
-             "contended": ("contended", 2), "rdlock": ("rdlock", 2), "wrlock": ("wrlock", 1)}
+             "contended": ("contended", 2), "rdlock": ("rdlock", 2), "wrlock": ("wrlock", 1),
+             "syscall": ("syscall", 1)}
     benches = [
         Bench("mutex-1t", "pair", "uncontended mutex lock/unlock, 1 thread",
               n0=2000, nmax=(20_000_000, 5_000_000), nmin=1000),
@@ -110,6 +111,8 @@ class Locks(Group):
         Bench("rdlock", "pair", "rwlock rdlock/unlock, 2 threads on one rwlock",
               n0=2000, nmax=(5_000_000, 1_500_000), nmin=1000),
         Bench("wrlock", "pair", "rwlock wrlock/unlock, 1 thread",
+              n0=2000, nmax=(10_000_000, 3_000_000), nmin=1000),
+        Bench("syscall", "call", "getppid(2), 1 thread: what every system call pays",
               n0=2000, nmax=(10_000_000, 3_000_000), nmin=1000),
     ]
     builds = ["locks"]
@@ -895,7 +898,7 @@ def main():
     ap.add_argument("--build", default="build", help="build directory (default build)")
     ap.add_argument("--quick", action="store_true", help="smaller runs, 3 repetitions: ~1-2 min")
     ap.add_argument("--only", action="append", default=[],
-                    help="benchmarks to run, comma-separated (%s; 'locks' for the five lock "
+                    help="benchmarks to run, comma-separated (%s; 'locks' for the lock "
                     "loops)" % ", ".join(ALL_BENCHES))
     ap.add_argument("--modes", default="", help="modes to run, comma-separated (bare always "
                     "runs): " + ", ".join(m.name for m in MODES))

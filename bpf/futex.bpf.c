@@ -12,8 +12,10 @@ extern __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3)
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_futex	202
+#define SYSCALL_NR(regs)	((regs)->orig_ax)
 #elif defined(__TARGET_ARCH_arm64)
 #define NR_futex	98
+#define SYSCALL_NR(regs)	((regs)->syscallno)
 #endif
 #define NR_futex_waitv	449	/* same number on every architecture */
 #define NR_futex_wait	455
@@ -150,27 +152,45 @@ static __always_inline bool futex_waitv_blocks_forever(struct pt_regs *regs, __u
 	return true;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
+/*
+ * The watch sits where a task goes to sleep, not on every system call's
+ * entry: a sys_enter program puts every system call of the machine on the
+ * kernel's tracing slow path (some 75 ns each, in every process), while
+ * context switches are far rarer and cost here two register tests, then a
+ * map lookup for the ones that sleep. A task that sleeps in a futex call
+ * has that call's number and arguments in its saved user registers, as they
+ * were at entry; this runs in its context still (current is prev).
+ */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
 {
 	struct fh_deadlock_event ev = { .type = FH_EV_DEADLOCK };
-	struct task_struct *task;
+	struct task_struct *task = prev;
+	struct pt_regs *regs;
 	struct fh_child *c;
 	__u64 uaddr = 0;
 	__u32 op = 0;
 	bool pi = false, forever;
 	__u32 tgid;
+	long id;
 
-	/* Every syscall of the machine passes here: the cheapest test first. */
-	if (id != NR_futex && id != NR_futex_wait && id != NR_futex_waitv)
+	/* Every context switch of the machine passes here: preempted and
+	 * still-runnable tasks wait for nothing. */
+	if (preempt || !prev_state)
 		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
+	tgid = task->tgid;
 	c = bpf_map_lookup_elem(&children, &tgid);
 	if (!c || (c->flags & FH_CHILD_DECIDED))
 		return 0;
-	task = bpf_get_current_task_btf();
 	if (task->signal->nr_threads != 1)
 		return 0;	/* another thread could still release the lock */
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	id = SYSCALL_NR(regs);
+	if (id != NR_futex && id != NR_futex_wait && id != NR_futex_waitv)
+		return 0;
 
 	if (id == NR_futex)
 		forever = futex_blocks_forever(regs, &uaddr, &op, &pi);

@@ -8,6 +8,8 @@
  *   contended  every thread locks and unlocks one shared mutex
  *   rdlock     every thread read-locks and unlocks one shared rwlock
  *   wrlock     each thread write-locks and unlocks its own rwlock
+ *   syscall    each thread calls getppid(2): no lock at all, the cost a
+ *              tracer adds to every system call of the machine
  * ITERS is the number of lock/unlock pairs each thread does; THREADS
  * defaults to 1. Several loops run one after the other in one process, so
  * that one tracer session (forkhazard -p, bpftrace -p) covers them all.
@@ -18,11 +20,13 @@
  * a worker is done), so process and thread start-up are not measured.
  */
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "common.h"
 
 #define MAX_THREADS 16
 
-enum kind { MUTEX, CONTENDED, RDLOCK, WRLOCK };
+enum kind { MUTEX, CONTENDED, RDLOCK, WRLOCK, SYSCALL };
 
 /* One lock per cache line, so "uncontended" threads share nothing. */
 struct padded {
@@ -76,6 +80,10 @@ static void *worker_main(void *arg)
 			pthread_rwlock_unlock(rw);
 		}
 		break;
+	case SYSCALL:
+		for (unsigned long i = 0; i < l->iters; i++)
+			syscall(SYS_getppid);	/* glibc's getppid() caches nothing, but be sure */
+		break;
 	}
 	w->end = now_ns();
 	return NULL;
@@ -123,7 +131,7 @@ int main(int argc, char **argv)
 {
 	static const struct { const char *name; enum kind kind; } kinds[] = {
 		{ "mutex", MUTEX }, { "contended", CONTENDED },
-		{ "rdlock", RDLOCK }, { "wrlock", WRLOCK },
+		{ "rdlock", RDLOCK }, { "wrlock", WRLOCK }, { "syscall", SYSCALL },
 	};
 	int first = 1;
 
