@@ -856,6 +856,7 @@ struct report_ctx {
 static void log_site(struct report_ctx *r, struct site *s)
 {
 	char id[17], e[SITE_EXE_LEN * 4], fsite[SITE_FRAME_LEN * 4];
+	bool waits;
 
 	if (r->logged >= LOG_SITES_MAX) {
 		r->unlogged++;
@@ -864,12 +865,17 @@ static void log_site(struct report_ctx *r, struct site *s)
 	r->logged++;
 	id_hex(s->id, id);
 	safe(s->exe, e, sizeof(e));
-	safe(s->fork_site[0] ? s->fork_site : "?", fsite, sizeof(fsite));
+	/* A deadlock site of a fork that was no hazard (a process's first fork
+	 * in adaptive mode) is known by where the child waits. */
+	waits = !s->fork_site[0] && s->kind == SITE_DEADLOCK && s->nlock_sites;
+	safe(waits ? s->lock_sites[0] : s->fork_site[0] ? s->fork_site : "?", fsite,
+	     sizeof(fsite));
 	log_notice("site %s: %" PRIu64 " hazards (+%" PRIu64 "), %" PRIu64 " deadlocks (+%" PRIu64
-		   ") in %" PRIu64 " process%s: %s, fork at %s", id, s->hazards,
+		   ") in %" PRIu64 " process%s: %s, %s %s", id, s->hazards,
 		   s->hazards - s->reported_hazards, s->deadlocks,
 		   s->deadlocks - s->reported_deadlocks, site_processes(s),
-		   site_processes(s) == 1 ? "" : "es", e, fsite);
+		   site_processes(s) == 1 ? "" : "es", e, waits ? "child waits at" : "fork at",
+		   fsite);
 }
 
 static void report_one(void *ctx, struct site *s)
