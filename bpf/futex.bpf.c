@@ -175,16 +175,18 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 	__u32 tgid;
 	long id;
 
-	/* Every context switch of the machine passes here: preempted and
-	 * still-runnable tasks wait for nothing. */
+	/* Every context switch of the machine passes here, cheapest tests
+	 * first: preempted and still-runnable tasks wait for nothing; in a
+	 * process of several threads another could still release the lock
+	 * (and most sleeping tasks of a busy machine are such threads). */
 	if (preempt || !prev_state)
+		return 0;
+	if (task->signal->nr_threads != 1)
 		return 0;
 	tgid = task->tgid;
 	c = bpf_map_lookup_elem(&children, &tgid);
 	if (!c || (c->flags & FH_CHILD_DECIDED))
 		return 0;
-	if (task->signal->nr_threads != 1)
-		return 0;	/* another thread could still release the lock */
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return 0;
