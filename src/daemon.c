@@ -563,6 +563,23 @@ static void where_text(const struct fh_container *k, bool known, char *buf, size
 		buf[0] = '\0';
 }
 
+/* What every occurrence of a site records, hazard or deadlock: when, the
+ * (parent) process, the container, the child whose fate counts on the site,
+ * and the sum of the sites beyond the metrics' labels. */
+static void site_occurred(struct daemon *d, struct site *s, uint64_t ev_ns, uint32_t pid,
+			  uint32_t child, const struct fh_container *k, bool known,
+			  uint64_t *unlabeled)
+{
+	if (ev_ns > s->last_ns)
+		s->last_ns = ev_ns;
+	site_note_pid(s, pid);
+	if (known && k->id[0] && !s->container_id[0])
+		memcpy(s->container_id, k->id, sizeof(s->container_id));
+	if (!s->labeled)
+		(*unlabeled)++;
+	remember_child(d, child, s->id);
+}
+
 /* ---- the sink ---------------------------------------------------------------- */
 
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
@@ -593,16 +610,9 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	if (!s)
 		return;
 	s->hazards++;
-	if (ev->time_ns > s->last_ns)
-		s->last_ns = ev->time_ns;
 	if (!strchr(s->exe, '/') && strchr(exe, '/'))	/* the path, once it could be read */
 		snprintf(s->exe, sizeof(s->exe), "%s", exe);
-	site_note_pid(s, ev->pid);
-	if (known && k.id[0] && !s->container_id[0])
-		memcpy(s->container_id, k.id, sizeof(s->container_id));
-	if (!s->labeled)
-		d->other_hazards++;
-	remember_child(d, ev->child_pid, s->id);
+	site_occurred(d, s, ev->time_ns, ev->pid, ev->child_pid, &k, known, &d->other_hazards);
 	if (!created || !may_report(d, s, now))
 		return;
 	/* the first occurrence of a site: in full */
@@ -685,14 +695,7 @@ static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const s
 		return;
 	s->deadlocks++;
 	s->outcomes[FH_CHILD_DEADLOCK]++;
-	if (ev->time_ns > s->last_ns)
-		s->last_ns = ev->time_ns;
-	site_note_pid(s, ev->parent_pid);
-	if (known && k.id[0] && !s->container_id[0])
-		memcpy(s->container_id, k.id, sizeof(s->container_id));
-	if (!s->labeled)
-		d->other_deadlocks++;
-	remember_child(d, ev->pid, s->id);
+	site_occurred(d, s, ev->time_ns, ev->parent_pid, ev->pid, &k, known, &d->other_deadlocks);
 	if (!may_report(d, s, now))
 		return;
 	d->cur_site = s;
