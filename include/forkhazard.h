@@ -43,7 +43,8 @@ enum fh_event_type {
 };
 
 /* A new kind is one line here, one row in src/probes.c's table and, when
- * its lock word can prove ownership, one case in bpf/locks.bpf.h. */
+ * its lock word can prove ownership, one case in bpf/fh.bpf.h's
+ * lock_word_verdict (its layout in lockabi.h). */
 enum fh_lock_kind {
 	FH_KIND_NONE = 0,
 	FH_KIND_MUTEX,
@@ -163,6 +164,14 @@ struct fh_fork_event {
 	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
 	struct fh_lock locks[FH_EVENT_LOCKS];
 };
+
+/*
+ * Locks of other threads in a fork event, sent or omitted: what the kernel
+ * side counts as a hazard (FH_STAT_HAZARDS) and sends a stack copy for.
+ * Userspace's verdict on an event, which may set some of them aside, is
+ * src/hazard.h's.
+ */
+#define FH_FORK_FOREIGN_LOCKS(ev)	((ev)->nr_locks - (ev)->nr_own + (ev)->locks_omitted)
 
 enum fh_child_outcome {
 	FH_CHILD_EXEC = 1,
