@@ -32,7 +32,6 @@ struct containers {
 	struct id_entry by_id[ID_CACHE];
 	int mount_fd;		/* the cgroup2 mount; -1 unknown, -2 none */
 	char mount[256];
-	struct containers_stats st;
 };
 
 struct containers *containers_new(void)
@@ -51,11 +50,6 @@ void containers_free(struct containers *c)
 	if (c->mount_fd >= 0)
 		close(c->mount_fd);
 	free(c);
-}
-
-void containers_get_stats(const struct containers *c, struct containers_stats *st)
-{
-	*st = c->st;
 }
 
 static void copy_path(char *dst, size_t size, const char *s, size_t n)
@@ -216,24 +210,18 @@ bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint
 	struct pid_entry *e = &c->by_pid[(unsigned int)pid % PID_CACHE];
 	char path[64], text[4096];
 
-	c->st.lookups++;
 	memset(out, 0, sizeof(*out));
 	if (pid > 0 && e->pid == pid && e->cgroup_id == cgroup_id &&
 	    now_ns - e->at_ns < PID_TTL_NS) {
-		c->st.cache_hits++;
 		*out = e->c;
 		return true;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	if (pid > 0 && procfs_read_file(path, text, sizeof(text)) > 0 &&
-	    !container_cgroup_from_text(text, out->cgroup, sizeof(out->cgroup))) {
-		c->st.proc_reads++;
-	} else if (cgroup_id && !path_of_id(c, cgroup_id, out->cgroup, sizeof(out->cgroup))) {
-		c->st.by_id++;
-	} else {
-		c->st.unknown++;
+	/* read while the process is there, else from the id the kernel recorded */
+	if ((pid <= 0 || procfs_read_file(path, text, sizeof(text)) <= 0 ||
+	     container_cgroup_from_text(text, out->cgroup, sizeof(out->cgroup))) &&
+	    (!cgroup_id || path_of_id(c, cgroup_id, out->cgroup, sizeof(out->cgroup))))
 		return false;
-	}
 	container_id_from_path(out->cgroup, out->id);
 	if (pid > 0) {
 		e->pid = pid;

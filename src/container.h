@@ -24,10 +24,6 @@ struct fh_container {
 	char id[CONTAINER_ID_LEN];		/* "" when not in a container */
 };
 
-struct containers_stats {
-	uint64_t lookups, cache_hits, proc_reads, by_id, unknown;
-};
-
 struct containers;
 
 struct containers *containers_new(void);
@@ -40,8 +36,6 @@ void containers_free(struct containers *c);
  */
 bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint64_t now_ns,
 		       struct fh_container *out);
-
-void containers_get_stats(const struct containers *c, struct containers_stats *st);
 
 struct jw;
 /* JSON members "cgroup" and "container_id" (null when unknown / none). */

@@ -13,6 +13,7 @@
 #include <bpf/bpf.h>
 #include <systemd/sd-daemon.h>
 #include "cli.h"
+#include "clib.h"
 #include "container.h"
 #include "correlate.h"
 #include "daemon.h"
@@ -230,14 +231,7 @@ static const char *base_name(const char *path)
  * has them. */
 static bool is_libc(const struct fh_frame *f)
 {
-	const char *b;
-
-	if (!f->has_module)
-		return false;
-	b = base_name(f->module);
-	return !strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5) ||
-	       !strncmp(b, "libpthread", 10) || !strncmp(b, "ld-linux", 8) ||
-	       !strncmp(b, "ld-musl", 7) || !strncmp(b, "libc.musl", 9);
+	return f->has_module && clib_file_of(f->module) != CLIB_NONE;
 }
 
 /* A frame's identity across runs (ASLR): its module (build-id, else path)
@@ -1124,7 +1118,7 @@ static void write_metrics_file(struct daemon *d)
 		return;
 	prom_init(&p);
 	render(d, &p);
-	err = p.oom ? -ENOMEM : metrics_write_file(d->svc->metrics_file, p.buf, p.len);
+	err = p.out.oom ? -ENOMEM : metrics_write_file(d->svc->metrics_file, p.out.buf, p.out.len);
 	prom_free(&p);
 	if (!err) {
 		d->metrics_writes++;

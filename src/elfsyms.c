@@ -109,37 +109,3 @@ int elf_find_funcs(int fd, struct elf_func *funcs, size_t nfuncs)
 	elf_end(elf);
 	return 0;
 }
-
-int elf_build_id(int fd, unsigned char *buf, size_t size)
-{
-	Elf_Scn *scn = NULL;
-	Elf *elf = elf_open_fd(fd);
-	int ret = -ENOENT;
-
-	if (!elf)
-		return -EINVAL;
-	while (ret < 0 && (scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		GElf_Nhdr nh;
-		Elf_Data *data;
-		size_t off = 0, name_off, desc_off;
-
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
-			continue;
-		data = elf_getdata(scn, NULL);
-		if (!data)
-			continue;
-		while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-			    memcmp((char *)data->d_buf + name_off, "GNU", 4) == 0) {
-				size_t n = nh.n_descsz < size ? nh.n_descsz : size;
-
-				memcpy(buf, (char *)data->d_buf + desc_off, n);
-				ret = (int)n;
-				break;
-			}
-		}
-	}
-	elf_end(elf);
-	return ret;
-}

@@ -22,7 +22,4 @@ struct elf_func {
  */
 int elf_find_funcs(int fd, struct elf_func *funcs, size_t nfuncs);
 
-/* Copy the GNU build-id of the ELF file at fd. Returns its length or -errno. */
-int elf_build_id(int fd, unsigned char *buf, size_t size);
-
 #endif

@@ -1001,7 +1001,7 @@ static int render_json(FILE *f, const struct inspect_proc *p, enum inspect_verdi
 {
 	struct jw w;
 	char ts[40];
-	int err = 0;
+	int err;
 
 	fmt_rfc3339((int64_t)now->tv_sec * 1000000000 + now->tv_nsec, ts, sizeof(ts));
 	jw_init(&w);
@@ -1019,10 +1019,7 @@ static int render_json(FILE *f, const struct inspect_proc *p, enum inspect_verdi
 	jw_arr_end(&w);
 	jw_str(&w, "explanation", why);
 	jw_obj_end(&w);
-	if (w.oom)
-		err = -ENOMEM;
-	else if (fwrite(w.buf, 1, w.len, f) != w.len || fputc('\n', f) == EOF)
-		err = -EIO;
+	err = jw_write_line(&w, f);
 	jw_free(&w);
 	return err;
 }

@@ -18,60 +18,17 @@
 
 void prom_init(struct prom *p)
 {
-	memset(p, 0, sizeof(*p));
+	strbuf_init(&p->out);
 }
 
 void prom_free(struct prom *p)
 {
-	free(p->buf);
-	memset(p, 0, sizeof(*p));
-}
-
-static void put(struct prom *p, const char *s, size_t n)
-{
-	if (p->oom)
-		return;
-	if (p->len + n + 1 > p->cap) {
-		size_t cap = p->cap ? p->cap : 4096;
-		char *b;
-
-		while (cap < p->len + n + 1)
-			cap *= 2;
-		b = realloc(p->buf, cap);
-		if (!b) {
-			p->oom = true;
-			return;
-		}
-		p->buf = b;
-		p->cap = cap;
-	}
-	memcpy(p->buf + p->len, s, n);
-	p->len += n;
-	p->buf[p->len] = '\0';
-}
-
-static void puts_(struct prom *p, const char *s)
-{
-	put(p, s, strlen(s));
-}
-
-static void putf(struct prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct prom *p, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		put(p, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	strbuf_free(&p->out);
 }
 
 void prom_family(struct prom *p, const char *name, const char *type, const char *help)
 {
-	putf(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	strbuf_printf(&p->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 void prom_escape_label(const char *s, char *out, size_t size)
@@ -109,39 +66,43 @@ void prom_escape_label(const char *s, char *out, size_t size)
 	out[o] = '\0';
 }
 
-static void sample_head(struct prom *p, const char *name, const char *const labels[][2],
-			int nlabels)
+/* name{labels} value: value already formatted */
+static void sample(struct prom *p, const char *name, const char *const labels[][2], int nlabels,
+		   const char *value)
 {
 	char esc[1024];
 
-	puts_(p, name);
+	strbuf_puts(&p->out, name);
 	for (int i = 0; i < nlabels; i++) {
 		prom_escape_label(labels[i][1] ? labels[i][1] : "", esc, sizeof(esc));
-		putf(p, "%s%s=\"", i ? "," : "{", labels[i][0]);
-		puts_(p, esc);
-		puts_(p, "\"");
+		strbuf_printf(&p->out, "%s%s=\"", i ? "," : "{", labels[i][0]);
+		strbuf_puts(&p->out, esc);
+		strbuf_puts(&p->out, "\"");
 	}
-	if (nlabels)
-		puts_(p, "}");
+	strbuf_printf(&p->out, "%s %s\n", nlabels ? "}" : "", value);
 }
 
 void prom_sample(struct prom *p, const char *name, const char *const labels[][2], int nlabels,
 		 double value)
 {
-	sample_head(p, name, labels, nlabels);
+	char v[32];
+
 	if (isnan(value))
-		puts_(p, " NaN\n");
+		snprintf(v, sizeof(v), "NaN");
 	else if (isinf(value))
-		puts_(p, value > 0 ? " +Inf\n" : " -Inf\n");
+		snprintf(v, sizeof(v), "%s", value > 0 ? "+Inf" : "-Inf");
 	else
-		putf(p, " %.17g\n", value);
+		snprintf(v, sizeof(v), "%.17g", value);
+	sample(p, name, labels, nlabels, v);
 }
 
 void prom_sample_u64(struct prom *p, const char *name, const char *const labels[][2],
 		     int nlabels, uint64_t value)
 {
-	sample_head(p, name, labels, nlabels);
-	putf(p, " %" PRIu64 "\n", value);
+	char v[24];
+
+	snprintf(v, sizeof(v), "%" PRIu64, value);
+	sample(p, name, labels, nlabels, v);
 }
 
 /* ---- where ----------------------------------------------------------------- */
@@ -298,11 +259,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	h->requests++;
 	prom_init(&p);
 	h->render(h->ctx, &p);
-	if (p.oom || !p.buf) {
+	if (p.out.oom || !p.out.buf) {
 		prom_free(&p);
 		return answer_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
 	}
-	return answer(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, p.buf, p.len);
+	return answer(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, p.out.buf, p.out.len);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

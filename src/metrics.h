@@ -13,14 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include "strbuf.h"
 
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
-/* A growing buffer of exposition text. */
+/* Exposition text being written (out.oom: it ran out of memory). */
 struct prom {
-	char *buf;
-	size_t len, cap;
-	bool oom;
+	struct strbuf out;
 };
 
 void prom_init(struct prom *p);

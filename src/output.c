@@ -94,22 +94,10 @@ static void fmt_clock(const struct output *o, uint64_t mono_ns, char *buf, size_
 	strftime(buf, size, "%H:%M:%S", &tm);
 }
 
-static void write_line(struct output *o, const char *s, size_t n)
-{
-	if (o->failed)
-		return;
-	if (fwrite(s, 1, n, o->o.f) != n)
-		o->failed = true;
-}
-
 static void emit_json(struct output *o)
 {
-	if (o->jw.oom) {
+	if (!o->failed && jw_write_line(&o->jw, o->o.f))
 		o->failed = true;
-		return;
-	}
-	write_line(o, o->jw.buf, o->jw.len);
-	write_line(o, "\n", 1);
 	jw_reset(&o->jw);
 }
 

@@ -17,6 +17,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "bpf_compat.h"
 #include "caps.h"
 #include "cli.h"
 #include "command.h"
@@ -37,7 +38,6 @@
 
 #define TICK_MS			100
 #define STACK_MAP_RESET_LOSSES	256	/* empty the stack map after this many losses */
-#define FH_BPF_TRACE_UPROBE_MULTI 48	/* enum bpf_attach_type, newer than libbpf 1.1 */
 
 struct tracer {
 	const struct fh_config *cfg;

@@ -146,8 +146,8 @@ UNIT_TEST(prometheus_samples_and_listen_addresses)
 	prom_family(&p, "fh_total", "counter", "Things.");
 	prom_sample_u64(&p, "fh_total", labels, 2, 18446744073709551615ull);
 	prom_sample(&p, "fh_g", NULL, 0, 0.5);
-	CHECK(!p.oom);
-	CHECK_STR(p.buf, "# HELP fh_total Things.\n# TYPE fh_total counter\n"
+	CHECK(!p.out.oom);
+	CHECK_STR(p.out.buf, "# HELP fh_total Things.\n# TYPE fh_total counter\n"
 			 "fh_total{site=\"00ff\",exe=\"/bin/\\\"x\\\"\"} 18446744073709551615\n"
 			 "fh_g 0.5\n");
 	prom_free(&p);
