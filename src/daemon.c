@@ -12,7 +12,8 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <systemd/sd-daemon.h>
-#include "cli.h"
+#include "config.h"
+#include "filter.h"
 #include "clib.h"
 #include "container.h"
 #include "correlate.h"
@@ -519,11 +520,11 @@ static bool filtered(struct daemon *d, const char *comm, const char *exe,
 {
 	const struct fh_svc_config *s = d->svc;
 
-	return !config_filter_match(s->filters[FH_FILTER_COMM], s->nfilters[FH_FILTER_COMM],
+	return !filter_match(s->filters[FH_FILTER_COMM], s->nfilters[FH_FILTER_COMM],
 				    comm) ||
-	       !config_filter_match(s->filters[FH_FILTER_EXE], s->nfilters[FH_FILTER_EXE],
+	       !filter_match(s->filters[FH_FILTER_EXE], s->nfilters[FH_FILTER_EXE],
 				    exe[0] ? exe : NULL) ||
-	       !config_filter_match(s->filters[FH_FILTER_CGROUP], s->nfilters[FH_FILTER_CGROUP],
+	       !filter_match(s->filters[FH_FILTER_CGROUP], s->nfilters[FH_FILTER_CGROUP],
 				    known && k->cgroup[0] ? k->cgroup : NULL);
 }
 
@@ -758,7 +759,7 @@ bool daemon_accept(void *ctx, uint32_t type, const void *data, size_t size)
 	} else {
 		return true;
 	}
-	if (config_filter_match(svc->filters[FH_FILTER_COMM], svc->nfilters[FH_FILTER_COMM], comm))
+	if (filter_match(svc->filters[FH_FILTER_COMM], svc->nfilters[FH_FILTER_COMM], comm))
 		return true;
 	if (counts) {	/* received, and left out */
 		if (type == FH_EV_FORK) {

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
-#include "cli.h"
+#include "config.h"
 #include "lockword.h"
 #include "procfs.h"
 #include "symbolize.h"

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* forkhazard: find fork hazards as they happen. */
 #include <stdio.h>
-#include "config.h"
 #include "cli.h"
 #include "inspect.h"
 #include "log.h"
@@ -13,11 +12,11 @@ int main(int argc, char **argv)
 	int status = cli_parse(argc, argv, &cfg);
 
 	if (status >= 0) {
-		config_free();
+		cli_free();
 		return status;
 	}
 	log_verbosity = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose == 1 ? LOG_INFO : LOG_NOTICE;
 	status = cfg.mode == FH_MODE_INSPECT ? inspect_run(&cfg) : tracer_run(&cfg);
-	config_free();	/* cfg's strings from --config live until here */
+	cli_free();	/* cfg's strings from --config live until here */
 	return status;
 }

@@ -51,8 +51,7 @@ struct tracer {
 	struct events events;
 	FILE *outf;
 	struct command cmd;
-	bool has_cmd, filtering;
-	bool adaptive;		/* whole system, lock probes where processes need them */
+	bool has_cmd;
 	int epfd, sigfd, timerfd;
 	int stop_signal;
 	bool stop;
@@ -277,6 +276,49 @@ static int check_kernel(void)
 	return err;
 }
 
+/* Are lock probes placed at all? */
+static bool tracks_locks(enum fh_trace_mode mode)
+{
+	switch (mode) {
+	case FH_TRACE_LIGHT:
+	case FH_TRACE_TARGETS_LIGHT:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* What the kernel side is told of the trace mode: whom it traces, whether it
+ * tracks locks, and when it asks for lock probes. */
+static void set_trace_mode(struct forkhazard_bpf *skel, enum fh_trace_mode mode)
+{
+	bool targets = false, global = false;
+	enum fh_request_mode request = FH_REQ_NONE;
+
+	switch (mode) {
+	case FH_TRACE_ADAPTIVE:
+		request = FH_REQ_MT_FORK;
+		break;
+	case FH_TRACE_ALL:
+		request = FH_REQ_NEW_MT_EXE;
+		global = true;
+		break;
+	case FH_TRACE_LIGHT:
+		break;
+	case FH_TRACE_TARGETS:
+		targets = true;
+		request = FH_REQ_TRACED_THREADS;
+		break;
+	case FH_TRACE_TARGETS_LIGHT:
+		targets = true;
+		break;
+	}
+	skel->rodata->filter_pids = targets;
+	skel->rodata->track_locks = tracks_locks(mode);
+	skel->rodata->request_mode = request;
+	skel->rodata->global_lock_probes = global;
+}
+
 static int load_bpf(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -292,19 +334,9 @@ static int load_bpf(struct tracer *t)
 	err = check_kernel();
 	if (err)
 		return err;
-	skel->rodata->filter_pids = t->filtering;
-	skel->rodata->track_locks = !cfg->light;
+	set_trace_mode(skel, cfg->trace_mode);
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
-	if (cfg->light)
-		skel->rodata->request_mode = FH_REQ_NONE;
-	else if (t->filtering)
-		skel->rodata->request_mode = FH_REQ_TRACED_THREADS;
-	else if (t->adaptive)
-		skel->rodata->request_mode = FH_REQ_MT_FORK;
-	else
-		skel->rodata->request_mode = FH_REQ_NEW_MT_EXE;
-	skel->rodata->global_lock_probes = cfg->track_all;
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
@@ -323,7 +355,7 @@ static int load_bpf(struct tracer *t)
 		};
 
 		for (size_t i = 0; i < sizeof(lock_progs) / sizeof(lock_progs[0]); i++) {
-			if (cfg->light)
+			if (!tracks_locks(cfg->trace_mode))
 				bpf_program__set_autoload(lock_progs[i], false);
 			else
 				bpf_program__set_expected_attach_type(lock_progs[i],
@@ -384,17 +416,21 @@ static void on_probe_request(void *ctx, pid_t pid)
 	int n;
 
 	log_debug("probe request for PID %d", (int)pid);
+	if (!t->probes)
+		return;	/* no lock probes in this mode: no request either */
 	/* A PID recycled before the tick reaped its previous owner must not
 	 * find that process's probes and be taken as probed already. */
-	if (t->probes)
-		probes_reap_exited(t->probes);
+	probes_reap_exited(t->probes);
 
-	if (t->filtering || t->adaptive) {
-		n = probe_process(t, pid);
-	} else {
+	switch (t->cfg->trace_mode) {
+	case FH_TRACE_ALL:	/* its libraries, for every process */
 		n = probes_attach_process(t->probes, pid, false);
 		if (n == -ENODATA)
 			log_debug("PID %d maps no C library with lock functions", (int)pid);
+		break;
+	default:		/* for this process only */
+		n = probe_process(t, pid);
+		break;
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
@@ -471,57 +507,51 @@ static int check_lock_fn(const char *spec, const char **why)
 	return 0;
 }
 
-static int attach_targets(struct tracer *t)
+/* The lock probes' owner, with the --lock-fn functions checked. */
+static int new_probes(struct tracer *t)
+{
+	const struct fh_config *cfg = t->cfg;
+	struct probes_opts po = {
+		.acquire_fd = bpf_program__fd(t->skel->progs.lock_acquire),
+		.acquired_fd = bpf_program__fd(t->skel->progs.lock_acquired),
+		.release_fd = bpf_program__fd(t->skel->progs.lock_release),
+		.max_procs = cfg->max_procs,
+		.at_entry = cfg->probe_at_entry,
+	};
+	int n;
+
+	t->probes = probes_new(&po);
+	if (!t->probes)
+		return -ENOMEM;
+	for (int i = 0; i < cfg->nlock_fns; i++) {
+		char spec[256];
+		const char *why = NULL;
+
+		n = probes_add_lock_fn(t->probes, cfg->lock_fns[i]);
+		if (!n)
+			n = check_lock_fn(cfg->lock_fns[i], &why);
+		if (n) {
+			term_escape(cfg->lock_fns[i], (size_t)-1, spec, sizeof(spec));
+			log_error("--lock-fn %s: %s", spec, why ? why :
+				  n == -EINVAL ? "expected BINARY:ACQUIRE:RELEASE[:TRY] with "
+						 "BINARY a regular file" : strerror(-n));
+			return n;
+		}
+	}
+	return 0;
+}
+
+/* -p PIDs and the COMMAND: traced, and (with lock tracking) probed. */
+static int attach_pids(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
 	int n;
-
-	if (!cfg->light) {
-		struct probes_opts po = {
-			.acquire_fd = bpf_program__fd(t->skel->progs.lock_acquire),
-			.acquired_fd = bpf_program__fd(t->skel->progs.lock_acquired),
-			.release_fd = bpf_program__fd(t->skel->progs.lock_release),
-			.max_procs = cfg->max_procs,
-			.at_entry = cfg->probe_at_entry,
-		};
-
-		t->probes = probes_new(&po);
-		if (!t->probes)
-			return -ENOMEM;
-		for (int i = 0; i < cfg->nlock_fns; i++) {
-			char spec[256];
-			const char *why = NULL;
-
-			n = probes_add_lock_fn(t->probes, cfg->lock_fns[i]);
-			if (!n)
-				n = check_lock_fn(cfg->lock_fns[i], &why);
-			if (n) {
-				term_escape(cfg->lock_fns[i], (size_t)-1, spec, sizeof(spec));
-				log_error("--lock-fn %s: %s", spec, why ? why :
-					  n == -EINVAL ? "expected BINARY:ACQUIRE:RELEASE[:TRY] with "
-							 "BINARY a regular file" : strerror(-n));
-				return n;
-			}
-		}
-	}
-	if (t->adaptive)
-		return probe_named_processes(t);
-	if (!t->filtering) {
-		if (cfg->light)
-			return 0;
-		n = probes_attach_everywhere(t->probes);
-		if (n == -ENOTSUP) {
-			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
-			return n;
-		}
-		return n < 0 ? n : 0;
-	}
 
 	for (int i = 0; i < cfg->npids + (t->has_cmd ? 1 : 0); i++) {
 		pid_t pid = i < cfg->npids ? cfg->pids[i] : t->cmd.pid;
 
 		set_proc_flags(t, pid, FH_PROC_TRACED);
-		if (cfg->light)
+		if (!t->probes)
 			continue;
 		n = probe_process(t, pid);
 		if (n == -ENOENT) {
@@ -545,6 +575,31 @@ static int attach_targets(struct tracer *t)
 		 * libc gets probes before its first instruction. */
 		if (i == cfg->npids && n >= 0)
 			probes_attach_program(t->probes, pid, cfg->command[0]);
+	}
+	return 0;
+}
+
+static int attach_targets(struct tracer *t)
+{
+	int n;
+
+	if (tracks_locks(t->cfg->trace_mode) && (n = new_probes(t)))
+		return n;
+	switch (t->cfg->trace_mode) {
+	case FH_TRACE_ADAPTIVE:
+		return probe_named_processes(t);
+	case FH_TRACE_ALL:
+		n = probes_attach_everywhere(t->probes);
+		if (n == -ENOTSUP) {
+			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
+			return n;
+		}
+		return n < 0 ? n : 0;
+	case FH_TRACE_LIGHT:
+		return 0;
+	case FH_TRACE_TARGETS:
+	case FH_TRACE_TARGETS_LIGHT:
+		return attach_pids(t);
 	}
 	return 0;
 }
@@ -897,8 +952,6 @@ int tracer_run(const struct fh_config *cfg)
 	if (err)
 		return FH_EXIT_ERROR;
 	raise_fd_limit();
-	t.filtering = cfg->npids > 0 || cfg->command;
-	t.adaptive = !t.filtering && !cfg->track_all && !cfg->light;
 	if (open_output(&t))
 		return FH_EXIT_ERROR;
 	if (cfg->command) {
@@ -1009,7 +1062,8 @@ int tracer_run(const struct fh_config *cfg)
 			cfg->npids, cfg->npids == 1 ? "" : "es");
 	} else {
 		fprintf(stderr, "Tracing fork hazards system-wide%s... Hit Ctrl-C to end.\n",
-			cfg->light ? " (light)" : cfg->track_all ? " (all locks)" :
+			cfg->trace_mode == FH_TRACE_LIGHT ? " (light)" :
+			cfg->trace_mode == FH_TRACE_ALL ? " (all locks)" :
 			" (adaptive: locks tracked in processes that fork while multithreaded)");
 	}
 	output_start(t.out);

@@ -3,7 +3,7 @@
 #ifndef FH_TRACER_H
 #define FH_TRACER_H
 
-#include "cli.h"
+#include "config.h"
 
 /* Returns the exit status (with a COMMAND: the command's). */
 int tracer_run(const struct fh_config *cfg);
