@@ -43,13 +43,16 @@ def main():
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         cases = 0
         for line in p.stdout.splitlines():
-            m = re.match(r"(PASS|FAIL) (\S+)(.*)", line)
+            m = re.match(r"(PASS|FAIL|SKIP) (\S+?):?( .*|$)", line)
             if not m or (pat and not pat.search(name + "." + m.group(2))):
                 continue
             cases += 1
-            print("%s %s.%s%s" % (m.group(1), name, m.group(2), m.group(3)), flush=True)
+            print("%s %s.%s%s" % (m.group(1), name, m.group(2),
+                                  (":" if m.group(3) else "") + m.group(3)), flush=True)
             if m.group(1) == "PASS":
                 passed += 1
+            elif m.group(1) == "SKIP":
+                skipped += 1
             else:
                 failed += 1
                 failures.append(name + "." + m.group(2))
