@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 #include "container.h"
-#include "forkhazard.h"
-#include "json.h"
 #include "procfs.h"
 
 #define PID_CACHE	1024	/* direct-mapped, by PID */
@@ -230,53 +228,4 @@ bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint
 		e->c = *out;
 	}
 	return true;
-}
-
-void container_json(struct jw *w, const struct fh_container *k, bool known)
-{
-	jw_str(w, "cgroup", known && k->cgroup[0] ? k->cgroup : NULL);
-	jw_str(w, "container_id", known && k->id[0] ? k->id : NULL);
-}
-
-void container_exe_json(struct jw *w, const char *type, const void *ev)
-{
-	const char *name = NULL;
-
-	if (!strcmp(type, "fork"))
-		name = ((const struct fh_fork_event *)ev)->exe_name;
-	else if (!strcmp(type, "deadlock"))
-		name = ((const struct fh_deadlock_event *)ev)->exe_name;
-	if (name)
-		jw_strn(w, "exe_name", name, strnlen(name, FH_EXE_NAME_LEN));
-}
-
-void containers_decorate(void *ctx, struct jw *w, const char *type, const void *ev)
-{
-	struct containers *c = ctx;
-	struct fh_container k;
-	bool known;
-
-	if (!strcmp(type, "fork")) {
-		const struct fh_fork_event *f = ev;
-
-		known = containers_lookup(c, (pid_t)f->pid, f->cgroup_id, f->time_ns, &k);
-		container_json(w, &k, known);
-		container_exe_json(w, type, ev);
-		jw_uint(w, "ns_pid", f->ns_pid);
-		jw_uint(w, "child_ns_pid", f->ns_child_pid);
-	} else if (!strcmp(type, "deadlock")) {
-		const struct fh_deadlock_event *dl = ev;
-
-		known = containers_lookup(c, (pid_t)dl->pid, dl->cgroup_id, dl->time_ns, &k);
-		container_json(w, &k, known);
-		container_exe_json(w, type, ev);
-		jw_uint(w, "ns_pid", dl->ns_pid);
-	} else if (!strcmp(type, "child")) {
-		const struct fh_child_event *ch = ev;
-
-		/* the child's, while it is there; else its parent's, which it had */
-		known = containers_lookup(c, (pid_t)ch->pid, 0, ch->time_ns, &k) ||
-			containers_lookup(c, (pid_t)ch->parent_pid, 0, ch->time_ns, &k);
-		container_json(w, &k, known);
-	}
 }

@@ -37,15 +37,6 @@ void containers_free(struct containers *c);
 bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint64_t now_ns,
 		       struct fh_container *out);
 
-struct jw;
-/* JSON members "cgroup" and "container_id" (null when unknown / none). */
-void container_json(struct jw *w, const struct fh_container *k, bool known);
-/* JSON member "exe_name": the executable's file name the kernel recorded. */
-void container_exe_json(struct jw *w, const char *type, const void *ev);
-/* output_opts.decorate outside service mode: ctx is a struct containers;
- * adds the members above and the namespace PIDs to fork and deadlock events. */
-void containers_decorate(void *ctx, struct jw *w, const char *type, const void *ev);
-
 /* Pure helpers, for the tests. */
 /* The cgroup path of a /proc/PID/cgroup text: the v2 ("0::") path unless it
  * is "/" while a v1 hierarchy has a deeper one (hybrid systems). */

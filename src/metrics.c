@@ -164,42 +164,6 @@ int metrics_parse_listen(const char *s, struct metrics_addr *a)
 	return 0;
 }
 
-/* ---- the textfile ---------------------------------------------------------- */
-
-int metrics_write_file(const char *path, const char *buf, size_t len)
-{
-	char tmp[4096];
-	size_t off = 0;
-	int fd, err = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	/* Never through a symlink; node_exporter reads only *.prom, not the .tmp */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, buf + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (!err && fsync(fd))
-		err = -errno;
-	if (close(fd) && !err)
-		err = -errno;
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err)
-		unlink(tmp);
-	return err;
-}
-
 /* ---- the endpoint ------------------------------------------------------------ */
 
 struct metrics_http {

@@ -289,6 +289,23 @@ int procfs_read_wchan(pid_t pid, pid_t tid, char *buf, size_t size)
 	return 0;
 }
 
+ssize_t procfs_read_exe(pid_t pid, char *path, size_t size)
+{
+	char link[64];
+	ssize_t n;
+
+	if (size < 2)
+		return -ENAMETOOLONG;
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	n = readlink(link, path, size - 1);
+	if (n < 0)
+		return -errno;
+	path[n] = '\0';
+	if (n > 10 && !strcmp(path + n - 10, " (deleted)"))
+		path[n -= 10] = '\0';
+	return n;
+}
+
 int procfs_read_pid_max(void)
 {
 	char buf[32];

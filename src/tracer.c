@@ -21,6 +21,7 @@
 #include "caps.h"
 #include "cli.h"
 #include "command.h"
+#include "counters.h"
 #include "container.h"
 #include "correlate.h"
 #include "daemon.h"
@@ -29,6 +30,7 @@
 #include "events.h"
 #include "forkhazard.skel.h"
 #include "log.h"
+#include "outfile.h"
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
@@ -141,116 +143,15 @@ static int preflight(const struct fh_config *cfg)
 	return 0;
 }
 
-/* Users whose files and directories root may write into: root, the real
- * user, and the user sudo ran us for. */
-static bool trusted_owner(uid_t uid)
-{
-	const char *sudo = getenv("SUDO_UID");
-	pid_t sudo_uid;
-
-	if (uid == 0 || uid == getuid())
-		return true;
-	return getuid() == 0 && sudo && !cli_parse_pid(sudo, &sudo_uid) && uid == (uid_t)sudo_uid;
-}
-
-/*
- * -o FILE, written with our privileges: nothing in it may be redirected by
- * another user. The directory is opened once and the file created in it
- * (no race between a check and the open): the directory must belong to a
- * trusted user and be writable by nobody else, unless sticky (/tmp). The
- * file is new (O_CREAT|O_EXCL), never a symlink (O_NOFOLLOW), never a FIFO
- * or a device (O_NONBLOCK, then S_ISREG); an existing one is overwritten only
- * if it is a regular file of a trusted user with no other hard link.
- */
-static int open_output_file(const char *path, const char **why)
-{
-	char dir[PATH_MAX];
-	const char *base = strrchr(path, '/');
-	struct stat st;
-	int dfd, fd, flags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-
-	*why = NULL;
-	if (!base) {
-		snprintf(dir, sizeof(dir), ".");
-		base = path;
-	} else {
-		if ((size_t)(base - path) >= sizeof(dir))
-			return -ENAMETOOLONG;
-		memcpy(dir, path, (size_t)(base - path));
-		dir[base - path] = '\0';
-		if (!dir[0])
-			snprintf(dir, sizeof(dir), "/");
-		base++;
-	}
-	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
-		return -EISDIR;
-	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	if (fstat(dfd, &st)) {
-		fd = -errno;
-		goto out;
-	}
-	if (!trusted_owner(st.st_uid) || ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
-					  !(st.st_mode & S_ISVTX))) {
-		*why = "its directory can be changed by another user";
-		fd = -EPERM;
-		goto out;
-	}
-	fd = openat(dfd, base, flags | O_CREAT | O_EXCL, 0644);
-	if (fd < 0 && errno == EEXIST)
-		fd = openat(dfd, base, flags);
-	if (fd < 0) {
-		fd = -errno;
-		if (fd == -ELOOP)
-			*why = "it is a symbolic link";
-		else if (fd == -ENXIO)	/* a FIFO nobody reads, a device */
-			*why = "not a regular file";
-		goto out;
-	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		*why = "not a regular file";
-	} else if (!trusted_owner(st.st_uid)) {
-		*why = "it belongs to another user";
-	} else if (st.st_nlink != 1) {
-		*why = "it has other hard links";
-	} else if (ftruncate(fd, 0) || fcntl(fd, F_SETFL, O_WRONLY)) {
-		*why = strerror(errno);
-	}
-	if (*why) {
-		close(fd);
-		fd = -EPERM;
-	}
-out:
-	close(dfd);
-	return fd;
-}
-
+/* -o FILE: a user's, truncated; the service's, appended to (outfile.h). */
 static int open_output(struct tracer *t)
 {
-	const char *why;
-	int fd;
-
 	if (!t->cfg->output) {
 		t->outf = stdout;
 		return 0;
 	}
-	if (t->cfg->svc.daemon)	/* appended to, reopened on SIGHUP */
-		return daemon_open_events(t->cfg->output, &t->outf);
-	fd = open_output_file(t->cfg->output, &why);
-	if (fd < 0) {
-		char name[256];
-
-		term_escape(t->cfg->output, (size_t)-1, name, sizeof(name));
-		log_error("cannot write %s: %s", name, why ? why : strerror(-fd));
-		return fd;
-	}
-	t->outf = fdopen(fd, "w");
-	if (!t->outf) {
-		close(fd);
-		return -errno;
-	}
-	return 0;
+	t->outf = outfile_open(t->cfg->output, t->cfg->svc.daemon ? OUTFILE_SERVICE : OUTFILE_USER);
+	return t->outf ? 0 : -EPERM;
 }
 
 /*
@@ -650,11 +551,11 @@ static int setup_loop(struct tracer *t)
 
 /* ---- the loop ---------------------------------------------------------- */
 
-static void report_lost(struct tracer *t, const uint64_t stats[FH_STAT_MAX], uint64_t now)
+static void report_lost(struct tracer *t, uint64_t lost, uint64_t now)
 {
-	if (stats[FH_STAT_LOST] > t->lost_reported) {
-		output_lost(t->out, stats[FH_STAT_LOST] - t->lost_reported, now);
-		t->lost_reported = stats[FH_STAT_LOST];
+	if (lost > t->lost_reported) {
+		output_lost(t->out, lost - t->lost_reported, now);
+		t->lost_reported = lost;
 	}
 }
 
@@ -708,7 +609,7 @@ static void tick(struct tracer *t)
 
 	correlate_tick(t->corr, now);
 	read_stats(t, stats);
-	report_lost(t, stats, now);
+	report_lost(t, stats[FH_STAT_LOST], now);
 	warn_full(t, stats);
 	maintain_stacks(t, stats);
 	if (t->daemon)
@@ -740,11 +641,12 @@ static void reopen_outputs(struct tracer *t)
 	FILE *f;
 
 	t->reopen = false;
-	daemon_log_reopen(t->cfg);
+	log_reopen_file(t->cfg->svc.log_file);
 	if (!t->daemon || !t->cfg->output)
 		return;
 	output_flush(t->out);
-	if (daemon_open_events(t->cfg->output, &f))
+	f = outfile_open(t->cfg->output, OUTFILE_SERVICE);
+	if (!f)
 		return;	/* reported; the old file goes on */
 	fclose(t->outf);
 	t->outf = f;
@@ -768,7 +670,7 @@ static void output_failure(struct tracer *t)
 	if (!t->cfg->output) {
 		clearerr(stdout);
 		output_set_file(t->out, stdout);
-	} else if (!daemon_open_events(t->cfg->output, &f)) {
+	} else if ((f = outfile_open(t->cfg->output, OUTFILE_SERVICE))) {
 		fclose(t->outf);
 		t->outf = f;
 		output_set_file(t->out, f);
@@ -840,11 +742,33 @@ static uint64_t drain_ns(void)
 	return 3000000000ull;
 }
 
+/* Every counter of the summary and the metrics (counters.h), now: the
+ * kernel's, and userspace's own. */
+static void collect_counts(struct tracer *t, struct fh_counts *c)
+{
+	uint64_t stats[FH_STAT_MAX];
+	struct probes_stats ps = { 0 };
+	struct ustacks_stats us = { 0 };
+
+	read_stats(t, stats);
+	for (int i = 0; i < FH_CNT_MAX; i++)
+		c->v[i] = fh_counters[i].stat >= 0 ? stats[fh_counters[i].stat] : 0;
+	/* what the drain at exit left unread, counted as lost */
+	c->v[FH_CNT_LOST] += t->events.unread;
+	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
+	c->v[FH_CNT_CORRELATION_EVICTED] = correlate_evicted(t->corr);
+	if (t->ustacks)
+		ustacks_get_stats(t->ustacks, &us);
+	c->v[FH_CNT_UNWINDS_SKIPPED] = us.rate_limited;
+	if (t->probes)
+		probes_get_stats(t->probes, &ps);
+	c->v[FH_CNT_UNPROBED_PROCS] = (uint64_t)ps.procs_refused;
+}
+
 static void finish(struct tracer *t)
 {
-	uint64_t stats[FH_STAT_MAX], now;
-	struct fh_summary s = { 0 };
-	struct probes_stats ps = { 0 };
+	struct fh_counts c;
+	uint64_t now;
 
 	/* Drain, but for 3 s at most: under a flood it would never end. What
 	 * is left then is counted (cheap) and reported lost, never dropped
@@ -855,38 +779,15 @@ static void finish(struct tracer *t)
 	ring_buffer__consume(t->rb);
 	now = now_mono();
 	correlate_finish(t->corr, now);
-	read_stats(t, stats);
-	stats[FH_STAT_LOST] += t->events.unread;
-	stats[FH_STAT_FORKS_LOST] += t->events.unread_forks;
+	collect_counts(t, &c);
 	if (t->events.unread)
 		log_warn("%llu events still in the ring buffer after the drain at exit (%llu ms): "
 			 "reported as lost", (unsigned long long)t->events.unread,
 			 (unsigned long long)(drain_ns() / 1000000));
-	report_lost(t, stats, now);
-	if (t->probes)
-		probes_get_stats(t->probes, &ps);
-	s.time_ns = now;
-	s.forks = stats[FH_STAT_FORKS];
-	s.mt_forks = stats[FH_STAT_MT_FORKS];
-	s.hazards = stats[FH_STAT_HAZARDS];
-	s.deadlocks = stats[FH_STAT_DEADLOCKS];
-	s.lost = stats[FH_STAT_LOST];
-	s.lost_forks = stats[FH_STAT_FORKS_LOST];
-	s.untracked_locks = stats[FH_STAT_HELD_FULL];
-	s.untraced_procs = stats[FH_STAT_PROCS_FULL];
-	s.unfollowed_children = stats[FH_STAT_CHILDREN_FULL];
-	s.stacks_lost = stats[FH_STAT_STACKS_LOST];
-	s.pending_evicted = correlate_evicted(t->corr);
-	{
-		struct ustacks_stats us;
-
-		ustacks_get_stats(t->ustacks, &us);
-		s.unwinds_skipped = us.rate_limited;
-	}
-	s.probed_procs_refused = ps.procs_refused;
+	report_lost(t, c.v[FH_CNT_LOST], now);
 	if (t->daemon)
 		daemon_finish(t->daemon, now);
-	output_summary(t->out, &s);
+	output_summary(t->out, now, &c);
 	output_flush(t->out);
 	if (t->events.malformed)
 		log_warn("%llu malformed records from the kernel side (a bug: please report)",
@@ -912,7 +813,7 @@ static void cleanup(struct tracer *t)
 		fclose(t->outf);
 	daemon_free(t->daemon);
 	containers_free(t->containers);
-	daemon_log_close();
+	log_close_file();
 }
 
 static void raise_fd_limit(void)
@@ -926,16 +827,41 @@ static void raise_fd_limit(void)
 	}
 }
 
-/* The daemon's metrics read the tracer's health here. */
-static void tracer_health(void *ctx, struct daemon_health *h)
+/* Entries of a hash map (its keys are at most 8 bytes; the buffer is generous). */
+static uint64_t map_entries(const struct bpf_map *map)
+{
+	uint8_t key[64], next[64];
+	uint32_t max = bpf_map__max_entries(map);
+	int fd = bpf_map__fd(map);
+	uint64_t n = 0;
+	void *prev = NULL;
+
+	while (n <= max && !bpf_map_get_next_key(fd, prev, next)) {
+		memcpy(key, next, sizeof(key));
+		prev = key;
+		n++;
+	}
+	return n;
+}
+
+/* The daemon's metrics read the tracer's part here: the counters, its health
+ * and the fill of the kernel's tables. */
+static void tracer_health(void *ctx, struct exposition *e)
 {
 	struct tracer *t = ctx;
+	const struct bpf_map *maps[] = {
+		t->skel->maps.procs, t->skel->maps.children, t->skel->maps.seen_exes,
+		t->skel->maps.stacks,
+	};
 
-	read_stats(t, h->stats);
-	h->corr_pending = correlate_pending(t->corr);
-	h->corr_evicted = correlate_evicted(t->corr);
-	h->output_errors = t->output_errors;
-	h->output_reopens = t->output_reopens;
+	collect_counts(t, &e->counts);
+	e->corr_pending = correlate_pending(t->corr);
+	e->output_errors = t->output_errors;
+	e->output_reopens = t->output_reopens;
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]) && i < EXPOSITION_MAX_MAPS; i++)
+		e->maps[e->nmaps++] = (struct exposition_map){
+			bpf_map__name(maps[i]), map_entries(maps[i]), bpf_map__max_entries(maps[i]),
+		};
 }
 
 int tracer_run(const struct fh_config *cfg)
@@ -946,7 +872,7 @@ int tracer_run(const struct fh_config *cfg)
 	int err, status = FH_EXIT_ERROR;
 
 	libbpf_set_print(log_libbpf);
-	if (cfg->svc.daemon && daemon_log_open(cfg))
+	if (cfg->svc.daemon && log_open_file(cfg->svc.log_file))
 		return FH_EXIT_ERROR;
 	err = preflight(cfg);
 	if (err)
@@ -979,36 +905,22 @@ int tracer_run(const struct fh_config *cfg)
 	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
-		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks, .mono_to_real_ns = mono_to_real(),
+		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
+		.mono_to_real_ns = mono_to_real(),
 	};
+	t.out = output_new(&oo);
 	t.containers = containers_new();
-	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers) {
+	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers && t.out) {
 		struct daemon_opts dopts = {
-			.cfg = cfg, .syms = t.syms, .ustacks = t.ustacks,
+			.cfg = cfg, .out = t.out, .syms = t.syms, .ustacks = t.ustacks,
 			.containers = t.containers, .mono_to_real_ns = oo.mono_to_real_ns,
 			.health = tracer_health, .health_ctx = &t,
 		};
-		struct bpf_map *maps[] = {
-			t.skel->maps.procs, t.skel->maps.children, t.skel->maps.seen_exes,
-			t.skel->maps.stacks,
-		};
 
-		for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
-			dopts.maps[dopts.nmaps++] = (struct daemon_map){
-				bpf_map__name(maps[i]), bpf_map__fd(maps[i]),
-				bpf_map__max_entries(maps[i]),
-			};
 		t.daemon = daemon_new(&dopts);
 		if (!t.daemon)
 			goto out;
 	}
-	if (cfg->json && t.containers) {	/* cgroup, container, namespace PIDs */
-		oo.decorate = t.daemon ? daemon_decorate : containers_decorate;
-		oo.decorate_ctx = t.daemon ? (void *)t.daemon : (void *)t.containers;
-	}
-	t.out = output_new(&oo);
-	if (t.daemon && t.out)
-		daemon_set_output(t.daemon, t.out);
 	co = (struct corr_opts){
 		.hold_ns = cfg->json ? 0 : (uint64_t)cfg->hold_ms * 1000000ull,
 		.max_pending = 4096, .max_bytes = 16u << 20,
@@ -1024,6 +936,8 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.corr = t.corr;
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
+	if (cfg->json)	/* JSON events say where their processes run */
+		t.events.containers = t.containers;
 	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr) {
 		log_error("out of memory");
 		goto out;
