@@ -18,7 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
-from fh import ROOT, Skip, TestFailure, binary, check, check_sanitizers, prog
+from fh import (ROOT, Skip, TestFailure, binary, check, check_sanitizers, parse_event,
+                prog)
 
 PROMTOOL = shutil.which("promtool")
 
@@ -109,10 +110,7 @@ def read_events(*paths):
             raw = f.read()
         check(not raw or raw.endswith(b"\n"), "%s ends with a whole line" % path, raw[-200:])
         for i, line in enumerate(raw.splitlines()):
-            try:
-                events.append(json.loads(line))
-            except ValueError as e:
-                raise TestFailure("%s line %d is not JSON: %s: %r" % (path, i + 1, e, line[:300]))
+            events.append(parse_event(line, "%s line %d" % (path, i + 1)))
     return events
 
 
@@ -657,7 +655,7 @@ def test_daemon_json_lines_on_stdout():
     finally:
         d.close()
     check(d.proc.returncode == 0, "exit 0")
-    events = [json.loads(l) for l in out.splitlines()]
+    events = [parse_event(l, "stdout") for l in out.splitlines()]
     check([e["type"] for e in events if e["type"] == "fork"] == ["fork"] and
           events[-1]["type"] == "summary", "JSON Lines on stdout", events[-3:])
     check(not any(b"Tracing" in l for l in out.splitlines()), "diagnostics stay on stderr")
