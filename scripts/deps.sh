@@ -1,9 +1,10 @@
 #!/bin/sh
-# Install every Debian package forkhazard's build, tests and benchmarks need.
-# Idempotent: asks apt only for what is missing.
+# Install every Debian package forkhazard's build, tests and benchmarks need
+# (python3-jsonschema: the tests check every JSON record against
+# docs/json.schema.json). Idempotent: asks apt only for what is missing.
 set -eu
 pkgs="make gcc clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
-      libcapstone-dev pkg-config python3 procps util-linux
+      libcapstone-dev pkg-config python3 python3-jsonschema procps util-linux
       g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev musl-tools"
 # Static analysis and the sanitizer/valgrind runs (make lint, check-valgrind).
 pkgs="$pkgs cppcheck clang-tidy valgrind"

@@ -9,14 +9,21 @@
 int main(int argc, char **argv)
 {
 	struct fh_config cfg;
-	int status = cli_parse(argc, argv, &cfg);
+	int status;
 
+	tracer_hold_signals();	/* before anything: see tracer.h */
+	status = cli_parse(argc, argv, &cfg);
 	if (status >= 0) {
 		cli_free();
 		return status;
 	}
 	log_verbosity = cfg.verbose >= 2 ? LOG_DEBUG : cfg.verbose == 1 ? LOG_INFO : LOG_NOTICE;
-	status = cfg.mode == FH_MODE_INSPECT ? inspect_run(&cfg) : tracer_run(&cfg);
+	if (cfg.mode == FH_MODE_INSPECT) {
+		tracer_release_signals();	/* Ctrl-C ends a diagnosis at once */
+		status = inspect_run(&cfg);
+	} else {
+		status = tracer_run(&cfg);
+	}
 	cli_free();	/* cfg's strings from --config live until here */
 	return status;
 }

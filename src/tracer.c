@@ -505,6 +505,40 @@ static int attach_targets(struct tracer *t)
 	return 0;
 }
 
+/* ---- signals ------------------------------------------------------------- */
+
+static sigset_t mask_before_hold;
+
+/* What the event loop reads from its signalfd: the stops (SIGINT, SIGTERM)
+ * and SIGHUP (reopen the outputs). */
+static void loop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
+void tracer_hold_signals(void)
+{
+	sigset_t set;
+
+	loop_signals(&set);
+	/* A signal ignored when we were started (a background job of a
+	 * script) would never reach the signalfd: take them back first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	sigprocmask(SIG_BLOCK, &set, &mask_before_hold);
+	signal(SIGPIPE, SIG_IGN);	/* a closed output is a write error, seen in the loop */
+}
+
+void tracer_release_signals(void)
+{
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &mask_before_hold, NULL);
+}
+
 static int epoll_add(int epfd, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
@@ -520,18 +554,8 @@ static int setup_loop(struct tracer *t)
 	};
 	sigset_t mask;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	/* A signal ignored when we were started (a background job of a
-	 * script) would never reach the signalfd: take them back first. */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL))
-		return -errno;
-	signal(SIGPIPE, SIG_IGN);	/* a closed output is a write error, seen below */
+	/* held since main() began: one that came meanwhile is read at once */
+	loop_signals(&mask);
 	t->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	t->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	t->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -612,6 +612,64 @@ def test_daemon_config_file():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def signals_held(pid):
+    """Has the process blocked SIGTERM yet (forkhazard's first act)?"""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def test_stop_at_any_moment_of_start_up():
+    """A stop at any point of start-up (systemd stopping a unit that is still
+    activating) ends forkhazard as any stop does: the summary (and the
+    daemon's site table) written, status 0. Start-up takes a few hundred
+    milliseconds (loading and attaching the programs): the first stops land
+    in it."""
+    during = 0
+    cases = [("--daemon", signal.SIGTERM, d) for d in (0, 0.05, 0.15, 0.3, 0.6)] + \
+            [("-j", signal.SIGINT, d) for d in (0, 0.1)]
+    for mode, sig, delay in cases:
+        tmp = tempfile.mkdtemp(prefix="fh-stop-")
+        out, err = os.path.join(tmp, "events.jsonl"), os.path.join(tmp, "stderr")
+        try:
+            with open(err, "w") as ef:
+                p = subprocess.Popen([binary(), mode, "-o", out, "--filter-comm" if
+                                      mode == "--daemon" else "--comm", sites_name()],
+                                     stdout=subprocess.DEVNULL, stderr=ef)
+            try:
+                deadline = time.time() + 10
+                while not signals_held(p.pid) and p.poll() is None and time.time() < deadline:
+                    time.sleep(0.001)
+                time.sleep(delay)
+                with open(err) as ef:
+                    starting = "Tracing" not in ef.read()
+                p.send_signal(sig)
+                p.wait(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            with open(err) as ef:
+                stderr = ef.read()
+            check_sanitizers(stderr)
+            check(p.returncode == 0, "%s, %s after %.2fs: exit 0" % (mode, sig.name, delay),
+                  p.returncode, stderr)
+            events = read_events(out)
+            check(events and events[-1]["type"] == "summary",
+                  "%s, %s after %.2fs: the summary written" % (mode, sig.name, delay), events[-3:])
+            check(mode != "--daemon" or any(e["type"] == "site_table" for e in events),
+                  "the daemon's final site table too", events[-3:])
+            during += starting
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    check(during >= 2, "stops during start-up, before tracing began: %d" % during)
+
+
 def test_daemon_survives_a_full_disk():
     """Writes fail (ENOSPC): the daemon says so, counts, goes on, and exits 0."""
     port = free_port()
