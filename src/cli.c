@@ -410,22 +410,24 @@ static int set_pid(struct fh_config *cfg, const char *arg)
 
 /* --light, --track-all and --mode choose one trace mode; the first two
  * contradict each other (--mode, the configuration file's way, just sets it). */
+static int choose_locks(struct fh_config *cfg, enum fh_trace_mode mode)
+{
+	if (cfg->trace_mode != FH_TRACE_ADAPTIVE && cfg->trace_mode != mode)
+		return usage_error("--light places no lock probes: not with %s", "--track-all");
+	cfg->trace_mode = mode;
+	return 0;
+}
+
 static int set_light(struct fh_config *cfg, const char *arg)
 {
 	(void)arg;
-	if (cfg->trace_mode == FH_TRACE_ALL)
-		return usage_error("--light places no lock probes: not with %s", "--track-all");
-	cfg->trace_mode = FH_TRACE_LIGHT;
-	return 0;
+	return choose_locks(cfg, FH_TRACE_LIGHT);
 }
 
 static int set_track_all(struct fh_config *cfg, const char *arg)
 {
 	(void)arg;
-	if (cfg->trace_mode == FH_TRACE_LIGHT)
-		return usage_error("--light places no lock probes: not with %s", "--track-all");
-	cfg->trace_mode = FH_TRACE_ALL;
-	return 0;
+	return choose_locks(cfg, FH_TRACE_ALL);
 }
 
 static int set_mode(struct fh_config *cfg, const char *arg)

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <systemd/sd-daemon.h>
+#include "clock.h"
 #include "config.h"
 #include "container.h"
 #include "correlate.h"
@@ -53,14 +54,6 @@ struct daemon {
 };
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static uint64_t now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
-}
 
 static bool take_token(double *tokens, uint64_t *at_ns, double per_second, double cap,
 		       uint64_t now)
@@ -112,7 +105,7 @@ static void observe(struct daemon *d, __u32 pid, const char *comm, const char *e
 
 	memcpy(oc->comm, comm, len);
 	oc->comm[len] = '\0';
-	oc->known = containers_lookup(d->o.containers, (pid_t)pid, cgroup_id, now_mono(), &oc->k);
+	oc->known = containers_lookup(d->o.containers, (pid_t)pid, cgroup_id, clock_mono_ns(), &oc->k);
 	len = strnlen(exe_name, FH_EXE_NAME_LEN);
 	if (!len) {
 		exe_name = oc->comm;
@@ -310,7 +303,7 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	struct output_meta meta;
 	struct siteid_key key;
 	struct occurrence oc;
-	uint64_t now = now_mono();
+	uint64_t now = clock_mono_ns();
 	struct site *s;
 	bool created;
 	char id[17];
@@ -390,7 +383,7 @@ static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const s
 	char id[17], e[SITE_EXE_LEN * 4], c[64], where[48], owner[32] = "";
 	struct output_meta meta;
 	struct occurrence oc;
-	uint64_t now = now_mono();
+	uint64_t now = clock_mono_ns();
 	struct site *s;
 
 	(void)with_fork;
@@ -612,7 +605,7 @@ static void report(struct daemon *d, const char *reason, bool all, uint64_t now)
 static void on_evict(void *ctx, struct site *s)
 {
 	struct daemon *d = ctx;
-	uint64_t now = now_mono();
+	uint64_t now = clock_mono_ns();
 
 	if (s->hazards == s->reported_hazards && s->deadlocks == s->reported_deadlocks)
 		return;
@@ -673,7 +666,7 @@ struct daemon *daemon_new(const struct daemon_opts *opts)
 	const struct fh_svc_config *svc = &opts->cfg->svc;
 	struct daemon *d = calloc(1, sizeof(*d));
 	struct timespec ts;
-	uint64_t usec = 0, now = now_mono();
+	uint64_t usec = 0, now = clock_mono_ns();
 
 	if (!d) {
 		log_error("out of memory");

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <stddef.h>
-#include <time.h>
+#include "clock.h"
 #include "container.h"
 #include "correlate.h"
 #include "events.h"
@@ -11,13 +11,10 @@
 
 static bool over_time(struct events *e)
 {
-	struct timespec ts;
-
 	if (!e->until_ns || ++e->since_check < 32)
 		return false;
 	e->since_check = 0;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec > e->until_ns;
+	return clock_mono_ns() > e->until_ns;
 }
 
 /* Is the record as long as its type says? */
@@ -95,15 +92,10 @@ int events_handle(void *ctx, void *data, size_t size)
 		if (e->out)
 			output_note_process(e->out, (pid_t)((struct fh_probe_request *)data)->pid);
 		break;
-	case FH_EV_USTACK: {
-		struct timespec now;
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
+	case FH_EV_USTACK:
 		if (e->ustacks)
-			ustacks_add(e->ustacks, data,
-				    (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
+			ustacks_add(e->ustacks, data, clock_mono_ns());
 		break;
-	}
 	}
 	/* libbpf stops consuming at a negative return, this record consumed */
 	return over_time(e) ? -EAGAIN : 0;

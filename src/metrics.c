@@ -87,13 +87,10 @@ void prom_sample(struct prom *p, const char *name, const char *const labels[][2]
 {
 	char v[32];
 
-	if (isnan(value))
-		snprintf(v, sizeof(v), "NaN");
-	else if (isinf(value))
-		snprintf(v, sizeof(v), "%s", value > 0 ? "+Inf" : "-Inf");
-	else
-		snprintf(v, sizeof(v), "%.17g", value);
-	sample(p, name, labels, nlabels, v);
+	snprintf(v, sizeof(v), "%.17g", value);
+	/* the text format's own spelling of these */
+	sample(p, name, labels, nlabels, isnan(value) ? "NaN" : !isinf(value) ? v :
+	       value > 0 ? "+Inf" : "-Inf");
 }
 
 void prom_sample_u64(struct prom *p, const char *name, const char *const labels[][2],

@@ -358,15 +358,22 @@ static void json_locks(struct output *o, const struct fh_fork_event *ev, const c
 	jw_arr_end(&o->jw);
 }
 
+/* A fork's or a deadlock's first members: the record's type and time, its thread. */
+static void json_thread_header(struct output *o, const char *type, uint64_t time_ns, __u32 pid,
+			       __u32 tid, const char comm[FH_COMM_LEN])
+{
+	json_header(o, type, time_ns);
+	jw_uint(&o->jw, "pid", pid);
+	jw_uint(&o->jw, "tid", tid);
+	jw_strn(&o->jw, "comm", comm, strnlen(comm, FH_COMM_LEN));
+}
+
 static void json_fork(struct output *o, const struct fh_fork_event *ev,
 		      const struct output_meta *meta)
 {
 	int n;
 
-	json_header(o, "fork", ev->time_ns);
-	jw_uint(&o->jw, "pid", ev->pid);
-	jw_uint(&o->jw, "tid", ev->tid);
-	jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+	json_thread_header(o, "fork", ev->time_ns, ev->pid, ev->tid, ev->comm);
 	jw_uint(&o->jw, "child_pid", ev->child_pid);
 	jw_uint(&o->jw, "threads", ev->threads);
 	jw_str(&o->jw, "severity", hazard_fork(ev) ? "hazard" : "info");
@@ -550,10 +557,7 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 	int n;
 
 	if (o->o.json) {
-		json_header(o, "deadlock", ev->time_ns);
-		jw_uint(&o->jw, "pid", ev->pid);
-		jw_uint(&o->jw, "tid", ev->tid);
-		jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+		json_thread_header(o, "deadlock", ev->time_ns, ev->pid, ev->tid, ev->comm);
 		jw_uint(&o->jw, "parent_pid", ev->parent_pid);
 		jw_addr(&o->jw, "futex", ev->futex);
 		if (ev->flags & FH_DL_OWNER_KNOWN)

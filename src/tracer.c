@@ -19,6 +19,7 @@
 #include <bpf/libbpf.h>
 #include "bpf_compat.h"
 #include "caps.h"
+#include "clock.h"
 #include "cli.h"
 #include "command.h"
 #include "counters.h"
@@ -66,23 +67,6 @@ struct tracer {
 	bool reopen;			/* SIGHUP: reopen the outputs */
 	uint64_t output_errors, output_reopens, output_retry_ns;
 };
-
-static uint64_t now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t mono_to_real(void)
-{
-	struct timespec mono, real;
-
-	clock_gettime(CLOCK_MONOTONIC, &mono);
-	clock_gettime(CLOCK_REALTIME, &real);
-	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000ll + (real.tv_nsec - mono.tv_nsec);
-}
 
 static void read_stats(struct tracer *t, uint64_t out[FH_STAT_MAX])
 {
@@ -629,7 +613,7 @@ static void warn_full(struct tracer *t, const uint64_t stats[FH_STAT_MAX])
 
 static void tick(struct tracer *t)
 {
-	uint64_t stats[FH_STAT_MAX], now = now_mono();
+	uint64_t stats[FH_STAT_MAX], now = clock_mono_ns();
 
 	correlate_tick(t->corr, now);
 	read_stats(t, stats);
@@ -683,7 +667,7 @@ static void reopen_outputs(struct tracer *t)
  * write meanwhile. */
 static void output_failure(struct tracer *t)
 {
-	uint64_t now = now_mono();
+	uint64_t now = clock_mono_ns();
 	FILE *f;
 
 	if (now < t->output_retry_ns)
@@ -733,7 +717,7 @@ static int run_loop(struct tracer *t)
 		 * goes straight to the bounded drain at exit. What is left past
 		 * 200 ms is read at the next turn. */
 		if (events_ready && !t->stop_signal) {
-			t->events.until_ns = now_mono() + 200000000ull;
+			t->events.until_ns = clock_mono_ns() + 200000000ull;
 			ring_buffer__consume(t->rb);
 		}
 		output_flush(t->out);
@@ -797,11 +781,11 @@ static void finish(struct tracer *t)
 	/* Drain, but for 3 s at most: under a flood it would never end. What
 	 * is left then is counted (cheap) and reported lost, never dropped
 	 * silently. */
-	t->events.until_ns = now_mono() + drain_ns();
+	t->events.until_ns = clock_mono_ns() + drain_ns();
 	ring_buffer__consume(t->rb);
 	t->events.count_only = true;
 	ring_buffer__consume(t->rb);
-	now = now_mono();
+	now = clock_mono_ns();
 	correlate_finish(t->corr, now);
 	collect_counts(t, &c);
 	if (t->events.unread)
@@ -930,7 +914,7 @@ int tracer_run(const struct fh_config *cfg)
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
 		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
-		.mono_to_real_ns = mono_to_real(),
+		.mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	t.out = output_new(&oo);
 	t.containers = containers_new();
@@ -983,7 +967,7 @@ int tracer_run(const struct fh_config *cfg)
 		goto out;
 	}
 	if (cfg->duration > 0)
-		t.deadline_ns = now_mono() + (uint64_t)(cfg->duration * 1e9);
+		t.deadline_ns = clock_mono_ns() + (uint64_t)(cfg->duration * 1e9);
 
 	if (t.has_cmd) {
 		char name[256];

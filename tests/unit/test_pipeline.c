@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include "cli.h"
+#include "clock.h"
 #include "container.h"
 #include "correlate.h"
 #include "counters.h"
@@ -53,23 +54,6 @@ struct pipeline {
 	size_t len;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t mono_to_real(void)
-{
-	struct timespec mono, real;
-
-	clock_gettime(CLOCK_MONOTONIC, &mono);
-	clock_gettime(CLOCK_REALTIME, &real);
-	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000ll + (real.tv_nsec - mono.tv_nsec);
-}
-
 /* The command line args (NULL-terminated, without argv[0]) parsed by cli.c,
  * and the pipeline tracer.c would build for it. */
 static bool pipeline_open(struct pipeline *p, const char *const *args)
@@ -93,7 +77,7 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	oo = (struct output_opts){
 		.f = p->f, .json = p->cfg.json, .verbose = p->cfg.verbose,
 		.stack_depth = p->cfg.stack_depth, .syms = p->syms, .ustacks = p->ustacks,
-		.mono_to_real_ns = mono_to_real(),
+		.mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	p->out = output_new(&oo);
 	if (!p->out)
@@ -346,10 +330,8 @@ static pid_t spawn_child(void)
 {
 	pid_t pid = fork();
 
-	if (pid == 0) {
+	while (pid == 0)
 		pause();
-		_exit(0);
-	}
 	return pid;
 }
 
@@ -477,6 +459,32 @@ static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 	feed(p, &forkev, fork_size(&forkev));
 }
 
+/* A hazard of process pid (not this one: its frames stay unknown) with one
+ * lock, its executable named exe. */
+static void plain_hazard(struct pipeline *p, __u32 pid, __u32 child, uint64_t t, const char *exe)
+{
+	fork_event(&forkev, pid, child, t, exe);
+	add_lock(&forkev, 0x1000, FH_KIND_MUTEX, 0x1234, false);
+	feed(p, &forkev, fork_size(&forkev));
+}
+
+/* The first of the NULL-terminated strings that out lacks, or NULL. */
+static const char *lacks(const char *out, const char *const *want)
+{
+	for (; *want; want++)
+		if (!strstr(out, *want))
+			return *want;
+	return NULL;
+}
+
+#define CHECK_HAS(out, ...)							\
+	do {									\
+		const char *const want_[] = { __VA_ARGS__, NULL };		\
+		const char *missing_ = lacks(out, want_);			\
+		if (missing_)							\
+			FAIL("the output lacks %s", missing_);			\
+	} while (0)
+
 /* ---- the cases ---------------------------------------------------------------------- */
 
 static const char *json_args[] = { "-j", NULL };
@@ -485,7 +493,7 @@ UNIT_TEST(json_every_event_type)
 {
 	static struct pipeline p;
 	pid_t child = spawn_child();
-	uint64_t t = now_ns();
+	uint64_t t = clock_mono_ns();
 	const char *out;
 	char short_rec[2] = { 1, 0 };
 
@@ -531,25 +539,18 @@ UNIT_TEST(json_every_event_type)
 	keep(&p, "json_every_event_type");
 	end_child(child);
 	CHECK_INT(p.ev.malformed, 2);
-	CHECK(strstr(out, "\"type\":\"fork\"") && strstr(out, "\"type\":\"child\"") &&
-	      strstr(out, "\"type\":\"deadlock\"") && strstr(out, "\"type\":\"lost\"") &&
-	      strstr(out, "\"type\":\"summary\""));
-	/* the fork: its locks by role, the python one named, the escape */
-	CHECK(strstr(out, "\"severity\":\"hazard\",\"locks\":[{\"addr\":\"0x7f0000001000\""));
-	CHECK(strstr(out, "\"runtime\":\"python\""));
-	CHECK(strstr(out, "\"depth\":3"));
-	CHECK(strstr(out, "\"holder_comm\":\"worker\\u001b[31m\""));
-	CHECK(strstr(out, "\"own_locks\":[{\"addr\":\"0x7f0000004000\""));
-	CHECK(strstr(out, "\"locks_omitted\":2,\"threads_truncated\":true"));
-	CHECK(strstr(out, "\"symbol\":\"pipeline_fork_call_site\""));
-	CHECK(strstr(out, "\"locks\":null,\"own_locks\":null"));
-	/* the deadlock names the mutex of the fork and its owner */
-	CHECK(strstr(out, "\"futex\":\"0x7f0000001000\",\"owner_tid\":"));
-	CHECK(strstr(out, "\"owner_tid\":null,\"lock\":null"));
-	CHECK(strstr(out, "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3"));
-	CHECK(strstr(out, "\"outcome\":\"alive\""));
-	CHECK(strstr(out, "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9"));
-	CHECK(strstr(out, "{\"type\":\"lost\""));
+	CHECK_HAS(out, "{\"type\":\"fork\"", "{\"type\":\"child\"", "{\"type\":\"deadlock\"",
+		  "{\"type\":\"lost\"", "{\"type\":\"summary\"",
+		  /* the fork: its locks by role, the python one named, the escape */
+		  "\"severity\":\"hazard\",\"locks\":[{\"addr\":\"0x7f0000001000\"",
+		  "\"runtime\":\"python\"", "\"depth\":3", "\"holder_comm\":\"worker\\u001b[31m\"",
+		  "\"own_locks\":[{\"addr\":\"0x7f0000004000\"",
+		  "\"locks_omitted\":2,\"threads_truncated\":true",
+		  "\"symbol\":\"pipeline_fork_call_site\"", "\"locks\":null,\"own_locks\":null",
+		  /* the deadlock names the mutex of the fork and its owner */
+		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
+		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
+		  "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9");
 	pipeline_close(&p);
 }
 
@@ -557,7 +558,7 @@ UNIT_TEST(text_holds_a_fork_for_its_fate)
 {
 	static struct pipeline p;
 	static const char *args[] = { "--hold-ms", "1000", NULL };
-	uint64_t t = now_ns();
+	uint64_t t = clock_mono_ns();
 	const char *out, *fork_line, *verdict;
 
 	CHECK(code_setup());
@@ -589,7 +590,7 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 {
 	static struct pipeline p;
 	static const char *args[] = { "-vv", "--stack-depth", "1", "--hold-ms", "0", NULL };
-	uint64_t t = now_ns();
+	uint64_t t = clock_mono_ns();
 	const char *out;
 
 	CHECK(code_setup());
@@ -626,7 +627,7 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	static char log[16384], none[16];
 	struct unit_capture cap;
 	pid_t child = spawn_child();
-	uint64_t t = now_ns();
+	uint64_t t = clock_mono_ns();
 	const char *out;
 	char exe[32];
 
@@ -649,45 +650,33 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 			 ret_in(i % 2 ? pipeline_lock_site_a : pipeline_lock_site_b, 8 * i), false);
 	feed(&p, &forkev, fork_size(&forkev));
 	/* one site in 20 processes: counted exactly up to 16, then estimated */
-	for (int i = 0; i < 20; i++) {
-		fork_event(&forkev, 500000 + (__u32)i, 600000 + (__u32)i, t + 5000, "manyprocs");
-		add_lock(&forkev, 0x1000, FH_KIND_MUTEX, 0x1234, false);
-		feed(&p, &forkev, fork_size(&forkev));
-	}
+	for (int i = 0; i < 20; i++)
+		plain_hazard(&p, 500000 + (__u32)i, 600000 + (__u32)i, t + 5000, "manyprocs");
 	/* a deadlock whose fork was no hazard: a site of its own kind */
 	deadlock_event(&p, 424320, 1, 0x7f0000020000ull, 0, t, t + 6000, "nohazard");
-	daemon_tick(p.daemon, now_ns() + 1000000000ull);	/* periodic aggregates */
+	daemon_tick(p.daemon, clock_mono_ns() + 1000000000ull);	/* periodic aggregates */
 	/* more sites than the table holds: the least recent evicted, said first */
 	for (int i = 0; i < 20; i++) {
 		snprintf(exe, sizeof(exe), "evict%d", i);
-		fork_event(&forkev, 700000 + (__u32)i, 800000 + (__u32)i, t + 7000, exe);
-		add_lock(&forkev, 0x1000, FH_KIND_MUTEX, 0x1234, false);
-		feed(&p, &forkev, fork_size(&forkev));
+		plain_hazard(&p, 700000 + (__u32)i, 800000 + (__u32)i, t + 7000, exe);
 	}
 	/* filtered by thread name before any work */
 	fork_event(&forkev, 900000, 900001, t + 8000, "filtered");
 	snprintf(forkev.comm, sizeof(forkev.comm), "filtered-out");
 	add_lock(&forkev, 0x1000, FH_KIND_MUTEX, 0x1234, false);
 	feed(&p, &forkev, fork_size(&forkev));
-	out = pipeline_finish(&p, now_ns() + 2000000000ull);
+	out = pipeline_finish(&p, clock_mono_ns() + 2000000000ull);
 	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
 	keep(&p, "daemon_sites_limits_and_aggregates");
 	end_child(child);
 	CHECK(strstr(log, "forkhazard: warning: fork hazard, new site "));
 	CHECK(strstr(log, "forkhazard: DEADLOCK at site "));
 	CHECK(strstr(log, "20 hazards (+20), 0 deadlocks (+0) in 20 processes: manyprocs"));
-	CHECK(strstr(out, "{\"type\":\"fork\""));
-	CHECK(strstr(out, "\"site\":\""));
-	CHECK(strstr(out, "{\"type\":\"deadlock\""));
 	CHECK(!strstr(out, "{\"type\":\"child\""));	/* aggregated, not written */
-	CHECK(strstr(out, "\"reason\":\"periodic\"") && strstr(out, "\"reason\":\"evicted\"") &&
-	      strstr(out, "\"reason\":\"final\""));
-	CHECK(strstr(out, "\"kind\":\"deadlock\""));
-	CHECK(strstr(out, "\"lock_sites_omitted\":1"));
-	CHECK(strstr(out, "\"processes_estimated\":true"));
-	CHECK(strstr(out, "{\"type\":\"site_table\""));
-	CHECK(strstr(out, "\"filtered\":1"));
-	CHECK(strstr(out, "\"site_rate_limit\":"));
+	CHECK_HAS(out, "{\"type\":\"fork\"", "\"site\":\"", "{\"type\":\"deadlock\"",
+		  "\"reason\":\"periodic\"", "\"reason\":\"evicted\"", "\"reason\":\"final\"",
+		  "\"kind\":\"deadlock\"", "\"lock_sites_omitted\":1", "\"processes_estimated\":true",
+		  "{\"type\":\"site_table\"", "\"filtered\":1", "\"site_rate_limit\":");
 	CHECK(!access(prom, R_OK));
 	unlink(prom);
 	pipeline_close(&p);
