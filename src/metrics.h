@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Prometheus exposition: a text format writer (label values escaped, invalid
- * UTF-8 replaced) and an HTTP endpoint served by
- * libmicrohttpd inside the caller's epoll loop (no thread of its own: a
- * multithreaded forkhazard would itself fork while multithreaded).
+ * UTF-8 replaced) and an HTTP endpoint served by libmicrohttpd inside the
+ * caller's epoll loop (no thread of its own: a multithreaded forkhazard would
+ * itself fork while multithreaded). What is said is exposition.c's; the
+ * textfile is replaced atomically by outfile.c.
  */
 #ifndef FH_METRICS_H
 #define FH_METRICS_H
