@@ -1233,6 +1233,8 @@ static struct pyrt *gather_python(struct inspect_proc *p)
 	err = pyrt_open(py, p->pid, &p->py);
 	if (err) {
 		/* -ENOTSUP: pyrt said why; its native frames are shown all the same */
+		log_debug("inspect: PID %d: not a Python that can be read: %s", (int)p->pid,
+			  strerror(-err));
 		if (err != -ENOENT && err != -ENOTSUP)
 			log_info("inspect: PID %d: its Python cannot be read: %s", (int)p->pid,
 				 err == -EAGAIN ? "the interpreter is not initialized yet" :

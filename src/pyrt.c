@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include "elfsyms.h"
 #include "libcthread.h"
@@ -574,21 +575,47 @@ static int apply_debug_offsets(struct pyproc *p)
 	return 0;
 }
 
+/*
+ * The file mapped at m, as the process sees it: /proc/PID/map_files (any
+ * mount namespace, deleted files too), else /proc/PID/root + its path if
+ * that is the same file (a mapping split or merged since maps was read has
+ * another map_files name).
+ */
+static int open_module(pid_t pid, const struct fh_mapping *m)
+{
+	char path[PATH_MAX + 64];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd >= 0)
+		return fd;
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, m->path);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return errno == ENOENT && !procfs_pid_exists(pid) ? -ESRCH : -errno;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_ino != m->inode ||
+	    major(st.st_dev) != m->dev_major || minor(st.st_dev) != m->dev_minor) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
 /* Symbols, version and layout from the ELF file of the module at m. */
 static int read_module(struct pyproc *p, const struct fh_mapping *m)
 {
 	struct elf_sym syms[NTYPES + 2];
 	uint64_t first_vaddr = 0, first_off = 0, bias;
 	bool free_threaded = false;
-	char path[96];
 	int fd, err, minor = -1, micro = -1;
 	uint32_t version = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)p->pid,
-		 (unsigned long long)m->start, (unsigned long long)m->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	fd = open_module(p->pid, m);
 	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
+		return fd;
 	memset(syms, 0, sizeof(syms));
 	for (int i = 0; i < NTYPES; i++)
 		syms[i].name = type_syms[i];
@@ -1005,7 +1032,7 @@ struct pyrt *pyrt_new(const struct pyrt_limits *lim)
 		r->lim.max_code_bytes = 1 << 20;
 	if (!r->lim.max_threads)
 		r->lim.max_threads = 1024;
-	r->procs = calloc(r->lim.max_procs, sizeof(*r->procs));
+	r->procs = calloc(r->lim.max_procs, sizeof(struct pyproc *));
 	if (!r->procs) {
 		free(r);
 		return NULL;
@@ -1167,6 +1194,22 @@ static bool frame_shown(struct pyproc *p, const struct pyrt_rawframe *f, int own
 	if (code_lookup(p, f->code, &e))
 		return true;	/* resolving it will say what is wrong */
 	return instr_offset(p, f->code, f->instr) >= (int64_t)e->firsttraceable * 2;
+}
+
+int pyrt_thread_state(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *tstate)
+{
+	struct find_tstate f = { .tid = tid };
+	struct pyproc *p;
+	int err;
+
+	p = proc_ready(r, pid, &err);
+	if (!p)
+		return err;
+	err = for_each_tstate(p, match_tid, &f);
+	if (err)
+		return err;
+	*tstate = f.tstate;
+	return f.tstate ? 0 : -ENOENT;
 }
 
 int pyrt_thread_frames(struct pyrt *r, pid_t pid, pid_t tid, struct pyrt_rawframe *raw, int max)

@@ -109,6 +109,10 @@ int pyrt_resolve(struct pyrt *r, pid_t pid, uint64_t code, uint64_t instr,
 int pyrt_thread_frames(struct pyrt *r, pid_t pid, pid_t tid, struct pyrt_rawframe *raw, int max);
 int pyrt_thread_stack(struct pyrt *r, pid_t pid, pid_t tid, struct pyrt_frame *frames, int max);
 
+/* The address of thread tid's PyThreadState (what struct fh_py_layout's
+ * first step finds). Returns 0, -ENOENT, or pyrt_open's errors. */
+int pyrt_thread_state(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *tstate);
+
 /*
  * Thread names (threading.Thread.name) by TID or by ident (pthread_t), from
  * what was read last: the first lookup of a process reads them all (its
