@@ -1196,25 +1196,32 @@ static bool frame_shown(struct pyproc *p, const struct pyrt_rawframe *f, int own
 	return instr_offset(p, f->code, f->instr) >= (int64_t)e->firsttraceable * 2;
 }
 
+/* Thread tid's thread state (and its frame field) in f. */
+static int thread_of(struct pyproc *p, pid_t tid, struct find_tstate *f)
+{
+	int err;
+
+	*f = (struct find_tstate){ .tid = tid };
+	err = for_each_tstate(p, match_tid, f);
+	return err ? err : f->tstate ? 0 : -ENOENT;
+}
+
 int pyrt_thread_state(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *tstate)
 {
-	struct find_tstate f = { .tid = tid };
+	struct find_tstate f;
 	struct pyproc *p;
 	int err;
 
 	p = proc_ready(r, pid, &err);
-	if (!p)
-		return err;
-	err = for_each_tstate(p, match_tid, &f);
-	if (err)
+	if (!p || (err = thread_of(p, tid, &f)))
 		return err;
 	*tstate = f.tstate;
-	return f.tstate ? 0 : -ENOENT;
+	return 0;
 }
 
 int pyrt_thread_frames(struct pyrt *r, pid_t pid, pid_t tid, struct pyrt_rawframe *raw, int max)
 {
-	struct find_tstate f = { .tid = tid };
+	struct find_tstate f;
 	const struct pyrt_offsets *o;
 	uint8_t fr[256];
 	int32_t fr_len = 0;
@@ -1233,11 +1240,9 @@ int pyrt_thread_frames(struct pyrt *r, pid_t pid, pid_t tid, struct pyrt_rawfram
 			fr_len = fields[i] + 8;
 	if ((size_t)fr_len > sizeof(fr))
 		return -EINVAL;
-	err = for_each_tstate(p, match_tid, &f);
+	err = thread_of(p, tid, &f);
 	if (err)
 		return err;
-	if (!f.tstate)
-		return -ENOENT;
 	err = first_frame(p, f.frame, &frame);
 	for (int walked = 0; !err && frame && n < max && walked < PYRT_MAX_DEPTH; walked++) {
 		struct pyrt_rawframe rf;

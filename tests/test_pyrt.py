@@ -10,10 +10,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 
-from fh import (ROOT, Skip, binary, check, check_sanitizers, prog, run, thread_syscall,
-                wait_until)
+from fh import (ROOT, Skip, binary, check, check_sanitizers, kill_child_of, prog, run,
+                thread_syscall, wait_until)
 
 HANG = os.path.join(ROOT, "tests", "progs", "py_fork_hang.py")
 PYENV = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
@@ -33,14 +32,6 @@ def interpreter(label):
     if not os.access(path, os.X_OK):
         raise Skip("%s is not installed" % path)
     return path
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 class HangingPython:
@@ -63,15 +54,7 @@ class HangingPython:
         return len(sc) >= 5 and sc[0] == "202" and sc[4] == "0x0"
 
     def close(self):
-        child = getattr(self, "facts", {}).get("child")
-        if child:
-            try:
-                with open("/proc/%d/stat" % child) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid:
-                    os.kill(child, 9)
-            except (OSError, ValueError, IndexError):
-                pass
+        kill_child_of(self.proc.pid, getattr(self, "facts", {}).get("child"))
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
@@ -182,6 +165,25 @@ def check_layout(pid):
     return lines
 
 
+NAMES = r"""
+import threading, time
+class Worker(threading.Thread):
+    def run(self):
+        time.sleep(60)
+a = Worker(name="materialized-\u00fc\u4e2d", daemon=True)
+vars(a)                     # the instance dict made a real dict
+a.start()
+b = threading.Thread(target=time.sleep, args=(60,), name="x" * 300, daemon=True)
+for i in range(40):         # more attributes than the class's shared keys
+    setattr(b, "attr%d" % i, i)
+b.start()
+c = threading.Thread(target=time.sleep, args=(60,), daemon=True)
+c.start()                   # a default name: "Thread-N (sleep)"
+print(a.native_id, b.native_id, c.native_id, c.name, flush=True)
+time.sleep(60)
+"""
+
+
 def make_version_tests(label):
     def test_inspect_lock_child_and_parent():
         h = HangingPython(interpreter(label))
@@ -213,8 +215,26 @@ def make_version_tests(label):
         finally:
             h.close()
 
+    def test_thread_names_from_every_kind_of_instance_dict():
+        proc = subprocess.Popen([interpreter(label), "-c", NAMES], stdout=subprocess.PIPE,
+                                text=True)
+        try:
+            a, b, c, c_name = proc.stdout.readline().split(" ", 3)
+            ev, _ = inspect_json(proc.pid)
+            check(thread(ev, int(a))["py_thread"] == "materialized-\u00fc\u4e2d",
+                  "a name in a real dict, not ASCII", thread(ev, int(a)))
+            long_name = thread(ev, int(b))["py_thread"]
+            check(long_name and set(long_name) == {"x"} and len(long_name) < 300,
+                  "a name cut to its bound", long_name)
+            check(thread(ev, int(c))["py_thread"] == c_name.strip(), "a default name",
+                  thread(ev, int(c)), c_name)
+        finally:
+            proc.kill()
+            proc.wait()
+
     for fn in (test_inspect_lock_child_and_parent, test_inspect_rlock_child,
-               test_layout_finds_each_thread_state):
+               test_layout_finds_each_thread_state,
+               test_thread_names_from_every_kind_of_instance_dict):
         name = "test_py%s_%s" % (label, fn.__name__[len("test_"):])
         fn.__name__ = name
         globals()[name] = fn
