@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 #include "elfsyms.h"
 #include "libcthread.h"
@@ -26,6 +27,7 @@
 #define MAX_TABLE	(256 * 1024)	/* bytes of one line table */
 #define DICT_CHUNK	64		/* entries read at once */
 #define HDR_MAX		1024		/* bytes of an object's header read at once */
+#define REUSE_CHECK_NS	100000000LL	/* a process's PID is checked for reuse this often */
 
 enum { T_CODE, T_UNICODE, T_BYTES, T_DICT, T_LONG, T_MODULE, T_FRAME, NTYPES };
 
@@ -65,6 +67,7 @@ struct pyproc {
 	struct pyrt *r;
 	pid_t pid;
 	unsigned long long starttime;
+	int64_t checked_ns;		/* when starttime was last compared */
 	int status;			/* 0 readable, or why not (-errno) */
 	uint64_t last_used;
 	struct pyrt_offsets o;		/* the table's, corrected by _Py_DebugOffsets */
@@ -971,6 +974,14 @@ static void proc_free(struct pyproc *p)
 	free(p);
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void proc_drop(struct pyrt *r, size_t i)
 {
 	proc_free(r->procs[i]);
@@ -981,6 +992,7 @@ static void proc_drop(struct pyrt *r, size_t i)
 static struct pyproc *proc_get(struct pyrt *r, pid_t pid)
 {
 	struct pyproc *p;
+	int64_t now = now_ns();
 	size_t oldest = 0;
 
 	for (size_t i = 0; i < r->nprocs; i++) {
@@ -989,13 +1001,17 @@ static struct pyproc *proc_get(struct pyrt *r, pid_t pid)
 		p = r->procs[i];
 		if (p->pid != pid)
 			continue;
-		/* a reused PID is another process */
-		if (procfs_read_stat(pid, 0, &st) || st.starttime == p->starttime) {
-			p->last_used = ++r->clock;
-			return p;
+		/* a reused PID is another process (a /proc read: not on every call;
+		 * what is read meanwhile is checked object by object anyway) */
+		if (now - p->checked_ns >= REUSE_CHECK_NS) {
+			if (!procfs_read_stat(pid, 0, &st) && st.starttime != p->starttime) {
+				proc_drop(r, i);
+				break;
+			}
+			p->checked_ns = now;
 		}
-		proc_drop(r, i);
-		break;
+		p->last_used = ++r->clock;
+		return p;
 	}
 	if (r->nprocs == r->lim.max_procs) {
 		for (size_t i = 1; i < r->nprocs; i++)
@@ -1010,6 +1026,7 @@ static struct pyproc *proc_get(struct pyrt *r, pid_t pid)
 	p->r = r;
 	p->pid = pid;
 	p->last_used = ++r->clock;
+	p->checked_ns = now;
 	p->status = proc_read(p);
 	r->procs[r->nprocs++] = p;
 	r->stats.procs_opened++;
