@@ -501,18 +501,26 @@ static bool is_libpython(const char *path)
 	return !strncmp(base, "libpython3.", 11) && strstr(base, ".so");
 }
 
+/* The mapping of a file to compute its load bias from: the one of file
+ * offset 0 (the first segment), else the lowest. */
+static bool better_base(const struct fh_mapping *m, const struct fh_mapping *cur)
+{
+	if ((m->offset == 0) != (cur->offset == 0))
+		return m->offset == 0;
+	return m->start < cur->start;
+}
+
 static int note_module(const struct fh_mapping *m, void *ctx)
 {
 	struct find_module *f = ctx;
 
 	if (!m->path[0] || m->path[0] != '/')
 		return 0;
-	/* the lowest mapping of each file: its load bias is computed from it */
 	if (is_libpython(m->path) && (!f->have_lib || !strcmp(m->path, f->lib.path))) {
-		if (!f->have_lib || m->start < f->lib.start)
+		if (!f->have_lib || better_base(m, &f->lib))
 			f->lib = *m;
 		f->have_lib = true;
-	} else if (!strcmp(m->path, f->exe) && (!f->have_exe || m->start < f->exe_map.start)) {
+	} else if (!strcmp(m->path, f->exe) && (!f->have_exe || better_base(m, &f->exe_map))) {
 		f->exe_map = *m;
 		f->have_exe = true;
 	}
