@@ -248,17 +248,22 @@ class Hung:
         self.facts = json.loads(line)
 
     def close(self):
-        child = self.facts.get("child")
-        if child:
-            try:
-                with open("/proc/%d/stat" % child) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid:   # not a reused PID
-                    os.kill(child, signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
+        kill_child_of(self.proc.pid, self.facts.get("child"))
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+def kill_child_of(parent, child):
+    """SIGKILL child if it still is parent's child (not a reused PID)."""
+    if not child:
+        return
+    try:
+        with open("/proc/%d/stat" % child) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        if ppid == parent:
+            os.kill(child, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass

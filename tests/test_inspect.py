@@ -11,10 +11,10 @@ from fh import (Hung, addr, binary, check, check_sanitizers, parse_event, run, t
                 wait_until)
 
 CONTRACT = {"type": str, "time": str, "pid": int, "comm": str, "verdict": str,
-            "threads": list, "explanation": str}
+            "python": (str, type(None)), "threads": list, "explanation": str}
 THREAD_CONTRACT = {"tid": int, "comm": str, "state": str, "futex": (str, type(None)),
                    "owner_tid": (int, type(None)), "owner_alive": (bool, type(None)),
-                   "stack": list}
+                   "py_thread": (str, type(None)), "py_stack": list, "stack": list}
 FRAME_CONTRACT = {"addr": str, "symbol": (str, type(None)), "offset": (int, type(None)),
                   "module": (str, type(None))}
 HEX = re.compile(r"^0x[0-9a-f]+$")
