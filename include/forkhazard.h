@@ -284,4 +284,15 @@ enum fh_request_mode {
 /* --comm NAME: processes that get lock probes from their exec (adaptive mode). */
 #define FH_MAX_COMM_FILTERS	8
 
+/* forkhazard calibrate (src/calibrate.c): its probes on its own code, each
+ * counted in calib_hits[] at the index its cookie carries. */
+enum fh_calib_probe {
+	FH_CALIB_EMULATED,	/* on an instruction the kernel emulates */
+	FH_CALIB_SINGLE_STEP,	/* on one it single-steps */
+	FH_CALIB_NOP5,		/* on a 5-byte nop */
+	FH_CALIB_PAIR_ENTRY,	/* entry of a function with a return probe too */
+	FH_CALIB_PAIR_RETURN,	/* that return probe */
+	FH_CALIB_PROBES,
+};
+
 #endif /* FORKHAZARD_H */
