@@ -779,7 +779,7 @@ def machine_calibration(ctx, notes, log):
             tail_text(p.stderr) if p else "did not run"))
         log("calibration FAILED")
         return None
-    log("calibration (ns per call over an unprobed call): " + ", ".join(
+    log("calibration (ns of CPU time per call over an unprobed call): " + ", ".join(
         "%s %.0f" % (k, v) for k, v in cal["costs_ns"].items()) +
         (", nop5 optimized" if cal.get("nop5_optimized") else ""))
     return cal
@@ -857,8 +857,12 @@ def count_traps(ctx, group, benches, gmodes, sizes, timeouts, failures, log):
     return counts
 
 
-# --quick runs the modes that are there for comparison on the lock loops only.
-QUICK_LOCKS_ONLY = ("bpftrace", "fh-p-entry", "fh-track-all", "fh-other")
+# --quick (without --modes) leaves out the modes that are there for
+# comparison (the original probe placement; probes on every process, which
+# costs the benchmark what fh-p does), and runs the peer and the untraced
+# case on the lock loops only.
+QUICK_SKIPS = ("fh-p-entry", "fh-track-all")
+QUICK_LOCKS_ONLY = ("bpftrace", "fh-other")
 
 
 def run_suite(ctx, modes, benches_wanted, log):
@@ -870,8 +874,9 @@ def run_suite(ctx, modes, benches_wanted, log):
         if not benches:
             continue
         gmodes = [m for m in modes if any(b.runs_in(m.name) for b in benches)]
-        if args.quick and not isinstance(group, Locks):
-            gmodes = [m for m in gmodes if m.name not in QUICK_LOCKS_ONLY]
+        if args.quick and not args.modes:
+            gmodes = [m for m in gmodes if m.name not in QUICK_SKIPS and
+                      (isinstance(group, Locks) or m.name not in QUICK_LOCKS_ONLY)]
         log("\n== %s" % ", ".join(b.name for b in benches))
         sizes, timeouts = {}, {}
         for m in gmodes:
@@ -960,12 +965,19 @@ def fmt_ns(ns):
     return "%.1f ns" % ns
 
 
-def fmt_traps(t):
+# A count from which more than this share was subtracted as other processes'
+# hits is marked "~": it is as good as the background's steadiness.
+NOISY_BACKGROUND = 0.2
+
+
+def fmt_traps(t, count=None):
     if t is None:
         return "-"
     if t == 0:
         return "0"
-    return "%.2f" % t if t < 100 else "%.0f" % t
+    approx = "~" if count and count["hits"] and \
+        count["background"] > NOISY_BACKGROUND * count["hits"] else ""
+    return approx + ("%.2f" % t if t < 100 else "%.0f" % t)
 
 
 def fmt_ratio(r):
@@ -1101,13 +1113,15 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
     L.append("")
     L.append("`traps/op`: uprobe and uretprobe hits per operation (all threads' operations), "
              "from the tracer's probe programs' run counters in a separate counting run of "
-             "the mode, less the rate at which they ran before the benchmark started (other "
-             "processes, in system-wide modes); 0 by definition without a tracer. `BPF/hit`: "
-             "the probe programs' own run time per hit. `traps' worth`: the added time per "
+             "the mode, less the rate at which they ran while the benchmark was not running "
+             "(other processes' hits, in system-wide modes and under bpftrace, whose probes "
+             "are on every process); `~`: more than %d%% of the hits were subtracted so, as "
+             "good as that rate was steady; 0 by definition without a tracer. `BPF/hit`: the "
+             "probe programs' own run time per hit. `traps' worth`: the added time per "
              "operation (median of mode - bare, paired by repetition) divided by the "
              "calibrated cost of one emulated-instruction hit%s: multiply by another "
              "machine's `forkhazard calibrate` emulated cost to carry the result there."
-             % (" (%.0f ns)" % emulated if emulated else ""))
+             % (NOISY_BACKGROUND * 100, " (%.0f ns)" % emulated if emulated else ""))
     L.append("")
     L.append("| benchmark | mode | ops/run | time/op (median) | ratio (median) | ratio (min-max) "
              "| in spread | traps/op | BPF/hit | traps' worth |")
@@ -1115,46 +1129,41 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
     for r in rows:
         if r["bench"] in ("forkstorm", "service"):
             continue
-        L.append("| %s | %s | %s | %s | %s%s | %s-%s | %s | %s | %s | %s |" % (
+        L.append(md_row(
             r["bench"] + " (" + unit_of(r["bench"]) + ")", r["mode"],
             "/".join(fmt_n(n) for n in r["n"]), fmt_ns(r["ns_per_op_median"]),
-            fmt_ratio(r["ratio_median"]), mark(r), fmt_ratio(r["ratio_min"]),
-            fmt_ratio(r["ratio_max"]), fmt_spread(r), fmt_traps(r["traps_per_op"]),
+            fmt_ratio(r["ratio_median"]) + mark(r),
+            fmt_ratio(r["ratio_min"]) + "-" + fmt_ratio(r["ratio_max"]), fmt_spread(r),
+            fmt_traps(r["traps_per_op"], r["count"]),
             fmt_ns(r["bpf_ns_per_hit"] if (r["traps_per_op"] or 0) >= 0.01 else None),
             fmt_worth(r)))
     svc = [r for r in rows if r["bench"] == "service"]
     if svc:
-        L.append("")
-        L.append("## A real service")
-        L.append("")
-        L.append("bench/progs/pyservice.py: a Python ThreadPoolExecutor service whose 2 tasks "
-                 "take one threading.Lock in a loop, pinned to one CPU; it forks a worker once "
-                 "while they run (which arms the adaptive default's lock probes), then runs %s s "
-                 "before its throughput is counted over %s s. `throughput vs bare`: bare's time "
-                 "per operation / this mode's, paired by repetition: median and min. traps/op "
-                 "is over the measured window." % (meta["service_settle"], meta["service_window"]))
-        L.append("")
+        L += md_section("A real service", "bench/progs/pyservice.py: a Python ThreadPoolExecutor "
+                        "service whose 2 tasks take one threading.Lock in a loop, pinned to one "
+                        "CPU; it forks a worker once while they run (which arms the adaptive "
+                        "default's lock probes), then runs %s s before its throughput is counted "
+                        "over %s s. `throughput vs bare`: bare's time per operation / this mode's, "
+                        "paired by repetition: median and min. traps/op is over the measured "
+                        "window." % (meta["service_settle"], meta["service_window"]))
         L.append("| mode | ops/s before the fork (median) | ops/s after (median) | throughput vs "
                  "bare (median) | (min) | traps/op | traps' worth |")
         L.append("|---|---:|---:|---:|---:|---:|---:|")
         for r in svc:
-            L.append("| %s | %s | %s | %s%s | %s | %s | %s |" % (
+            L.append(md_row(
                 r["mode"], fmt_rate(r["ops_per_s_before_median"]), fmt_rate(r["ops_per_s_median"]),
-                fmt_ratio(r["throughput_vs_bare_median"]), mark(r),
-                fmt_ratio(r["throughput_vs_bare_min"]), fmt_traps(r["traps_per_op"]),
+                fmt_ratio(r["throughput_vs_bare_median"]) + mark(r),
+                fmt_ratio(r["throughput_vs_bare_min"]), fmt_traps(r["traps_per_op"], r["count"]),
                 fmt_worth(r)))
     storm_rows = [r for r in rows if r["bench"] == "forkstorm"]
     if storm_rows:
-        L.append("")
-        L.append("## Fork storm")
-        L.append("")
-        L.append("A 2-thread process (its worker holding a lock) forks and reaps as fast as it "
-                 "can for %s s. ratio = time per fork / bare's. Counts are totals over the "
-                 "repetitions: `forks` the storm made, `events` the tool's \"fork\" events "
-                 "for the storm's PID, `missed` = forks - events; `lost`, `hazards` and "
-                 "`mt_forks` come from forkhazard's summaries (system-wide modes count every "
-                 "process's forks in mt_forks)." % storm_rows[0]["n_seconds"])
-        L.append("")
+        L += md_section("Fork storm", "A 2-thread process (its worker holding a lock) forks and "
+                        "reaps as fast as it can for %s s. ratio = time per fork / bare's. Counts "
+                        "are totals over the repetitions: `forks` the storm made, `events` the "
+                        "tool's \"fork\" events for the storm's PID, `missed` = forks - events; "
+                        "`lost`, `hazards` and `mt_forks` come from forkhazard's summaries "
+                        "(system-wide modes count every process's forks in mt_forks)."
+                        % storm_rows[0]["n_seconds"])
         L.append("| mode | forks/s (median) | ratio (median) | ratio (min) | forks | events | "
                  "missed | lost | hazards | mt_forks |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -1218,13 +1227,21 @@ def calibration_md(cal):
                 "optimized into a call" if cal.get("nop5_optimized") else "not optimized")),
             ("uprobe_uretprobe_pair", "uprobe + uretprobe (two traps)")]
     L = ["## This machine's trap costs", "",
-         "`forkhazard calibrate` at the suite's start: ns per call over the same call "
-         "unprobed, median of its batches (docs/json.md, \"calibration\").", "",
+         "`forkhazard calibrate` at the suite's start: ns of CPU time per call over the same "
+         "call unprobed, median of its batches (docs/json.md, \"calibration\").", "",
          "| trap | ns |", "|---|---:|"]
-    L += ["| %s | %.0f |" % (label, c[k]) for k, label in what if k in c]
+    L += [md_row(label, "%.0f" % c[k]) for k, label in what if k in c]
     if "uretprobe_ns" in cal:
-        L.append("| the uretprobe alone (pair - emulated) | %.0f |" % cal["uretprobe_ns"])
+        L.append(md_row("the uretprobe alone (pair - emulated)", "%.0f" % cal["uretprobe_ns"]))
     return L + [""]
+
+
+def md_section(title, intro):
+    return ["", "## " + title, "", intro, ""]
+
+
+def md_row(*cells):
+    return "| " + " | ".join(cells) + " |"
 
 
 def fmt_spread(row):
@@ -1233,8 +1250,10 @@ def fmt_spread(row):
 
 
 def fmt_worth(row):
+    """Only where the mode trapped: elsewhere it would be the noise of the
+    ratio column in other units."""
     w = row.get("traps_worth")
-    if w is None or row["mode"] in ("bare", "bare2"):
+    if w is None or (row["traps_per_op"] or 0) < 0.01:
         return "-"
     return "%.2f" % w if abs(w) < 100 else "%.0f" % w
 
@@ -1318,7 +1337,7 @@ def main():
     build_groups()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build", help="build directory (default build)")
-    ap.add_argument("--quick", action="store_true", help="smaller runs, 3 repetitions: ~1-2 min")
+    ap.add_argument("--quick", action="store_true", help="smaller runs, 3 repetitions, fewer modes (bench/README.md): ~3-4 min")
     ap.add_argument("--only", action="append", default=[],
                     help="benchmarks to run, comma-separated (%s; 'locks' for the lock "
                     "loops, 'python' for every interpreter)" % ", ".join(ALL_BENCHES))
@@ -1339,7 +1358,7 @@ def main():
                     help="service: seconds before its fork (default 0.5, --quick 0.2)")
     ap.add_argument("--service-settle", type=float,
                     help="service: seconds between its fork and the measured window, for the "
-                    "tool to attach and a governor to act (default 3, --quick 1.5)")
+                    "tool to attach and a governor to act (default 3, --quick 1.2)")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 if any run failed (default: report it and exit 0)")
     args = ap.parse_args()
@@ -1348,7 +1367,7 @@ def main():
     if args.service_before is None:
         args.service_before = 0.2 if args.quick else 0.5
     if args.service_settle is None:
-        args.service_settle = 1.5 if args.quick else 3.0
+        args.service_settle = 1.2 if args.quick else 3.0
     args.modes = [m for m in args.modes.split(",") if m]
     wanted = []
     for item in ",".join(args.only).split(","):

@@ -34,7 +34,8 @@ enum calib_kind {
 
 struct calib_cost {
 	bool measured;
-	double ns;		/* per call, over the same call unprobed: median of the batches */
+	double ns;		/* CPU time per call, over the same call unprobed: median
+				 * of the batches */
 	double min_ns, max_ns;	/* the batches' extremes */
 	int batches;
 	unsigned long calls;	/* timed calls (each one a hit, checked) */
@@ -77,9 +78,11 @@ struct calib;
 int calib_open(struct forkhazard_bpf *skel, unsigned int kinds, struct calib **out);
 
 /*
- * Measure c's kinds in about budget_ms of timed batches (at most 1.5 times that
- * on a machine too busy to keep up). Returns 0, or -EIO when a timed call
- * was not trapped (its number would be wrong; r has the others).
+ * Measure c's kinds in batches that take about budget_ms of this thread's CPU
+ * time (costs are CPU time, so that other processes' turns on a shared CPU
+ * do not count), and no new batch after 1.5 budget_ms of wall-clock time once
+ * 3 are done. Returns 0, or -EIO when a timed call was not trapped (its number
+ * would be wrong; r has the others).
  */
 int calib_measure(struct calib *c, unsigned int budget_ms, struct calib_result *r);
 void calib_close(struct calib *c);
@@ -90,7 +93,8 @@ int calibrate_measure(struct forkhazard_bpf *skel, unsigned int kinds, unsigned 
 
 /*
  * For the overhead governor: ns per uprobe hit on an emulated instruction,
- * in ~20 ms, with c opened with CALIB_BIT(CALIB_EMULATED). At start-up:
+ * in ~20 ms of CPU time (~20-40 ms here, 60 at most under load), with c
+ * opened with CALIB_BIT(CALIB_EMULATED). At start-up:
  *
  *	calibrate_prepare(skel);	// before forkhazard_bpf__load()
  *	...load, attach...
