@@ -529,7 +529,11 @@ def probe_counters(pid):
     runs = ns = 0
     seen = set()
     fds = "/proc/%d/fd" % pid
-    for fd in os.listdir(fds):
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return 0, 0	# gone: the caller sees that it exited
+    for fd in names:
         try:
             if os.readlink(os.path.join(fds, fd)) != "anon_inode:bpf-prog":
                 continue
@@ -596,6 +600,7 @@ def follow_counting(bench, pid, snap, deadline):
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
+            snap("exit")	# at once: a tracer may exit with the program
             break
         buf += chunk
         while b"\n" in buf:
@@ -610,7 +615,6 @@ def follow_counting(bench, pid, snap, deadline):
             else:
                 out.append(text)
     bench.wait(timeout=max(1, deadline - time.monotonic()))
-    snap("exit")
     time.sleep(COUNT_IDLE_S)
     snap("idle-after")
     return "\n".join(out + [buf.decode(errors="replace")])
@@ -620,16 +624,19 @@ def trap_counts(group, sizes, results, snaps):
     """Per benchmark of a counting run: the probes' hits over its loop, less
     what the same time took while the benchmark was not running (before it
     started and after it exited: other processes' hits, in the system-wide
-    modes and under bpftrace, whose -p filters in its program), per
+    modes and under bpftrace, whose probes are on every process), per
     operation."""
     at = {label: (t, runs, ns) for label, t, runs, ns in snaps}
-    idle = [(at["idle"], at["go"]), (at["exit"], at["idle-after"])]
+    idle = [(at[a], at[z]) for a, z in (("idle", "go"), ("exit", "idle-after"))
+            if at[a][1] is not None and at[z][1] is not None]
     rate = sum(z[1] - a[1] for a, z in idle) / max(sum(z[0] - a[0] for a, z in idle), 1e-3)
     counts = {}
     for i, b in enumerate(sizes):
         a, z = group.count_span(i, b, at)
         if a not in at or z not in at:
             raise BenchError("counting run of %s: no %s/%s in its output" % (b, a, z))
+        if at[a][1] is None or at[z][1] is None:
+            continue	# the tracer was gone: not counted
         raw = at[z][1] - at[a][1]
         background = rate * (at[z][0] - at[a][0])
         ops = results[b].get("ops", results[b]["n"])
@@ -683,7 +690,12 @@ def run_job(ctx, group, mode, sizes, timeout, count=False):
         snaps = []
 
         def snap(label):
-            snaps.append((label, time.monotonic()) + probe_counters(tracer.pid))
+            runs, ns = probe_counters(tracer.pid)
+            last = next((x[2] for x in reversed(snaps) if x[2] is not None), 0)
+            # bpftrace -p exits with the benchmark: its counters go with it
+            # (a count that went down was read while its fds were closing)
+            gone = tracer.poll() is not None or runs < last
+            snaps.append((label, time.monotonic()) + ((None, None) if gone else (runs, ns)))
         if count:
             snap("idle")
             time.sleep(COUNT_IDLE_S)

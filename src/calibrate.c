@@ -102,8 +102,9 @@ static const struct calib_target {
 #define WARMUP_CALLS	16	/* first hits: the nop's optimization, the single-step slot */
 #define MIN_CALLS	16
 #define MAX_CALLS	(1ul << 22)
-#define MAX_BATCHES	9
-#define MIN_BATCHES	3
+#define MAX_BATCHES	7	/* a kind's batches with 50 ms or more of its own */
+#define FEW_BATCHES	5	/* with less (the governor's 20 ms) */
+#define MIN_BATCHES	3	/* on a machine too busy to do them all in time */
 
 struct calib {
 	unsigned int kinds;		/* CALIB_BIT()s with their probes attached */
@@ -380,7 +381,7 @@ int calib_measure(struct calib *c, unsigned int budget_ms, struct calib_result *
 	if (!nkinds)
 		return 0;
 	per_kind = (uint64_t)budget_ms * 1000000ull / (uint64_t)nkinds;
-	batches = per_kind >= 50000000 ? 7 : 5;
+	batches = per_kind >= 50000000 ? MAX_BATCHES : FEW_BATCHES;
 	for (int k = 0; k < CALIB_KINDS; k++)
 		if (c->kinds & CALIB_BIT(k))
 			warm_up(c, (enum calib_kind)k, per_kind, batches, &runs[k]);
