@@ -32,12 +32,12 @@
 #include "probes.h"
 #include "procfs.h"
 #include "symbolize.h"
+#include "uprobe_link.h"
 #include "ustacks.h"
 #include "tracer.h"
 
 #define TICK_MS			100
 #define STACK_MAP_RESET_LOSSES	256	/* empty the stack map after this many losses */
-#define FH_BPF_TRACE_UPROBE_MULTI 48	/* enum bpf_attach_type, newer than libbpf 1.1 */
 
 struct tracer {
 	const struct fh_config *cfg;
