@@ -157,9 +157,9 @@ $(OUT)/tests/lockfn: tests/progs/lockfn.c $(OUT)/tests/libfhlock.so
 
 # Reads a Python process as the in-kernel frame walker will (struct
 # fh_py_layout) and as src/pyrt.c does: tests/test_pyrt.py compares the two.
-$(OUT)/tests/pyrt_check: tests/progs/pyrt_check.c $(LIB_OBJS)
+$(OUT)/tests/pyrt_check: tests/progs/pyrt_check.c $(UNIT_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(EXTRA_LDFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(EXTRA_LDFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 
 # libFuzzer on the symbolizer's ELF path (clang): `make fuzz` runs it for
 # FUZZ_SECONDS; tests/test_fuzz.py runs it briefly. New inputs and crashes

@@ -349,4 +349,15 @@ struct fh_py_layout {
 	__u16 frame_owner_cstack;	/* FRAME_OWNED_BY_CSTACK (3.12+): skip it */
 };
 
+/* forkhazard calibrate (src/calibrate.c): its probes on its own code, each
+ * counted in calib_hits[] at the index its cookie carries. */
+enum fh_calib_probe {
+	FH_CALIB_EMULATED,	/* on an instruction the kernel emulates */
+	FH_CALIB_SINGLE_STEP,	/* on one it single-steps */
+	FH_CALIB_NOP5,		/* on a 5-byte nop */
+	FH_CALIB_PAIR_ENTRY,	/* entry of a function with a return probe too */
+	FH_CALIB_PAIR_RETURN,	/* that return probe */
+	FH_CALIB_PROBES,
+};
+
 #endif /* FORKHAZARD_H */

@@ -16,6 +16,7 @@
 static const char usage_head[] =
 "Usage: forkhazard [OPTION...] [-p PID]... [-- COMMAND [ARG...]]\n"
 "       forkhazard inspect [--json] PID\n"
+"       forkhazard calibrate [--json]\n"
 "\n"
 "Find fork hazards as they happen: a process forks while another of its\n"
 "threads holds a lock, so the child inherits the lock locked with no thread\n"
@@ -27,6 +28,9 @@ static const char usage_tail[] =
 "inspect PID: diagnose a running (hung) process now, without earlier tracing:\n"
 "which thread waits on which lock, who owns it, and whether that owner still\n"
 "exists. Verdict deadlock / blocked / ok.\n"
+"\n"
+"calibrate: what a system call and each kind of uprobe hit cost on this\n"
+"machine, measured on forkhazard's own code (about a second).\n"
 "\n"
 "Examples:\n"
 "  sudo forkhazard                      # whole system, hazards as they happen\n"

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* forkhazard: find fork hazards as they happen. */
 #include <stdio.h>
+#include <string.h>
+#include "calibrate.h"
 #include "cli.h"
 #include "inspect.h"
 #include "log.h"
@@ -11,6 +13,8 @@ int main(int argc, char **argv)
 	struct fh_config cfg;
 	int status;
 
+	if (argc > 1 && !strcmp(argv[1], "calibrate"))
+		return calibrate_main(argc - 1, argv + 1);
 	tracer_hold_signals();	/* before anything: see tracer.h */
 	status = cli_parse(argc, argv, &cfg);
 	if (status >= 0) {

@@ -19,7 +19,7 @@ UNIT = True     # needs no BPF and no root: run.py --unit-only runs it too
 
 # Records the pipeline cannot make: `inspect` reads a live process
 # (tests/test_inspect.py validates its records).
-NOT_FROM_PIPELINE = {"inspect", "inspect_thread"}
+NOT_FROM_PIPELINE = {"inspect", "inspect_thread", "calibration"}
 
 
 def schema():
@@ -91,6 +91,9 @@ def expected(s, node, name, out, stack=()):
     if "items" in node:
         items = node["items"]
         expected(s, items, ref_name(items) or name + "[]", out, stack + (name,))
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):	# a map: its values' members
+        expected(s, extra, ref_name(extra) or name + ".*", out, stack + (name,))
 
 
 def record_types(s):
@@ -153,7 +156,8 @@ DOC_SECTIONS = {
     "summary": ["### summary"], "summary.dropped": ["### summary"],
     "inspect": ["### inspect"], "inspect_thread": ["### inspect"],
     "inspect_thread.syscall": ["### inspect"], "inspect_thread.stack[]": ["### inspect"],
-    "site": ["### site"],
+    "site": ["### site"], "pyframe": ["## Shared objects", "### inspect"],
+    "calibration": ["### calibration"], "calibration.batches": ["### calibration"], "calibration_batch": ["### calibration"], "calibration.costs_ns": ["### calibration"],
     "site.children": ["### site"], "site_table": ["### site_table"],
     "site_table.suppressed": ["### site_table"],
 }

@@ -138,7 +138,7 @@ int main(int argc, char **argv)
 	jw_uint(&w, "tsd_stride", l.tsd_stride);
 	jw_obj_end(&w);
 	jw_obj_end(&w);
-	printf("%.*s\n", (int)w.len, w.buf);
+	jw_write_line(&w, stdout);
 	jw_free(&w);
 	n = procfs_list_tasks(pid, tids, MAX_THREADS);
 	for (int i = 0; i < n; i++) {
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 		jw_str(&w, "name", name[0] ? name : NULL);
 		jw_obj_end(&w);
 		ptrace(PTRACE_DETACH, tids[i], NULL, NULL);
-		printf("%.*s\n", (int)w.len, w.buf);
+		jw_write_line(&w, stdout);
 		jw_free(&w);
 	}
 	pyrt_free(r);
