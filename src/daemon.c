@@ -62,6 +62,9 @@ struct daemon {
 	uint64_t hazards, deadlocks, filtered, filtered_deadlocks, sup_global, sup_site;
 	uint64_t reports_fork, reports_deadlock, reports_site;
 	uint64_t other_hazards, other_deadlocks;	/* sites without labels */
+	/* fates of every multithreaded fork's child the daemon learns, filtered
+	 * or not (as the kernel's fork counters), by enum fh_child_outcome */
+	uint64_t children[FH_CHILD_ALIVE + 1];
 	uint64_t metrics_writes, metrics_write_errors;
 	uint64_t next_report_ns, next_metrics_ns, next_watchdog_ns, watchdog_ns;
 	double start_time;	/* seconds since the epoch */
@@ -582,6 +585,14 @@ static void site_occurred(struct daemon *d, struct site *s, uint64_t ev_ns, uint
 
 /* ---- the sink ---------------------------------------------------------------- */
 
+/* A child's fate is decided once (correlate.c): a deadlock comes as the
+ * deadlock's fate, its later exit not at all; "alive" only at the end. */
+static void count_fate(struct daemon *d, uint32_t outcome)
+{
+	if (outcome >= FH_CHILD_EXEC && outcome <= FH_CHILD_ALIVE)
+		d->children[outcome]++;
+}
+
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
 		      const struct fh_deadlock_event *dl)
 {
@@ -593,8 +604,9 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	struct site *s;
 	bool known, created;
 
-	(void)fate;
 	(void)dl;
+	if (fate)
+		count_fate(d, fate->outcome);
 	if (!is_hazard(ev))
 		return;	/* counted by the kernel; only hazards make sites */
 	d->hazards++;
@@ -648,6 +660,7 @@ static void sink_child(void *ctx, const struct fh_child_event *ev, const struct 
 	struct site *s;
 
 	(void)fork;
+	count_fate(d, ev->outcome);
 	/* a deadlock is counted with its deadlock event (it may come first) */
 	if (!id || ev->outcome >= 5 || ev->outcome == FH_CHILD_DEADLOCK)
 		return;
@@ -773,6 +786,7 @@ bool daemon_accept(void *ctx, uint32_t type, const void *data, size_t size)
 		} else {
 			d->deadlocks++;
 			d->filtered_deadlocks++;
+			count_fate(d, FH_CHILD_DEADLOCK);	/* never reaches sink_child */
 		}
 	}
 	return false;
@@ -996,6 +1010,7 @@ static void render(void *ctx, struct prom *p)
 	struct render_ctx rc = { .d = d, .p = p };
 	const char *lab[1][2];
 	struct rusage ru;
+	uint64_t rss;
 	static const struct {
 		int stat;
 		const char *what;
@@ -1024,6 +1039,15 @@ static void render(void *ctx, struct prom *p)
 		h.stats[FH_STAT_HAZARDS]);
 	counter(p, "forkhazard_deadlocks_total", "Forked children confirmed deadlocked.",
 		h.stats[FH_STAT_DEADLOCKS]);
+	prom_family(p, "forkhazard_children_total", "counter",
+		    "Children of multithreaded forks by fate, as decided (alive: at the end).");
+	for (uint32_t o = FH_CHILD_EXEC; o <= FH_CHILD_ALIVE; o++) {
+		static const char *const fate[] = { [FH_CHILD_EXEC] = "exec", [FH_CHILD_EXIT] = "exit",
+			[FH_CHILD_DEADLOCK] = "deadlock", [FH_CHILD_ALIVE] = "alive" };
+
+		lab[0][0] = "outcome", lab[0][1] = fate[o];
+		prom_sample_u64(p, "forkhazard_children_total", lab, 1, d->children[o]);
+	}
 	counter(p, "forkhazard_lost_events_total",
 		"Events dropped because the ring buffer was full.", h.stats[FH_STAT_LOST]);
 	prom_family(p, "forkhazard_dropped_total", "counter",
@@ -1113,6 +1137,9 @@ static void render(void *ctx, struct prom *p)
 		gauge(p, "forkhazard_max_resident_memory_bytes",
 		      "Peak resident memory of forkhazard's userspace.", ru.ru_maxrss * 1024.0);
 	}
+	if (!procfs_read_rss(getpid(), &rss))
+		gauge(p, "forkhazard_resident_memory_bytes",
+		      "Resident memory of forkhazard's userspace now.", (double)rss);
 }
 
 static void write_metrics_file(struct daemon *d)
