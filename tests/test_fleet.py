@@ -140,6 +140,11 @@ SITE = dict(TL, site="8cbb290be647d9b2", exe="/usr/bin/app", comm="app")
 SITE_SEL = 'site="8cbb290be647d9b2", exe="/usr/bin/app", comm="app", ' + T
 
 
+def host(**series):
+    """Input series with only the target's labels: host(lost_events_total="0x20 5x20")."""
+    return {"forkhazard_%s{%s}" % (name, T): values for name, values in series.items()}
+
+
 def case(alert, why, at, series, fires=()):
     """One promtool test: input series (1 minute apart) and, at `at` minutes,
     the alerts expected, as (labels, value); none: it must stay quiet."""
@@ -161,17 +166,13 @@ CASES = [
          {"forkhazard_site_deadlocks_total{%s}" % SITE_SEL: "_x100 0x30"}),
 
     case("ForkhazardNewHazardSite", "first start: sites found before the first scrape", 30,
-         {"forkhazard_sites_created_total{%s}" % T: "_x4 2x60",
-          "forkhazard_start_time_seconds{%s}" % T: "_x4 240x60"}, [(TL, 2)]),
+         host(sites_created_total="_x4 2x60", start_time_seconds="_x4 240x60"), [(TL, 2)]),
     case("ForkhazardNewHazardSite", "a new site, hours after the start", 310,
-         {"forkhazard_sites_created_total{%s}" % T: "3x300 4x30",
-          "forkhazard_start_time_seconds{%s}" % T: "0x330"}, [(TL, 1)]),
+         host(sites_created_total="3x300 4x30", start_time_seconds="0x330"), [(TL, 1)]),
     case("ForkhazardNewHazardSite", "quiet: a restart re-learns the sites it knew", 230,
-         {"forkhazard_sites_created_total{%s}" % T: "5x199 0 1 2 3 4 5x40",
-          "forkhazard_start_time_seconds{%s}" % T: "0x199 12000x45"}),
+         host(sites_created_total="5x199 0 1 2 3 4 5x40", start_time_seconds="0x199 12000x45")),
     case("ForkhazardNewHazardSite", "quiet: no new site", 290,
-         {"forkhazard_sites_created_total{%s}" % T: "3x300",
-          "forkhazard_start_time_seconds{%s}" % T: "0x300"}),
+         host(sites_created_total="3x300", start_time_seconds="0x300")),
 
     case("ForkhazardHazardsRising", "3 a second, 1 a second yesterday", 1560,
          {"forkhazard_site_hazards_total{%s}" % SITE_SEL: "0+60x1440 86400+180x130"},
@@ -182,9 +183,9 @@ CASES = [
          {"forkhazard_site_hazards_total{%s}" % SITE_SEL: "0x1440 0+0.5x130"}),
 
     case("ForkhazardEventsLost", "5 events lost", 25,
-         {"forkhazard_lost_events_total{%s}" % T: "0x20 5x20"}, [(TL, 5)]),
+         host(lost_events_total="0x20 5x20"), [(TL, 5)]),
     case("ForkhazardEventsLost", "quiet: none lost lately", 50,
-         {"forkhazard_lost_events_total{%s}" % T: "0x20 5x40"}),
+         host(lost_events_total="0x20 5x40")),
 
     case("ForkhazardTableOverflow", "processes left untraced", 25,
          {'forkhazard_dropped_total{what="untraced_procs", %s}' % T: "0x20 3x20"},
@@ -213,20 +214,17 @@ CASES = [
           'forkhazard_cpu_seconds_total{mode="system", %s}' % T: "0+3x20 60+30x5 210+3x15"}),
 
     case("ForkhazardMemoryNearMax", "450 MiB resident", 30,
-         {"forkhazard_resident_memory_bytes{%s}" % T: "%dx40" % (450 << 20)}, [(TL, 450)]),
+         host(resident_memory_bytes="%dx40" % (450 << 20)), [(TL, 450)]),
     case("ForkhazardMemoryNearMax", "quiet: 300 MiB now, whatever the peak was", 30,
-         {"forkhazard_resident_memory_bytes{%s}" % T: "%dx40" % (300 << 20),
-          "forkhazard_max_resident_memory_bytes{%s}" % T: "%dx40" % (500 << 20)}),
+         host(resident_memory_bytes="%dx40" % (300 << 20),
+              max_resident_memory_bytes="%dx40" % (500 << 20))),
 
     case("ForkhazardLockTrackingGoverned", "processes downgraded now", 30,
-         {"forkhazard_governed_processes{%s}" % T: "0x10 2x30",
-          "forkhazard_governor_downgrades_total{%s}" % T: "0x10 2x30"}, [(TL, 2)]),
+         host(governed_processes="0x10 2x30", governor_downgrades_total="0x10 2x30"), [(TL, 2)]),
     case("ForkhazardLockTrackingGoverned", "a downgrade between two scrapes", 30,
-         {"forkhazard_governed_processes{%s}" % T: "0x40",
-          "forkhazard_governor_downgrades_total{%s}" % T: "0x10 1x30"}, [(TL, 1)]),
+         host(governed_processes="0x40", governor_downgrades_total="0x10 1x30"), [(TL, 1)]),
     case("ForkhazardLockTrackingGoverned", "quiet: none, and one over an hour ago", 100,
-         {"forkhazard_governed_processes{%s}" % T: "0x10 1x5 0x100",
-          "forkhazard_governor_downgrades_total{%s}" % T: "0x10 1x100"}),
+         host(governed_processes="0x10 1x5 0x100", governor_downgrades_total="0x10 1x100")),
 
     case("ForkhazardExporterDown", "not answering for 9 minutes", 20,
          {'up{%s}' % T: "1x10 0x20"}, [(TL, 0)]),
