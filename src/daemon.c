@@ -1042,10 +1042,7 @@ static void render(void *ctx, struct prom *p)
 	prom_family(p, "forkhazard_children_total", "counter",
 		    "Children of multithreaded forks by fate, as decided (alive: at the end).");
 	for (uint32_t o = FH_CHILD_EXEC; o <= FH_CHILD_ALIVE; o++) {
-		static const char *const fate[] = { [FH_CHILD_EXEC] = "exec", [FH_CHILD_EXIT] = "exit",
-			[FH_CHILD_DEADLOCK] = "deadlock", [FH_CHILD_ALIVE] = "alive" };
-
-		lab[0][0] = "outcome", lab[0][1] = fate[o];
+		lab[0][0] = "outcome", lab[0][1] = child_outcome_name(o);
 		prom_sample_u64(p, "forkhazard_children_total", lab, 1, d->children[o]);
 	}
 	counter(p, "forkhazard_lost_events_total",
