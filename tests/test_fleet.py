@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -465,8 +464,11 @@ def test_fleet_children_fates_and_resident_memory():
     bgs = []
     d = None
     try:
-        for child in ("exec", "exit", "lock", "sleep"):
-            bgs.append(scenario(child, "--hang-ms=1500"))
+        # the deadlocked child is killed after 1.5 s; the sleeping one sleeps 2 s:
+        # the daemon stops before
+        for child, extra in (("exec", ()), ("exit", ()), ("lock", ("--hang-ms=1500",)),
+                             ("sleep", ())):
+            bgs.append(scenario(child, *extra))
         d = Daemon(sum((["-p", str(b.pid)] for b in bgs), []) +
                    ["--metrics-listen", "127.0.0.1:%d" % port, "--metrics-file", prom,
                     "--metrics-interval", "3600", "--report-interval", "3600"])
