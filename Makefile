@@ -15,7 +15,8 @@
 #                   map fill sampled, plotted to bench/results/soak.png
 #   make check-asan the whole suite on the ASan+UBSan build (any report fails)
 #   make check-valgrind  the unit tests under valgrind
-#   make install    PREFIX (/usr/local), DESTDIR: binary, unit, man page, completion
+#   make install    PREFIX (/usr/local), DESTDIR: binary, unit, man page, completion,
+#                   alert rules and dashboard
 
 ARCH		?= $(shell uname -m)
 BPF_ARCH	:= $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(ARCH)))
@@ -287,6 +288,8 @@ MANDIR		?= $(PREFIX)/share/man
 SYSCONFDIR	?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 SYSTEMDUNITDIR	?= $(PREFIX)/lib/systemd/system
 BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
+# The fleet files: Prometheus rules, Grafana dashboard (README "Fleet").
+FLEETDIR	?= $(PREFIX)/share/forkhazard
 DESTDIR		?=
 
 .PHONY: install uninstall
@@ -299,6 +302,9 @@ install: $(OUT)/forkhazard
 		packaging/forkhazard.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service
 	install -m 0644 packaging/forkhazard.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard
+	install -D -m 0644 packaging/prometheus/forkhazard.rules.yml \
+		$(DESTDIR)$(FLEETDIR)/prometheus/forkhazard.rules.yml
+	install -D -m 0644 packaging/grafana/forkhazard.json $(DESTDIR)$(FLEETDIR)/grafana/forkhazard.json
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf"; \
 	else \
@@ -308,7 +314,11 @@ install: $(OUT)/forkhazard
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/forkhazard $(DESTDIR)$(MANDIR)/man8/forkhazard.8 \
 	      $(DESTDIR)$(BASHCOMPDIR)/forkhazard $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service \
-	      $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard
+	      $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard \
+	      $(DESTDIR)$(FLEETDIR)/prometheus/forkhazard.rules.yml \
+	      $(DESTDIR)$(FLEETDIR)/grafana/forkhazard.json
+	@rmdir $(DESTDIR)$(FLEETDIR)/prometheus $(DESTDIR)$(FLEETDIR)/grafana $(DESTDIR)$(FLEETDIR) \
+		2>/dev/null || true
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf and /var/log/forkhazard in place"
 
 clean:

@@ -22,10 +22,11 @@ if [ "${1:-}" = container ]; then
 	pkgs="$pkgs podman runc debootstrap"
 fi
 # Service mode: metrics endpoint (libmicrohttpd), sd_notify (libsystemd), the
-# Debian package build, promtool (prometheus) and systemd-analyze for its
-# tests, node and npm for the Kubernetes manifest's schema validation.
+# Debian package build, promtool and prometheus (the alert rules run in a
+# real one) and systemd-analyze for its tests, PyYAML to read the rules, node
+# and npm for the Kubernetes manifest's schema validation.
 pkgs="$pkgs libmicrohttpd-dev libsystemd-dev debhelper dpkg-dev bash-completion prometheus
-      systemd curl nodejs"
+      systemd curl nodejs python3-yaml"
 # The schema validator of packaging/k8s/ (kubernetes-models, pinned by its
 # package-lock.json), from the npm registry, once.
 k8s_validator() {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 #include <systemd/sd-daemon.h>
 #include "clock.h"
@@ -296,6 +297,14 @@ static void log_new_site(const struct site *s, const struct fh_fork_event *ev,
 		 s->nlock_sites > 1 ? " and elsewhere" : "");
 }
 
+/* A child's fate is decided once (correlate.c): a deadlock comes as the
+ * deadlock's fate, its later exit not at all; "alive" only at the end. */
+static void count_fate(struct daemon *d, uint32_t outcome)
+{
+	if (outcome >= FH_CHILD_EXEC && outcome <= FH_CHILD_ALIVE)
+		d->n.children[outcome]++;
+}
+
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
 		      const struct fh_deadlock_event *dl)
 {
@@ -308,8 +317,9 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	bool created;
 	char id[17];
 
-	(void)fate;
 	(void)dl;
+	if (fate)
+		count_fate(d, fate->outcome);
 	if (!hazard_fork(ev))
 		return;	/* counted by the kernel; only hazards make sites */
 	d->n.hazards++;
@@ -343,6 +353,7 @@ static void sink_child(void *ctx, const struct fh_child_event *ev, const struct 
 	struct site *s;
 
 	(void)fork;
+	count_fate(d, ev->outcome);
 	/* a deadlock is counted with its deadlock event (it may come first) */
 	if (!id || ev->outcome >= 5 || ev->outcome == FH_CHILD_DEADLOCK)
 		return;
@@ -470,6 +481,7 @@ bool daemon_accept(void *ctx, uint32_t type, const void *data, size_t size)
 		} else {
 			d->n.deadlocks++;
 			d->n.filtered_deadlocks++;
+			count_fate(d, FH_CHILD_DEADLOCK);	/* never reaches sink_child */
 		}
 	}
 	return false;
@@ -623,9 +635,11 @@ static void render(void *ctx, struct prom *p)
 	struct daemon *d = ctx;
 	struct exposition e = { .start_time = d->start_time, .daemon = &d->n, .sites = d->sites };
 	struct rusage ru;
+	uint64_t rss;
 
 	if (d->o.health)
 		d->o.health(d->o.health_ctx, &e);
+	e.rss_bytes = procfs_read_rss(getpid(), &rss) ? -1 : (double)rss;
 	if (!getrusage(RUSAGE_SELF, &ru)) {
 		e.have_usage = true;
 		e.cpu_user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;

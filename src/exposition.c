@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include "exposition.h"
+#include "output.h"
 #include "metrics.h"
 #include "sites.h"
 
@@ -125,6 +126,9 @@ static void health(struct prom *p, const struct exposition *e)
 		e->output_reopens);
 	counter(p, "forkhazard_metrics_file_errors_total", "Failed writes of --metrics-file.",
 		e->daemon->metrics_file_errors);
+	if (e->rss_bytes >= 0)
+		gauge(p, "forkhazard_resident_memory_bytes",
+		      "Resident memory of forkhazard's userspace now (statm).", e->rss_bytes);
 	if (!e->have_usage)
 		return;
 	prom_family(p, "forkhazard_cpu_seconds_total", "counter",
@@ -137,6 +141,19 @@ static void health(struct prom *p, const struct exposition *e)
 	      "Peak resident memory of forkhazard's userspace.", e->max_rss_bytes);
 }
 
+/* What became of the children the daemon followed. */
+static void children(struct prom *p, const struct exposition *e)
+{
+	const char *lab[1][2] = { { "outcome", NULL } };
+
+	prom_family(p, "forkhazard_children_total", "counter",
+		    "Children of multithreaded forks by fate, as decided (alive: at the end).");
+	for (uint32_t o = FH_CHILD_EXEC; o <= FH_CHILD_ALIVE; o++) {
+		lab[0][1] = child_outcome_name(o);
+		prom_sample_u64(p, "forkhazard_children_total", lab, 1, e->daemon->children[o]);
+	}
+}
+
 void exposition_render(const struct exposition *e, struct prom *p)
 {
 	const char *version[1][2] = { { "version", FH_VERSION } };
@@ -146,6 +163,7 @@ void exposition_render(const struct exposition *e, struct prom *p)
 	gauge(p, "forkhazard_start_time_seconds", "When tracing started, seconds since the epoch.",
 	      e->start_time);
 	summary_counters(p, &e->counts);
+	children(p, e);
 	site_table(p, e);
 	health(p, e);
 }

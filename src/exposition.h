@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "counters.h"
+#include "forkhazard.h"
 
 struct prom;
 struct sites;
@@ -32,6 +33,9 @@ struct daemon_counts {
 	uint64_t reports_fork, reports_deadlock, reports_site;	/* lines written, by kind */
 	uint64_t other_hazards, other_deadlocks;	/* of the sites without metric labels */
 	uint64_t metrics_file_errors;
+	/* fates of every multithreaded fork's child the daemon learns, filtered
+	 * or not (as the kernel's fork counters), by enum fh_child_outcome */
+	uint64_t children[FH_CHILD_ALIVE + 1];
 };
 
 struct exposition {
@@ -45,6 +49,7 @@ struct exposition {
 	int nmaps;
 	bool have_usage;			/* forkhazard's own resources: */
 	double cpu_user, cpu_system, max_rss_bytes;
+	double rss_bytes;			/* now; < 0: not known */
 };
 
 void exposition_render(const struct exposition *e, struct prom *p);

@@ -297,6 +297,40 @@ ssize_t procfs_read_exe(pid_t pid, char *path, size_t size)
 	return n;
 }
 
+int procfs_parse_statm(const char *buf, long page_size, uint64_t *rss_bytes)
+{
+	unsigned long long field[2];
+	const char *s = buf;
+	char *end;
+
+	/* "size resident shared text lib data dt\n", in pages: whole numbers */
+	for (int i = 0; i < 2; i++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		errno = 0;
+		field[i] = strtoull(s, &end, 10);
+		if (errno || *end != ' ')
+			return -EINVAL;
+		s = end + 1;
+	}
+	if (page_size <= 0 || field[1] > field[0] || field[1] > UINT64_MAX / (uint64_t)page_size)
+		return -EINVAL;
+	*rss_bytes = (uint64_t)field[1] * (uint64_t)page_size;
+	return 0;
+}
+
+int procfs_read_rss(pid_t pid, uint64_t *rss_bytes)
+{
+	char path[64], buf[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	n = procfs_read_file(path, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	return procfs_parse_statm(buf, sysconf(_SC_PAGESIZE), rss_bytes);
+}
+
 int procfs_read_pid_max(void)
 {
 	char buf[32];

@@ -738,7 +738,8 @@ def test_make_install_destdir_and_uninstall():
         want = ["usr/sbin/forkhazard", "usr/share/man/man8/forkhazard.8",
                 "usr/share/bash-completion/completions/forkhazard",
                 "usr/lib/systemd/system/forkhazard.service", "etc/forkhazard.conf",
-                "etc/logrotate.d/forkhazard"]
+                "etc/logrotate.d/forkhazard", "usr/share/forkhazard/prometheus/forkhazard.rules.yml",
+                "usr/share/forkhazard/grafana/forkhazard.json"]
         for w in want:
             check(os.path.isfile(os.path.join(dest, w)), "installed: " + w)
         check(os.access(os.path.join(dest, want[0]), os.X_OK), "the binary is executable")
@@ -865,7 +866,9 @@ def test_debian_package_builds_installs_removes():
             for f in ("/usr/sbin/forkhazard", "/lib/systemd/system/forkhazard.service",
                       "/etc/forkhazard.conf", "/usr/share/man/man8/forkhazard.8.gz",
                       "/usr/share/bash-completion/completions/forkhazard",
-                      "/etc/logrotate.d/forkhazard"):
+                      "/etc/logrotate.d/forkhazard",
+                      "/usr/share/forkhazard/prometheus/forkhazard.rules.yml",
+                      "/usr/share/forkhazard/grafana/forkhazard.json"):
                 check(f in files, "packaged: " + f, files)
             check(os.path.islink("/etc/systemd/system/multi-user.target.wants/"
                                  "forkhazard.service"), "the service is enabled")
