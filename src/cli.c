@@ -17,6 +17,7 @@ static const char usage_head[] =
 "Usage: forkhazard [OPTION...] [-p PID]... [-- COMMAND [ARG...]]\n"
 "       forkhazard inspect [--json] PID\n"
 "       forkhazard calibrate [--json]\n"
+"       forkhazard report [--json|--markdown] [--site ID] FILE.jsonl...\n"
 "\n"
 "Find fork hazards as they happen: a process forks while another of its\n"
 "threads holds a lock, so the child inherits the lock locked with no thread\n"
@@ -32,6 +33,9 @@ static const char usage_tail[] =
 "calibrate: what a system call and each kind of uprobe hit cost on this\n"
 "machine, measured on forkhazard's own code (about a second).\n"
 "\n"
+"report: what -j -o or the service recorded, on one screen: sites ranked by\n"
+"deadlocks and hazards (report --help).\n"
+"\n"
 "Examples:\n"
 "  sudo forkhazard                      # whole system, hazards as they happen\n"
 "  sudo forkhazard -p 4242              # one process and its descendants\n"
@@ -39,8 +43,10 @@ static const char usage_tail[] =
 "  sudo forkhazard -j -o hazards.jsonl  # JSON Lines to a file\n"
 "  sudo forkhazard --light              # cheap enough to leave running\n"
 "  sudo forkhazard inspect 4711         # why is this child hung?\n"
+"  sudo forkhazard --fail-on=hazard --suppressions=fork.supp -- pytest\n"
 "\n"
-"Exit status: 0 ok (with a COMMAND: its status), 1 error, 2 usage error.\n";
+"Exit status: 0 ok (with a COMMAND: its status), 1 error, 2 usage error or a\n"
+"malformed suppressions file, 66 (--fail-exit-code) a finding --fail-on fails on.\n";
 
 static const char service_head[] =
 "\n"
@@ -104,6 +110,8 @@ static const char *check_listen(const char *arg, long value);
 static const char *check_filter(const char *arg, long value);
 
 static const char *const lock_stack_names[] = { "caller", "fp", "full", NULL };
+/* in the order of enum fh_fail_on */
+static const char *const fail_on_names[] = { "none", "hazard", "deadlock", NULL };
 
 static const struct cli_option options[] = {
 	{ .name = "pid", .key = 'p', .arg = "PID", .type = OPT_CUSTOM, .set = set_pid,
@@ -163,6 +171,29 @@ static const struct cli_option options[] = {
 	  .min = 1, .max = 1 << 20,
 	  .help = "processes in the kernel's traced/probed table (the BPF object's 65536 "
 		  "by default)" },
+	{ .name = "fail-on", .arg = "LEVEL", .type = OPT_CHOICE, .field = FIELD(gate.fail_on),
+	  .choices = fail_on_names, .def = FH_FAIL_NONE, .has_def = true,
+	  .help = "at the end of the run, exit with --fail-exit-code if a finding of LEVEL "
+		  "or worse was left by the suppression rules: hazard (a deadlock is worse) "
+		  "or deadlock; a COMMAND that failed by itself keeps its own status" },
+	{ .name = "fail-exit-code", .arg = "N", .type = OPT_INT,
+	  .field = FIELD(gate.fail_exit_code), .min = 3, .max = 125, .def = FH_EXIT_FINDINGS,
+	  .has_def = true, .help = "the exit status of a run --fail-on fails" },
+	{ .name = "kill-deadlocked", .type = OPT_FLAG, .field = FIELD(gate.kill_deadlocked),
+	  .help = "SIGKILL a child confirmed deadlocked (it can never run again), so that "
+		  "what waits for it, a CI job, fails instead of hanging: the one signal "
+		  "forkhazard ever sends a traced program, and only on request" },
+	{ .name = "suppressions", .arg = "FILE", .type = OPT_LIST,
+	  .field = FIELD(gate.suppressions), .count = FIELD(gate.nsuppressions),
+	  .items = FH_MAX_SUPPRESSIONS, .max = 4095,
+	  .help = "findings to accept: one rule a line, KIND [KEY=GLOB]... (forkhazard(8), "
+		  "README \"Suppressions\"); repeatable, up to 8; -v names the rule that "
+		  "matched, and prints at the end a rule for each finding" },
+	{ .name = "sarif", .arg = "FILE", .type = OPT_STRING, .field = FIELD(gate.sarif),
+	  .help = "write the findings to FILE as SARIF 2.1.0 at the end, one result per site "
+		  "(for code review tools)" },
+	{ .name = "sarif-root", .arg = "DIR", .type = OPT_STRING, .field = FIELD(gate.sarif_root),
+	  .max = 4095, .help = "SARIF locations relative to DIR (the repository's root)" },
 	{ .name = "verbose", .key = 'v', .type = OPT_COUNT, .field = FIELD(verbose),
 	  .help = "every fork of a multithreaded process, not only hazards; -vv also shows "
 		  "libbpf's and the probes' diagnostics" },
@@ -668,6 +699,12 @@ static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
 	}
 	if (cfg->svc.daemon && cfg->command)
 		return usage_error("--daemon traces the system or -p PIDs, not a COMMAND%s", "");
+	if (cfg->svc.daemon && (cfg->gate.fail_on || cfg->gate.kill_deadlocked || cfg->gate.sarif))
+		return usage_error("%s is for a run that ends (a COMMAND, -d, a signal): not with "
+				   "--daemon", cfg->gate.fail_on ? "--fail-on" :
+				   cfg->gate.sarif ? "--sarif" : "--kill-deadlocked");
+	if (cfg->gate.sarif_root && !cfg->gate.sarif)
+		return usage_error("--sarif-root '%s' needs --sarif FILE", cfg->gate.sarif_root);
 	if (cfg->svc.daemon)
 		cfg->json = true;
 	if (targets)

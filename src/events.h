@@ -11,6 +11,8 @@
 
 struct containers;
 struct correlate;
+struct findings;
+struct gate;
 struct output;
 struct ustacks;
 
@@ -19,6 +21,8 @@ struct events {
 	struct output *out;
 	struct ustacks *ustacks;	/* where user-stack copies are unwound, or NULL */
 	struct containers *containers;	/* where processes run, for JSON; NULL: not told */
+	struct findings *findings;	/* judges hazards and deadlocks (site, rules); NULL: none */
+	struct gate *gate;		/* --kill-deadlocked; NULL: none */
 	/* A traced process asks for lock probes (fh_probe_request). */
 	void (*probe_request)(void *ctx, pid_t pid);
 	void *ctx;
