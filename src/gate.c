@@ -360,6 +360,12 @@ void gate_print_rules(const struct gate *g, FILE *f)
 		place_text(fork, fp, sizeof(fp));
 		place_text(lock, lp, sizeof(lp));
 		term_escape(s->name, (size_t)-1, exe, sizeof(exe));
+		if (s->kind == SITE_DEADLOCK && !s->nlocks) {
+			place_text(gate_place(&s->stack[GATE_STACK_WAIT]), lp, sizeof(lp));
+			fprintf(f, "# %s: a child deadlocked, waiting at %s\n", exe, lp);
+			fprintf(f, "deadlock site=%s\n", s->hex);
+			continue;
+		}
 		fprintf(f, "# %s: fork at %s while a lock taken at %s was held%s\n", exe, fp, lp,
 			s->worst == HAZARD_LEVEL_DEADLOCK ? "; a child deadlocked" : "");
 		fprintf(f, "%s site=%s\n", kind, s->hex);

@@ -75,6 +75,13 @@ static void artifact(struct sarif *s, const char *file)
 	jw_obj_end(&s->w);
 }
 
+/* Can a review tool place the file: an absolute path, or one relative to
+ * the build that stays inside it (a C library's "../sysdeps/..." does not)? */
+static bool placeable(const char *file)
+{
+	return file[0] == '/' || (strncmp(file, "../", 3) && !strstr(file, "/../"));
+}
+
 /* "symbol+0x1c [module]", as the text output names a frame without a file. */
 static void frame_text(const struct gate_frame *f, char *buf, size_t size)
 {
@@ -99,7 +106,7 @@ static void location(struct sarif *s, const char *key, const struct gate_frame *
 	jw_obj_begin(&s->w, key);
 	if (id)
 		jw_int(&s->w, "id", id);
-	if (f && f->line) {
+	if (f && f->line && placeable(f->file)) {
 		jw_obj_begin(&s->w, "physicalLocation");
 		artifact(s, f->file);
 		jw_obj_begin(&s->w, "region");
@@ -115,7 +122,7 @@ static void location(struct sarif *s, const char *key, const struct gate_frame *
 		jw_obj_end(&s->w);
 		jw_arr_end(&s->w);
 	}
-	if (f && !f->line) {
+	if (f && (!f->line || !placeable(f->file))) {
 		frame_text(f, text, sizeof(text));
 		jw_obj_begin(&s->w, "message");
 		jw_str(&s->w, "text", message ? message : text);

@@ -915,7 +915,7 @@ static int load_rules(struct tracer *t)
 			return FH_EXIT_USAGE;
 		}
 	}
-	log_info("%zu suppression rules", supp_count(t->supp));
+	log_info("%zu suppression rule%s", supp_count(t->supp), supp_count(t->supp) == 1 ? "" : "s");
 	return FH_EXIT_OK;
 }
 
