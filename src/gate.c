@@ -23,7 +23,11 @@ struct gate {
 	enum hazard_level left;		/* the worst finding the rules left */
 	uint64_t hazards, deadlocks, suppressed;	/* findings, in all */
 	uint64_t killed;		/* --kill-deadlocked */
-	const struct gate_site *sorted[GATE_SITES_MAX];
+	/* the sites' order for SARIF: an array of slots, pointers beside it */
+	struct sorted {
+		const struct gate_site *site;
+	} sorted[GATE_SITES_MAX];
+	const struct gate_site *order[GATE_SITES_MAX];
 };
 
 struct gate *gate_new(const struct fh_gate_config *cfg)
@@ -295,8 +299,8 @@ int gate_exit_status(const struct gate *g, int status, bool command_failed, uint
 
 static int cmp_sites(const void *a, const void *b)
 {
-	const struct gate_site *x = *(const struct gate_site *const *)a;
-	const struct gate_site *y = *(const struct gate_site *const *)b;
+	const struct gate_site *x = ((const struct sorted *)a)->site;
+	const struct gate_site *y = ((const struct sorted *)b)->site;
 
 	if (x->left != y->left)
 		return x->left > y->left ? -1 : 1;
@@ -310,9 +314,11 @@ static int cmp_sites(const void *a, const void *b)
 int gate_sites(struct gate *g, const struct gate_site *const **out, uint64_t *dropped)
 {
 	for (int i = 0; i < g->nsites; i++)
-		g->sorted[i] = g->site[i];
-	qsort(g->sorted, (size_t)g->nsites, sizeof(g->sorted[0]), cmp_sites);
-	*out = g->sorted;
+		g->sorted[i].site = g->site[i];
+	qsort(g->sorted, (size_t)g->nsites, sizeof(*g->sorted), cmp_sites);
+	for (int i = 0; i < g->nsites; i++)
+		g->order[i] = g->sorted[i].site;
+	*out = g->order;
 	*dropped = g->dropped;
 	return g->nsites;
 }

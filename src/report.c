@@ -119,7 +119,7 @@ static int64_t parse_time(const char *s)
 {
 	static const char shape[] = "0000-00-00T00:00:00.000000Z";
 	static const int at[] = { 0, 5, 8, 11, 14, 17, 20 }, len[] = { 4, 2, 2, 2, 2, 2, 6 };
-	static struct tm last_tm;
+	static char last_text[20];
 	static int64_t last_secs;
 	int v[7];
 	struct tm tm = { 0 };
@@ -132,15 +132,15 @@ static int64_t parse_time(const char *s)
 	for (int i = 0; i < 7; i++)
 		if ((v[i] = digits(s + at[i], len[i])) < 0)
 			return 0;
-	tm.tm_year = v[0] - 1900;
-	tm.tm_mon = v[1] - 1;
-	tm.tm_mday = v[2];
-	tm.tm_hour = v[3];
-	tm.tm_min = v[4];
-	tm.tm_sec = v[5];
 	/* records come in time order: the same second again is common */
-	if (memcmp(&tm, &last_tm, sizeof(tm))) {
-		last_tm = tm;
+	if (memcmp(s, last_text, 19)) {
+		tm.tm_year = v[0] - 1900;
+		tm.tm_mon = v[1] - 1;
+		tm.tm_mday = v[2];
+		tm.tm_hour = v[3];
+		tm.tm_min = v[4];
+		tm.tm_sec = v[5];
+		memcpy(last_text, s, 19);
 		last_secs = (int64_t)timegm(&tm);
 	}
 	return last_secs * 1000000000 + (int64_t)v[6] * 1000;
@@ -840,8 +840,10 @@ static void json_value(struct jw *w, const char *key, json_object *o)
 			return;
 		}
 		jw_obj_begin(w, key);
-		json_object_object_foreach(o, k, v)
-			json_value(w, k, v);
+		for (struct json_object_iterator it = json_object_iter_begin(o),
+		     end = json_object_iter_end(o); !json_object_iter_equal(&it, &end);
+		     json_object_iter_next(&it))
+			json_value(w, json_object_iter_peek_name(&it), json_object_iter_peek_value(&it));
 		jw_obj_end(w);
 		return;
 	case json_type_array:
@@ -1041,11 +1043,34 @@ out:
 	return status;
 }
 
+/* The value v of option a (--site, --top, --max-sites) into r or
+ * *max_sites. NULL, or the usage error's format (its %s: v). */
+static const char *option_value(struct report *r, const char *a, const char *v, long *max_sites)
+{
+	long n;
+
+	if (!v)
+		return "%s needs a value";
+	if (!strcmp(a, "--site")) {
+		r->want_text = v;
+		return parse_site(v, &r->want) ? NULL :
+		       "invalid --site '%s' (16 hexadecimal digits)";
+	}
+	if (!strcmp(a, "--top")) {
+		if (cli_parse_long(v, 1, 100000, &n))
+			return "invalid --top '%s' (1-100000)";
+		r->top = (int)n;
+		return NULL;
+	}
+	return cli_parse_long(v, 2, 1 << 20, max_sites) ? "invalid --max-sites '%s' (2-1048576)" :
+							   NULL;
+}
+
 int report_main(int argc, char **argv)
 {
 	struct report r = { .top = REPORT_TOP };
 	const char **files = calloc((size_t)argc, sizeof(*files));
-	long max_sites = REPORT_SITES, top;
+	long max_sites = REPORT_SITES;
 	int status;
 
 	if (!files)
@@ -1062,25 +1087,12 @@ int report_main(int argc, char **argv)
 		} else if (!strcmp(a, "--markdown")) {
 			r.fmt = FMT_MARKDOWN;
 		} else if (!strcmp(a, "--site") || !strcmp(a, "--top") || !strcmp(a, "--max-sites")) {
-			if (i + 1 == argc) {
-				free(files);
-				return report_usage("%s needs a value", a);
-			}
-			const char *v = argv[++i];
+			const char *v = i + 1 < argc ? argv[++i] : NULL;
+			const char *why = option_value(&r, a, v, &max_sites);
 
-			if (!strcmp(a, "--site") && !parse_site(v, &r.want)) {
+			if (why) {
 				free(files);
-				return report_usage("invalid --site '%s' (16 hexadecimal digits)", v);
-			}
-			r.want_text = !strcmp(a, "--site") ? v : r.want_text;
-			if (!strcmp(a, "--top") && cli_parse_long(v, 1, 100000, &top)) {
-				free(files);
-				return report_usage("invalid --top '%s' (1-100000)", v);
-			}
-			r.top = !strcmp(a, "--top") ? (int)top : r.top;
-			if (!strcmp(a, "--max-sites") && cli_parse_long(v, 2, 1 << 20, &max_sites)) {
-				free(files);
-				return report_usage("invalid --max-sites '%s' (2-1048576)", v);
+				return report_usage(why, v ? v : a);
 			}
 		} else if (a[0] == '-' && a[1]) {
 			free(files);
