@@ -266,7 +266,7 @@ static const struct cli_option options[] = {
 
 /* ---- messages ---------------------------------------------------------------- */
 
-static int usage_error(const char *fmt, const char *arg)
+int cli_usage_error(const char *fmt, const char *arg)
 {
 	char safe[256];
 
@@ -287,7 +287,7 @@ static int invalid(const struct cli_option *o, const char *arg, const char *why)
 		snprintf(fmt, sizeof(fmt), "invalid %s '%%s' (%s)", o->noun, why);
 	else
 		snprintf(fmt, sizeof(fmt), "invalid --%s '%%s' (%s)", o->name, why);
-	return usage_error(fmt, arg);
+	return cli_usage_error(fmt, arg);
 }
 
 /* What a valid value of o is, for its error line. */
@@ -436,9 +436,9 @@ int cli_parse_long(const char *s, long min, long max, long *out)
 static int set_pid(struct fh_config *cfg, const char *arg)
 {
 	if (cfg->npids == FH_MAX_PIDS)
-		return usage_error("too many -p (at most 64): '%s'", arg);
+		return cli_usage_error("too many -p (at most 64): '%s'", arg);
 	if (cli_parse_pid(arg, &cfg->pids[cfg->npids]))
-		return usage_error("invalid PID '%s'", arg);
+		return cli_usage_error("invalid PID '%s'", arg);
 	cfg->npids++;
 	return 0;
 }
@@ -448,7 +448,7 @@ static int set_pid(struct fh_config *cfg, const char *arg)
 static int choose_locks(struct fh_config *cfg, enum fh_trace_mode mode)
 {
 	if (cfg->trace_mode != FH_TRACE_ADAPTIVE && cfg->trace_mode != mode)
-		return usage_error("--light places no lock probes: not with %s", "--track-all");
+		return cli_usage_error("--light places no lock probes: not with %s", "--track-all");
 	cfg->trace_mode = mode;
 	return 0;
 }
@@ -474,7 +474,7 @@ static int set_mode(struct fh_config *cfg, const char *arg)
 	else if (!strcmp(arg, "light"))
 		cfg->trace_mode = FH_TRACE_LIGHT;
 	else
-		return usage_error("invalid --mode '%s' (adaptive, all or light)", arg);
+		return cli_usage_error("invalid --mode '%s' (adaptive, all or light)", arg);
 	return 0;
 }
 
@@ -582,7 +582,7 @@ static int apply(struct fh_config *cfg, const struct cli_option *o, const char *
 
 			snprintf(fmt, sizeof(fmt), "too many --%s (at most %d): '%%s'", o->name,
 				 o->items);
-			return usage_error(fmt, arg);
+			return cli_usage_error(fmt, arg);
 		}
 		((const char **)f)[(*n)++] = arg;
 		return 0;
@@ -663,14 +663,14 @@ static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
 			fputs(usage_tail, stdout);
 			return FH_EXIT_OK;
 		} else if (argv[i][0] == '-')
-			return usage_error("inspect: unknown option '%s'", argv[i]);
+			return cli_usage_error("inspect: unknown option '%s'", argv[i]);
 		else if (cfg->inspect_pid)
-			return usage_error("inspect: one PID only, '%s' is one too many", argv[i]);
+			return cli_usage_error("inspect: one PID only, '%s' is one too many", argv[i]);
 		else if (cli_parse_pid(argv[i], &cfg->inspect_pid))
-			return usage_error("inspect: invalid PID '%s'", argv[i]);
+			return cli_usage_error("inspect: invalid PID '%s'", argv[i]);
 	}
 	if (!cfg->inspect_pid)
-		return usage_error("inspect: missing PID%s", "");
+		return cli_usage_error("inspect: missing PID%s", "");
 	return -1;
 }
 
@@ -680,14 +680,14 @@ static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
 	bool targets = cfg->npids || cfg->command;
 
 	if (cfg->user && !cfg->command)
-		return usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
+		return cli_usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
 	if (cfg->command && cfg->npids)
-		return usage_error("-p and a COMMAND cannot be combined%s", "");
+		return cli_usage_error("-p and a COMMAND cannot be combined%s", "");
 	if ((cfg->trace_mode == FH_TRACE_ALL || cfg->ncomms) && targets)
-		return usage_error("--track-all and --comm are whole-system options: not with %s",
+		return cli_usage_error("--track-all and --comm are whole-system options: not with %s",
 				   cfg->npids ? "-p" : "a COMMAND");
 	if (cfg->ncomms && cfg->trace_mode == FH_TRACE_LIGHT)
-		return usage_error("--light places no lock probes: not with %s", "--comm");
+		return cli_usage_error("--light places no lock probes: not with %s", "--comm");
 	for (size_t i = 0; i < N_OPTIONS && !cfg->svc.daemon; i++) {
 		char fmt[96];
 
@@ -695,16 +695,16 @@ static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
 			continue;
 		snprintf(fmt, sizeof(fmt), "--%s is a service option: it needs --daemon%%s",
 			 options[i].name);
-		return usage_error(fmt, "");
+		return cli_usage_error(fmt, "");
 	}
 	if (cfg->svc.daemon && cfg->command)
-		return usage_error("--daemon traces the system or -p PIDs, not a COMMAND%s", "");
+		return cli_usage_error("--daemon traces the system or -p PIDs, not a COMMAND%s", "");
 	if (cfg->svc.daemon && (cfg->gate.fail_on || cfg->gate.kill_deadlocked || cfg->gate.sarif))
-		return usage_error("%s is for a run that ends (a COMMAND, -d, a signal): not with "
+		return cli_usage_error("%s is for a run that ends (a COMMAND, -d, a signal): not with "
 				   "--daemon", cfg->gate.fail_on ? "--fail-on" :
 				   cfg->gate.sarif ? "--sarif" : "--kill-deadlocked");
 	if (cfg->gate.sarif_root && !cfg->gate.sarif)
-		return usage_error("--sarif-root '%s' needs --sarif FILE", cfg->gate.sarif_root);
+		return cli_usage_error("--sarif-root '%s' needs --sarif FILE", cfg->gate.sarif_root);
 	if (cfg->svc.daemon)
 		cfg->json = true;
 	if (targets)
@@ -753,12 +753,12 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 		size_t i;
 
 		if (c == ':')
-			return usage_error("option '%s' needs an argument", option_name(argv[at], name));
+			return cli_usage_error("option '%s' needs an argument", option_name(argv[at], name));
 		for (i = 0; i < N_OPTIONS; i++)
 			if (c == (options[i].key ? options[i].key : LONG_CODE(i)))
 				break;
 		if (c == '?' || i == N_OPTIONS)
-			return usage_error("unknown option '%s'", option_name(argv[at], name));
+			return cli_usage_error("unknown option '%s'", option_name(argv[at], name));
 		seen[i] = true;
 		rc = apply(cfg, &options[i], optarg);
 		if (rc == CLI_DONE)
@@ -768,11 +768,11 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	}
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--") != 0)
-			return usage_error("unexpected argument '%s' (put a command after --)",
+			return cli_usage_error("unexpected argument '%s' (put a command after --)",
 					   argv[optind]);
 		cfg->command = &argv[optind];
 	} else if (optind > 1 && !strcmp(argv[optind - 1], "--")) {
-		return usage_error("missing COMMAND after --%s", "");
+		return cli_usage_error("missing COMMAND after --%s", "");
 	}
 	return check_combined(cfg, seen) ? FH_EXIT_USAGE : -1;
 }

@@ -479,12 +479,13 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	if (ev->flags & FH_FORK_LIGHT)
 		fputs("fork (locks not tracked)\n", o->o.f);
 	else if (foreign)
-		fprintf(o->o.f, "%s: %u foreign lock%s%s%s\n",
+		fprintf(o->o.f, "%s: %u foreign lock%s\n",
 			meta && meta->suppressed ? "hazard, suppressed" : "HAZARD", foreign,
-			foreign == 1 ? "" : "s", meta && meta->site ? ", site " : "",
-			meta && meta->site ? meta->site : "");
+			foreign == 1 ? "" : "s");
 	else
 		fputs("fork, no foreign lock held\n", o->o.f);
+	if (foreign && meta && meta->site)
+		fprintf(o->o.f, "    site %s\n", meta->site);
 
 	for (__u32 i = 0; i < ev->nr_locks; i++)
 		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN)
@@ -597,11 +598,13 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 	}
 	snprintf(tid, sizeof(tid), "%u", ev->tid);
 	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), "-", "1");
-	fprintf(o->o.f, "%s: child of %u blocked forever%s%s", meta && meta->suppressed ?
-		"deadlock, suppressed" : "DEADLOCK", ev->parent_pid,
-		meta && meta->site ? ", site " : "", meta && meta->site ? meta->site : "");
-	text_suppressed(o, suppressed_by(meta, 0));
-	fputc('\n', o->o.f);
+	fprintf(o->o.f, "%s: child of %u blocked forever\n", meta && meta->suppressed ?
+		"deadlock, suppressed" : "DEADLOCK", ev->parent_pid);
+	if (meta && meta->site) {
+		fprintf(o->o.f, "    site %s", meta->site);
+		text_suppressed(o, suppressed_by(meta, 0));
+		fputc('\n', o->o.f);
+	}
 	fprintf(o->o.f, "    waits on futex 0x%llx", (unsigned long long)ev->futex);
 	if (ev->flags & FH_DL_OWNER_KNOWN)
 		fprintf(o->o.f, " owned by %u, a thread of the parent", ev->owner_tid);

@@ -302,33 +302,52 @@ static void remember_child(struct report *r, int64_t pid, uint64_t site)
 	c->site = site;
 }
 
-static void take_fork(struct report *r, json_object *o, int64_t t)
+/*
+ * What a finding (a hazard fork, a deadlock) counts, whichever: its site, r's
+ * count (*count) or its suppressed; and the process, executable and name
+ * it names. Returns the site's extra when the finding was not suppressed (the
+ * caller takes its details), else NULL.
+ */
+static struct extra *take_finding(struct report *r, json_object *o, int64_t t, uint64_t *count,
+				  const char *pid_key, struct site **sp)
 {
+	bool suppressed = flag(o, "suppressed");
 	struct extra *x;
 	struct site *s;
 	uint64_t id;
-	bool suppressed = flag(o, "suppressed");
 
-	if (strcmp(str(o, "severity") ? str(o, "severity") : "", "hazard"))
-		return;	/* not a finding */
 	if (!parse_site(str(o, "site"), &id)) {
 		r->unsited++;
-		return;
+		return NULL;
 	}
-	remember_child(r, num(o, "child_pid"), id);
+	if (!strcmp(pid_key, "pid"))	/* a fork: its child's fate comes later */
+		remember_child(r, num(o, "child_pid"), id);
 	if (!(s = site_of(r, id, t)))
-		return;
-	r->hazards += !suppressed;
+		return NULL;
+	*count += !suppressed;
 	r->suppressed += suppressed;
 	x = extra_of(r, s);
 	if (suppressed) {
 		x->suppressed++;
-		return;
+		return NULL;
 	}
-	x->hazards_ev++;
-	site_note_pid(s, (uint32_t)num(o, "pid"));
+	site_note_pid(s, (uint32_t)num(o, pid_key));
 	copy(s->exe, sizeof(s->exe), str(o, "exe_name"));
 	copy(s->comm, sizeof(s->comm), str(o, "comm"));
+	*sp = s;
+	return x;
+}
+
+static void take_fork(struct report *r, json_object *o, int64_t t)
+{
+	struct extra *x;
+	struct site *s;
+
+	if (strcmp(str(o, "severity") ? str(o, "severity") : "", "hazard"))
+		return;	/* not a finding */
+	if (!(x = take_finding(r, o, t, &r->hazards, "pid", &s)))
+		return;
+	x->hazards_ev++;
 	copy(s->container_id, sizeof(s->container_id), str(o, "container_id"));
 	if (!x->fork_frame[0])
 		place_text(o, false, x->fork_frame, sizeof(x->fork_frame));
@@ -358,29 +377,13 @@ static void take_child(struct report *r, json_object *o)
 
 static void take_deadlock(struct report *r, json_object *o, int64_t t)
 {
-	bool suppressed = flag(o, "suppressed");
 	json_object *lock = member(o, "lock");
 	struct extra *x;
 	struct site *s;
-	uint64_t id;
 
-	if (!parse_site(str(o, "site"), &id)) {
-		r->unsited++;
+	if (!(x = take_finding(r, o, t, &r->deadlocks, "parent_pid", &s)))
 		return;
-	}
-	if (!(s = site_of(r, id, t)))
-		return;
-	r->deadlocks += !suppressed;
-	r->suppressed += suppressed;
-	x = extra_of(r, s);
-	if (suppressed) {
-		x->suppressed++;
-		return;
-	}
 	x->deadlocks_ev++;
-	site_note_pid(s, (uint32_t)num(o, "parent_pid"));
-	copy(s->exe, sizeof(s->exe), str(o, "exe_name"));
-	copy(s->comm, sizeof(s->comm), str(o, "comm"));
 	if (!x->wait_frame[0])
 		place_text(o, false, x->wait_frame, sizeof(x->wait_frame));
 	if (lock && json_object_is_type(lock, json_type_object))
@@ -965,17 +968,6 @@ static const char usage[] =
 "Malformed or truncated lines are counted, said on standard error and skipped.\n"
 "Exit status: 0, 1 if nothing could be read (or no such site), 2 usage error.\n";
 
-static int report_usage(const char *fmt, const char *arg)
-{
-	char safe[256];
-
-	term_escape(arg, (size_t)-1, safe, sizeof(safe));
-	fputs("forkhazard: report: ", stderr);
-	fprintf(stderr, fmt, safe);
-	fputs(" (see forkhazard report --help)\n", stderr);
-	return 2;
-}
-
 static int run(struct report *r, int max_sites)
 {
 	json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
@@ -1050,19 +1042,19 @@ static const char *option_value(struct report *r, const char *a, const char *v, 
 	long n;
 
 	if (!v)
-		return "%s needs a value";
+		return "report: %s needs a value";
 	if (!strcmp(a, "--site")) {
 		r->want_text = v;
 		return parse_site(v, &r->want) ? NULL :
-		       "invalid --site '%s' (16 hexadecimal digits)";
+		       "report: invalid --site '%s' (16 hexadecimal digits)";
 	}
 	if (!strcmp(a, "--top")) {
 		if (cli_parse_long(v, 1, 100000, &n))
-			return "invalid --top '%s' (1-100000)";
+			return "report: invalid --top '%s' (1-100000)";
 		r->top = (int)n;
 		return NULL;
 	}
-	return cli_parse_long(v, 2, 1 << 20, max_sites) ? "invalid --max-sites '%s' (2-1048576)" :
+	return cli_parse_long(v, 2, 1 << 20, max_sites) ? "report: invalid --max-sites '%s' (2-1048576)" :
 							   NULL;
 }
 
@@ -1092,18 +1084,18 @@ int report_main(int argc, char **argv)
 
 			if (why) {
 				free(files);
-				return report_usage(why, v ? v : a);
+				return cli_usage_error(why, v ? v : a);
 			}
 		} else if (a[0] == '-' && a[1]) {
 			free(files);
-			return report_usage("unknown option '%s'", a);
+			return cli_usage_error("report: unknown option '%s'", a);
 		} else {
 			files[r.nfiles++] = a;
 		}
 	}
 	if (!r.nfiles) {
 		free(files);
-		return report_usage("which files?%s", "");
+		return cli_usage_error("report: which files?%s", "");
 	}
 	r.files = files;
 	status = run(&r, (int)max_sites);

@@ -152,7 +152,8 @@ def test_report_bounded_and_bad_input():
                           (["--top", "0", path], "invalid --top"),
                           (["--bogus", path], "unknown option")):
             p = report(*args)
-            check(p.returncode == 2 and why in p.stderr, "usage error: %s" % why, p.stderr)
+            check(p.returncode == 2 and why in p.stderr and
+                  p.stderr.startswith("forkhazard: report: "), "usage error: %s" % why, p.stderr)
         # hostile bytes in a recorded name never reach the terminal raw
         evil = json.loads(lines[0])
         evil["exe_name"] = evil["comm"] = "ev\u001b[31mil"

@@ -789,7 +789,7 @@ UNIT_TEST(text_suppressed_shown_with_v_only)
 	child_event(&p, 424412, 424411, FH_CHILD_EXEC, 0, t + 10, t + 20);
 	out = pipeline_finish(&p, t + 100);
 	keep(&p, "text_suppressed_shown_with_v_only");
-	CHECK_HAS(out, "HAZARD: 5 foreign locks, site ", "(recursive) (suppressed)\n",
+	CHECK_HAS(out, "HAZARD: 5 foreign locks\n    site ", "(recursive) (suppressed)\n",
 		  "(1 findings suppressed by rules)");
 	CHECK(!strstr(out, "424411"));	/* set aside: neither it nor its child's fate */
 	pipeline_close(&p);
@@ -797,7 +797,7 @@ UNIT_TEST(text_suppressed_shown_with_v_only)
 	plain_hazard(&pv, 424411, 424412, t + 10, "plainexe");
 	out = pipeline_finish(&pv, t + 100);
 	snprintf(want, sizeof(want), "(suppressed by %s:3)", path);
-	CHECK_HAS(out, "hazard, suppressed: 1 foreign lock, site ", want);
+	CHECK_HAS(out, "hazard, suppressed: 1 foreign lock\n    site ", want);
 	pipeline_close(&pv);
 	unlink(path);
 }
