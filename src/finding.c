@@ -127,7 +127,9 @@ static int event_frames(struct findings *fs, __u32 pid, uint32_t tid, uint64_t t
 			      fs->frames, FH_STACK_DEPTH, cfi);
 }
 
-/* A stack's strings for the rules, if a rule names that stack. */
+/* A stack's strings for the rules, if a rule names that stack. The one
+ * place a stack becomes strings: Python frames (a "py_stack") join here,
+ * with supp_frames_add_python. */
 static const struct supp_frames *strings_of(struct findings *fs, enum supp_stack which,
 					    const struct fh_frame *frames, int n)
 {
