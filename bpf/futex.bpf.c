@@ -10,16 +10,6 @@
 /* fork.bpf.c: the thread of a process by the TID its namespace gives it. */
 extern __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3);
 
-#if defined(__TARGET_ARCH_x86)
-#define NR_futex	202
-#define SYSCALL_NR(regs)	((regs)->orig_ax)
-#elif defined(__TARGET_ARCH_arm64)
-#define NR_futex	98
-#define SYSCALL_NR(regs)	((regs)->syscallno)
-#endif
-#define NR_futex_waitv	449	/* same number on every architecture */
-#define NR_futex_wait	455
-
 #define FUTEX_WAIT		0
 #define FUTEX_LOCK_PI		6
 #define FUTEX_WAIT_BITSET	9
