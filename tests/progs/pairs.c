@@ -3,18 +3,19 @@
  * can read the lock probes' hit counters before and after exactly those N
  * operations (tests/test_cost.py).
  *
- *   pairs DIR KIND N
+ *   pairs KIND N
  *
  * KIND: mutex rwlock-write rwlock-read sem (sem_wait + sem_post) sem-try
  * (sem_trywait + sem_post) sem-try-fail (sem_trywait on a taken semaphore:
  * fails) mutex-try-fail (pthread_mutex_trylock on a taken mutex) spin.
  *
  * A second thread exists throughout (what a multithreaded program is).
- * Handshake: the program creates DIR/ready and waits for DIR/go; runs the N
- * operations; creates DIR/done and waits for DIR/exit; prints one JSON line.
+ * Handshake: prints "ready", waits for a byte on stdin, runs the N
+ * operations, prints "done", waits for a byte on stdin, then prints one JSON
+ * line of facts. Nothing between the two stdin reads takes a lock but the N
+ * operations.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -38,31 +39,15 @@ static void sleep_ms(long ms)
 		;
 }
 
-static void touch(const char *dir, const char *name)
+static void handshake(const char *say)
 {
-	char path[4096];
-	int fd;
+	char c;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_CREAT | O_WRONLY, 0644);
-	if (fd < 0) {
-		perror(path);
+	printf("%s\n", say);
+	fflush(stdout);
+	if (read(0, &c, 1) != 1) {
+		fprintf(stderr, "pairs: stdin closed\n");
 		exit(3);
-	}
-	close(fd);
-}
-
-static void await(const char *dir, const char *name)
-{
-	char path[4096];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; access(path, F_OK); i++) {
-		if (i > 60000) {
-			fprintf(stderr, "pairs: %s never came\n", path);
-			exit(3);
-		}
-		sleep_ms(1);
 	}
 }
 
@@ -76,25 +61,23 @@ static void *idle(void *arg)
 
 int main(int argc, char **argv)
 {
-	const char *dir, *kind;
+	const char *kind;
 	long n, failed = 0;
 	pthread_t t;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: pairs DIR KIND N\n");
+	if (argc != 3) {
+		fprintf(stderr, "usage: pairs KIND N\n");
 		return 2;
 	}
-	dir = argv[1];
-	kind = argv[2];
-	n = atol(argv[3]);
+	kind = argv[1];
+	n = atol(argv[2]);
 	pthread_spin_init(&spin, PTHREAD_PROCESS_PRIVATE);
 	sem_init(&sem, 0, 1);
 	sem_init(&taken, 0, 0);
 	pthread_create(&t, NULL, idle, NULL);
 	if (!strcmp(kind, "mutex-try-fail"))
 		pthread_mutex_lock(&mutex);
-	touch(dir, "ready");
-	await(dir, "go");
+	handshake("ready");
 	for (long i = 0; i < n; i++) {
 		if (!strcmp(kind, "mutex")) {
 			pthread_mutex_lock(&mutex);
@@ -123,8 +106,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	touch(dir, "done");
-	await(dir, "exit");
+	handshake("done");
 	atomic_store(&stop, 1);
 	pthread_join(t, NULL);
 	printf("{\"pid\":%d,\"kind\":\"%s\",\"n\":%ld,\"failed\":%ld}\n", (int)getpid(), kind, n,
