@@ -274,7 +274,7 @@ struct sp_state {
 	uint8_t other_op;	/* wrote the lock at `other_op_off`: another operation */
 	uint8_t tails;		/* tail jumps followed */
 	uint8_t zf;		/* 1 + the index (rmw[]) of the atomic whose ZF is live */
-	uint32_t pad;
+	uint32_t pad[2];	/* no implicit padding: compared as bytes */
 };
 
 struct sp_item {
@@ -552,11 +552,15 @@ static void at_return(struct sp_analysis *a, const struct sp_state *s)
 	bool zero = (s->known & (1u << R_AX)) && (int32_t)s->val[R_AX] == 0;
 	bool error = (s->known & (1u << R_AX)) && (int32_t)s->val[R_AX] != 0;
 
+	bool kept;
+
 	if (s->sp || s->acquired > 1)
-		a->fail = true;
+		kept = false;
 	else if (s->other_op)
-		return;
-	else if (s->acquired ? !zero : !error)
+		kept = true;	/* another operation's path: any outcome */
+	else
+		kept = s->acquired ? zero : error;
+	if (!kept)
 		a->fail = true;
 }
 

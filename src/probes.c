@@ -223,21 +223,27 @@ static void release_proc(struct probes *p, struct probed_proc *pp)
 	*pp = p->procs[--p->nprocs];
 }
 
-/* Per-CPU values of one lock_hits slot: room for this many CPUs. */
-#define MAX_CPUS	4096
-
-/* A free lock_hits slot for a new process, its counter zeroed; 0 if the
- * map is not there (the process is then counted nowhere). */
+/* A free lock_hits slot for a new process, its per-CPU counters zeroed; 0
+ * (counted nowhere) if the map is not there or cannot be written. */
 static unsigned int take_hit_slot(struct probes *p)
 {
-	static __u64 zero[MAX_CPUS];
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 *zero;
 
-	if (p->hits_fd < 0)
+	if (p->hits_fd < 0 || ncpus <= 0)
 		return 0;
 	for (int i = 1; i <= p->max_procs; i++) {
+		__u32 key = (__u32)i;
+		int err;
+
 		if (p->slot_used[i])
 			continue;
-		if (bpf_map_update_elem(p->hits_fd, &(__u32){ (__u32)i }, zero, BPF_ANY))
+		zero = calloc((size_t)ncpus, sizeof(*zero));
+		if (!zero)
+			return 0;
+		err = bpf_map_update_elem(p->hits_fd, &key, zero, BPF_ANY);
+		free(zero);
+		if (err)
 			return 0;
 		p->slot_used[i] = true;
 		return (unsigned int)i;
@@ -247,22 +253,30 @@ static unsigned int take_hit_slot(struct probes *p)
 
 int probes_hits(const struct probes *p, pid_t pid, uint64_t *hits)
 {
-	static __u64 per_cpu[MAX_CPUS];
 	int ncpus = libbpf_num_possible_cpus();
 
 	for (int i = 0; i < p->nprocs; i++) {
 		const struct probed_proc *pp = &p->procs[i];
+		__u32 key = pp->hit_slot;
+		__u64 *per_cpu;
+		int err = 0;
 
 		if (pp->pid != pid)
 			continue;
-		if (!pp->hit_slot || ncpus <= 0 || ncpus > MAX_CPUS)
+		if (!key || ncpus <= 0)
 			return -ENODATA;
-		if (bpf_map_lookup_elem(p->hits_fd, &(__u32){ pp->hit_slot }, per_cpu))
-			return -errno;
-		*hits = 0;
-		for (int c = 0; c < ncpus; c++)
-			*hits += per_cpu[c];
-		return 0;
+		per_cpu = calloc((size_t)ncpus, sizeof(*per_cpu));
+		if (!per_cpu)
+			return -ENOMEM;
+		if (bpf_map_lookup_elem(p->hits_fd, &key, per_cpu)) {
+			err = -errno;
+		} else {
+			*hits = 0;
+			for (int c = 0; c < ncpus; c++)
+				*hits += per_cpu[c];
+		}
+		free(per_cpu);
+		return err;
 	}
 	return -ENOENT;
 }
