@@ -388,10 +388,12 @@ int lock_release(struct pt_regs *ctx)
 	if (!addr)
 		return 0;
 	if (owner_by_newest(FH_COOKIE_KIND(cookie))) {
+		/* destroyed: nobody's (a semaphore never taken has no entry) */
 		struct owner_key key = { .tgid = pid_tgid >> 32, .addr = addr };
-		struct lock_owner nobody = {};
+		struct lock_owner *o = bpf_map_lookup_elem(&lock_owners, &key);
 
-		bpf_map_update_elem(&lock_owners, &key, &nobody, BPF_ANY);
+		if (o)
+			o->tid = 0;
 	}
 	tl = thread_locks(false);
 	if (!tl)

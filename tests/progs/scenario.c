@@ -133,34 +133,69 @@ static void print_facts(const char *extra, pid_t child, int status)
 
 static atomic_int holder_tid;
 
-static void *hold_a(void *arg)
+static void on_usr1(int sig)
 {
-	(void)arg;
-	pthread_mutex_lock(&lock_a);
+	(void)sig;
+}
+
+static void wait_usr1(void)
+{
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	signal(SIGUSR1, on_usr1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	printf("{\"ready\":%d}\n", (int)getpid());
+	fflush(stdout);
+	sigwait(&set, &sig);
+}
+
+/* The calling worker holds its locks: say so (stage 1), and keep them until
+ * told to let go. */
+static void held_until_released(void)
+{
 	atomic_store(&holder_tid, gettid());
 	atomic_store(&stage, 1);
 	while (!atomic_load(&release_all) && !atomic_load(&release_holder))
 		sleep_ms(1);
+}
+
+static void *hold_a(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&lock_a);
+	held_until_released();
 	pthread_mutex_unlock(&lock_a);
 	return NULL;
 }
 
-/* A worker holds lock_a while main forks: the hazard. */
-static int sc_hold(void)
+/* Main forks while `worker` holds its locks (after SIGUSR1 if asked), then
+ * lets it go; the facts name the holder. */
+static int fork_while_held(void *(*worker)(void *), int after_signal)
 {
 	char extra[64];
 	pthread_t t;
 	int status = 0;
 	pid_t child;
 
-	pthread_create(&t, NULL, hold_a, NULL);
+	pthread_create(&t, NULL, worker, NULL);
 	wait_stage(1);
+	if (after_signal)
+		wait_usr1();
 	child = fork_child(&status);
 	atomic_store(&release_all, 1);
 	pthread_join(t, NULL);
 	snprintf(extra, sizeof(extra), "\"holder_tid\":%d", atomic_load(&holder_tid));
 	print_facts(extra, child, status);
 	return 0;
+}
+
+/* A worker holds lock_a while main forks: the hazard. */
+static int sc_hold(void)
+{
+	return fork_while_held(hold_a, 0);
 }
 
 static atomic_int waiter_tid;
@@ -388,29 +423,14 @@ static void *relock_worker(void *arg)
 	pthread_mutex_lock(&lock_a);
 	pthread_mutex_unlock(&lock_a);
 	relock_deeper();
-	atomic_store(&holder_tid, gettid());
-	atomic_store(&stage, 1);
-	while (!atomic_load(&release_all))
-		sleep_ms(1);
+	held_until_released();
 	pthread_mutex_unlock(&lock_a);
 	return NULL;
 }
 
 static int sc_relock_deeper(void)
 {
-	char extra[64];
-	pthread_t t;
-	int status = 0;
-	pid_t child;
-
-	pthread_create(&t, NULL, relock_worker, NULL);
-	wait_stage(1);
-	child = fork_child(&status);
-	atomic_store(&release_all, 1);
-	pthread_join(t, NULL);
-	snprintf(extra, sizeof(extra), "\"holder_tid\":%d", atomic_load(&holder_tid));
-	print_facts(extra, child, status);
-	return 0;
+	return fork_while_held(relock_worker, 0);
 }
 
 /* One worker: takes and releases `stale` mutexes (unlocks are not probed:
@@ -428,10 +448,7 @@ static void *table_worker(void *arg)
 	}
 	for (int i = 0; i < table_held; i++)
 		pthread_mutex_lock(&table_locks[table_stale + i]);
-	atomic_store(&holder_tid, gettid());
-	atomic_store(&stage, 1);
-	while (!atomic_load(&release_all))
-		sleep_ms(1);
+	held_until_released();
 	for (int i = 0; i < table_held; i++)
 		pthread_mutex_unlock(&table_locks[table_stale + i]);
 	return NULL;
@@ -553,43 +570,11 @@ static int sc_periodic(int n)
 	return 0;
 }
 
-static void on_usr1(int sig)
-{
-	(void)sig;
-}
-
-static void wait_usr1(void)
-{
-	sigset_t set;
-	int sig;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	signal(SIGUSR1, on_usr1);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	printf("{\"ready\":%d}\n", (int)getpid());
-	fflush(stdout);
-	sigwait(&set, &sig);
-}
-
 /* The lock is taken before forkhazard attaches (-p), then main forks on
  * SIGUSR1: the acquisition was never seen, the lock word still names it. */
 static int sc_prehold(void)
 {
-	char extra[64];
-	pthread_t t;
-	int status = 0;
-	pid_t child;
-
-	pthread_create(&t, NULL, hold_a, NULL);
-	wait_stage(1);
-	wait_usr1();
-	child = fork_child(&status);
-	atomic_store(&release_all, 1);
-	pthread_join(t, NULL);
-	snprintf(extra, sizeof(extra), "\"holder_tid\":%d", atomic_load(&holder_tid));
-	print_facts(extra, child, status);
-	return 0;
+	return fork_while_held(hold_a, 1);
 }
 
 static int usage(void)
