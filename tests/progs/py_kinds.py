@@ -15,6 +15,8 @@ gil       eight threads compute in pure Python (GIL contention); main forks 10
           times, each child exits at once; no lock is held by anyone
 executor  a ThreadPoolExecutor's four workers ran tasks and sit idle in
           queue.get(); main forks 5 times, each child exits at once
+condtimeout  a thread's Condition.wait(timeout) times out 20 times (each
+          waiter lock is freed while taken), then it sleeps; main forks 3 times
 
 Prints one JSON line of facts (pids, TIDs, and the address of each lock's
 semaphore as CPython 3.11-3.12 keep it: the PyThread_type_lock pointer that
@@ -214,8 +216,37 @@ def mode_executor():
     return {"children": children, "workers": workers}
 
 
+def mode_condtimeout():
+    cond = threading.Condition()
+    done, release = threading.Event(), threading.Event()
+
+    def waiter():
+        with cond:
+            for _ in range(20):
+                cond.wait(0.01)
+        done.set()
+        while not release.is_set():
+            time.sleep(0.01)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    done.wait(10)
+    time.sleep(0.1)
+    children = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        children.append(pid)
+        reap(pid)
+    release.set()
+    t.join()
+    return {"children": children}
+
+
 facts = {"lock": mode_lock, "logging": mode_logging, "pool": mode_pool,
-         "handoff": mode_handoff, "gil": mode_gil, "executor": mode_executor}[MODE]()
+         "handoff": mode_handoff, "gil": mode_gil, "executor": mode_executor,
+         "condtimeout": mode_condtimeout}[MODE]()
 facts["pid"] = os.getpid()
 facts["python"] = "%d.%d" % sys.version_info[:2]
 print(json.dumps(facts), flush=True)
