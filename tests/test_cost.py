@@ -97,8 +97,11 @@ PER_OP = {
     "sem": 1,                # sem_wait's success point; sem_post is not probed
     "sem-try": 1,            # sem_trywait's success point
     "spin": 1,               # pthread_spin_lock's success point (after lock decl)
+    "rwlock-trywrite": 1,    # trywrlock's success point
+    "rwlock-tryread": 2,     # tryrdlock's success point, the reader half of unlock
     "mutex-try-fail": 1,     # the trylock's probe (the word says it failed, at the fork)
     "sem-try-fail": 0,       # branches away before the success point
+    "rwlock-trywrite-fail": 0,
 }
 
 

@@ -7,7 +7,9 @@
  *
  * KIND: mutex rwlock-write rwlock-read sem (sem_wait + sem_post) sem-try
  * (sem_trywait + sem_post) sem-try-fail (sem_trywait on a taken semaphore:
- * fails) mutex-try-fail (pthread_mutex_trylock on a taken mutex) spin.
+ * fails) mutex-try-fail (pthread_mutex_trylock on a taken mutex) spin
+ * rwlock-trywrite rwlock-tryread (try, then unlock) rwlock-trywrite-fail
+ * (pthread_rwlock_trywrlock on a write-locked rwlock).
  *
  * A second thread exists throughout (what a multithreaded program is).
  * Handshake: prints "ready", waits for a byte on stdin, runs the N
@@ -77,6 +79,8 @@ int main(int argc, char **argv)
 	pthread_create(&t, NULL, idle, NULL);
 	if (!strcmp(kind, "mutex-try-fail"))
 		pthread_mutex_lock(&mutex);
+	if (!strcmp(kind, "rwlock-trywrite-fail"))
+		pthread_rwlock_wrlock(&rwlock);
 	handshake("ready");
 	for (long i = 0; i < n; i++) {
 		if (!strcmp(kind, "mutex")) {
@@ -98,6 +102,14 @@ int main(int argc, char **argv)
 			failed += sem_trywait(&taken) != 0;
 		} else if (!strcmp(kind, "mutex-try-fail")) {
 			failed += pthread_mutex_trylock(&mutex) != 0;
+		} else if (!strcmp(kind, "rwlock-trywrite")) {
+			failed += pthread_rwlock_trywrlock(&rwlock) != 0;
+			pthread_rwlock_unlock(&rwlock);
+		} else if (!strcmp(kind, "rwlock-tryread")) {
+			failed += pthread_rwlock_tryrdlock(&rwlock) != 0;
+			pthread_rwlock_unlock(&rwlock);
+		} else if (!strcmp(kind, "rwlock-trywrite-fail")) {
+			failed += pthread_rwlock_trywrlock(&rwlock) != 0;
 		} else if (!strcmp(kind, "spin")) {
 			pthread_spin_lock(&spin);
 			pthread_spin_unlock(&spin);
