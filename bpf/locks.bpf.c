@@ -174,6 +174,14 @@ static __always_inline bool recursive(const struct fh_held_lock *l, __u32 tid)
 	}
 }
 
+/* Kinds that can be the same lock: a read and a write lock are (a record of
+ * another kind at the address is of memory reused since). */
+static __always_inline bool same_family(__u32 a, __u32 b)
+{
+	return a == b || ((a == FH_KIND_RWLOCK_READ || a == FH_KIND_RWLOCK_WRITE) &&
+			  (b == FH_KIND_RWLOCK_READ || b == FH_KIND_RWLOCK_WRITE));
+}
+
 /*
  * Put an acquisition into the thread's table. A record of the same lock is
  * either a level of recursion (its word says this thread holds it already)
@@ -191,7 +199,8 @@ static __always_inline void hold(struct fh_thread_locks *tl, __u64 pid_tgid,
 	for (int i = 0; i < FH_HELD_SLOTS; i++) {
 		l = &tl->slot[i];
 		if (l->addr == call->addr) {
-			if (!owner_by_newest(call->kind) && recursive(l, tl->ns_tid)) {
+			if (same_family(l->kind, call->kind) && !owner_by_newest(call->kind) &&
+			    recursive(l, tl->ns_tid)) {
 				/* a glibc mutex's depth is in its word */
 				if (!word_names_holder(l))
 					l->depth++;
