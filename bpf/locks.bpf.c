@@ -127,20 +127,37 @@ static __always_inline bool stale(const struct fh_held_lock *l, __u32 ns_tid, __
 	return owner_by_newest(l->kind) && !newest_acquirer(pid_tgid >> 32, l, (__u32)pid_tgid);
 }
 
+struct reclaim_ctx {
+	struct fh_thread_locks *tl;
+	__u64 pid_tgid;
+	int free_slot;
+};
+
+/* One slot of the reclaim (a bpf_loop callback: verified once, where an
+ * inlined 16-slot loop of word reads multiplies the verifier's states). */
+static long reclaim_one(__u32 i, struct reclaim_ctx *c)
+{
+	struct fh_held_lock *l;
+
+	if (i >= FH_HELD_SLOTS)
+		return 1;
+	l = &c->tl->slot[i];
+	if (stale(l, c->tl->ns_tid, c->pid_tgid)) {
+		l->addr = 0;
+		c->free_slot = (int)i;
+	}
+	return 0;
+}
+
 /* Free the slots this thread no longer holds: released locks whose unlock
  * is not probed, failed trylocks and timed-out waits are only noticed here,
  * when the thread's table is full. Returns a free slot or -1. */
 static __always_inline int reclaim_slot(struct fh_thread_locks *tl, __u64 pid_tgid)
 {
-	int free_slot = -1;
+	struct reclaim_ctx c = { .tl = tl, .pid_tgid = pid_tgid, .free_slot = -1 };
 
-	for (int i = 0; i < FH_HELD_SLOTS; i++) {
-		if (stale(&tl->slot[i], tl->ns_tid, pid_tgid)) {
-			tl->slot[i].addr = 0;
-			free_slot = i;
-		}
-	}
-	return free_slot;
+	bpf_loop(FH_HELD_SLOTS, reclaim_one, &c, 0);
+	return c.free_slot;
 }
 
 /* The slot of the oldest acquisition: the one to forget when every slot
@@ -264,8 +281,8 @@ static __always_inline bool nested_call(struct fh_thread_locks *tl, __u64 addr, 
 #define X86_EFLAGS_ZF	0x40
 
 /* One saved register, loaded at its fixed place in the context: written as
- * a plain field read, the switch below becomes a variable offset into the
- * context, which the verifier refuses. (x86-64's pt_regs is the ptrace
+ * plain field reads, a choice among them can become a variable offset into
+ * the context, which the verifier refuses. (x86-64's pt_regs is the ptrace
  * layout: its offsets never change.) */
 #define CTX_REG(ctx, field) ({							\
 	__u64 __v;								\
@@ -276,30 +293,33 @@ static __always_inline bool nested_call(struct fh_thread_locks *tl, __u64 addr, 
 
 /* At a success point: did the atomic instruction just before succeed (ZF),
  * and which register holds the lock's address? Returns the address, or 0 for
- * a failed attempt (its retry loop comes back here). */
+ * a failed attempt (its retry loop comes back here). The registers are copied
+ * in their hardware order and one is picked by index: one path for the
+ * verifier, where a switch is sixteen. */
 static __always_inline __u64 success_point_lock(struct pt_regs *ctx, __u64 cookie)
 {
 #if defined(__TARGET_ARCH_x86)
+	__u64 regs[16];
+
 	if (!(CTX_REG(ctx, flags) & X86_EFLAGS_ZF))
 		return 0;
-	switch (FH_COOKIE_REG(cookie)) {
-	case 0: return CTX_REG(ctx, ax);
-	case 1: return CTX_REG(ctx, cx);
-	case 2: return CTX_REG(ctx, dx);
-	case 3: return CTX_REG(ctx, bx);
-	case 5: return CTX_REG(ctx, bp);
-	case 6: return CTX_REG(ctx, si);
-	case 7: return CTX_REG(ctx, di);
-	case 8: return CTX_REG(ctx, r8);
-	case 9: return CTX_REG(ctx, r9);
-	case 10: return CTX_REG(ctx, r10);
-	case 11: return CTX_REG(ctx, r11);
-	case 12: return CTX_REG(ctx, r12);
-	case 13: return CTX_REG(ctx, r13);
-	case 14: return CTX_REG(ctx, r14);
-	case 15: return CTX_REG(ctx, r15);
-	default: return 0;	/* rsp is never a lock's address */
-	}
+	regs[0] = CTX_REG(ctx, ax);
+	regs[1] = CTX_REG(ctx, cx);
+	regs[2] = CTX_REG(ctx, dx);
+	regs[3] = CTX_REG(ctx, bx);
+	regs[4] = 0;		/* rsp is never a lock's address */
+	regs[5] = CTX_REG(ctx, bp);
+	regs[6] = CTX_REG(ctx, si);
+	regs[7] = CTX_REG(ctx, di);
+	regs[8] = CTX_REG(ctx, r8);
+	regs[9] = CTX_REG(ctx, r9);
+	regs[10] = CTX_REG(ctx, r10);
+	regs[11] = CTX_REG(ctx, r11);
+	regs[12] = CTX_REG(ctx, r12);
+	regs[13] = CTX_REG(ctx, r13);
+	regs[14] = CTX_REG(ctx, r14);
+	regs[15] = CTX_REG(ctx, r15);
+	return regs[FH_COOKIE_REG(cookie) & 15];
 #else
 	return 0;	/* userspace places success points on x86-64 only */
 #endif

@@ -252,9 +252,10 @@ bool placement_probeable(const uint8_t *code, size_t len)
  */
 #define SP_REGIONS	4	/* the function and the code it tail-jumps to */
 #define SP_MAX_TAILS	1	/* tail jumps followed on one path */
-#define SP_TAIL_WINDOW	2048	/* bytes decoded at a tail-jump target */
-#define SP_MAX_CODE	16384	/* bytes of one function analysed at most */
-#define SP_MAX_ITEMS	4096	/* (address, state) pairs explored */
+#define SP_TAIL_WINDOW	2048	/* bytes read at a tail-jump target */
+#define SP_MAX_CODE	8192	/* bytes of one function analysed at most */
+#define SP_MAX_ITEMS	1024	/* (address, state) pairs explored */
+#define SP_HASH_SLOTS	(2 * SP_MAX_ITEMS)
 #define SP_MAX_RMW	16	/* atomic instructions on the lock */
 #define SP_MAX_JCC	64	/* je/jne instructions reached */
 #define SP_MAX_SLOT	255	/* the cookie's return-address slot is 8 bits */
@@ -262,9 +263,10 @@ bool placement_probeable(const uint8_t *code, size_t len)
 			 (1u << R_8) | (1u << R_9) | (1u << R_10) | (1u << R_11))
 
 /* What is known at one point of one path. Compared and hashed as bytes:
- * always built by copying or from zero. */
+ * always built by copying or from zero. Constants are kept to 32 bits: only
+ * the int a function returns in %eax is ever tested. */
 struct sp_state {
-	uint64_t val[NR_GPRS];	/* constants, where `known` has the bit */
+	uint32_t val[NR_GPRS];	/* constants, where `known` has the bit */
 	uint16_t lock;		/* registers holding the lock's address */
 	uint16_t known;
 	uint16_t entry;		/* registers still holding their value at the entry */
@@ -274,7 +276,6 @@ struct sp_state {
 	uint8_t other_op;	/* wrote the lock at `other_op_off`: another operation */
 	uint8_t tails;		/* tail jumps followed */
 	uint8_t zf;		/* 1 + the index (rmw[]) of the atomic whose ZF is live */
-	uint32_t pad[2];	/* no implicit padding: compared as bytes */
 };
 
 struct sp_item {
@@ -282,10 +283,12 @@ struct sp_item {
 	struct sp_state s;
 };
 
+/* Code read from the file, decoded lazily where paths go. */
 struct sp_region {
 	uint64_t start;
-	cs_insn *insns;
-	size_t n;
+	size_t len;
+	uint8_t *bytes;
+	cs_insn **insn;		/* [offset]: decoded there, or NULL */
 };
 
 struct sp_rmw {
@@ -306,10 +309,11 @@ struct sp_analysis {
 	int other_op_off;
 	struct sp_region region[SP_REGIONS];
 	int nregions;
-	struct sp_item *work;	/* stack of items to explore */
+	struct sp_item items[SP_MAX_ITEMS];	/* every pair seen */
+	size_t nitems;
+	uint16_t hash[SP_HASH_SLOTS];	/* 1 + index into items[]; 0: empty */
+	uint16_t work[SP_MAX_ITEMS];	/* indexes of the items to explore */
 	size_t nwork;
-	struct sp_item *seen;	/* open-addressed hash set, 2 * SP_MAX_ITEMS */
-	size_t nseen;
 	struct sp_rmw rmw[SP_MAX_RMW];
 	int nrmw;
 	struct sp_jcc jcc[SP_MAX_JCC];
@@ -319,46 +323,62 @@ struct sp_analysis {
 
 static int load_region(struct sp_analysis *a, uint64_t addr, size_t len)
 {
-	struct sp_region *r;
-	uint8_t *buf;
-	size_t n;
+	struct sp_region *r = &a->region[a->nregions];
 
 	if (a->nregions == SP_REGIONS || !len)
 		return -1;
 	if (len > SP_MAX_CODE)
 		len = SP_MAX_CODE;
-	buf = malloc(len);
-	if (!buf)
+	r->bytes = malloc(len);
+	r->insn = calloc(len, sizeof(*r->insn));
+	if (!r->bytes || !r->insn) {
+		free(r->bytes);
+		free(r->insn);
 		return -1;
-	n = a->code->read(a->code->ctx, addr, buf, len);
-	r = &a->region[a->nregions];
+	}
 	r->start = addr;
-	r->n = n ? cs_disasm(a->cs, buf, n, addr, 0, &r->insns) : 0;
-	free(buf);
-	if (!r->n)
-		return -1;
+	r->len = a->code->read(a->code->ctx, addr, r->bytes, len);
 	a->nregions++;
-	return 0;
+	return r->len ? 0 : -1;
 }
 
-static const cs_insn *insn_at(const struct sp_analysis *a, uint64_t addr)
+/* The instruction at addr, decoded on first use; NULL outside the code read
+ * or where no instruction can be decoded. */
+static const cs_insn *insn_at(struct sp_analysis *a, uint64_t addr)
 {
 	for (int i = 0; i < a->nregions; i++) {
-		const struct sp_region *r = &a->region[i];
-		size_t lo = 0, hi = r->n;
+		struct sp_region *r = &a->region[i];
+		size_t off = addr - r->start, size;
+		const uint8_t *code;
+		uint64_t at = addr;
 
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-
-			if (r->insns[mid].address < addr)
-				lo = mid + 1;
-			else
-				hi = mid;
+		if (addr < r->start || off >= r->len)
+			continue;
+		if (r->insn[off])
+			return r->insn[off];
+		r->insn[off] = cs_malloc(a->cs);
+		code = r->bytes + off;
+		size = r->len - off;
+		if (!r->insn[off] || !cs_disasm_iter(a->cs, &code, &size, &at, r->insn[off])) {
+			if (r->insn[off])
+				cs_free(r->insn[off], 1);
+			r->insn[off] = NULL;
+			return NULL;
 		}
-		if (lo < r->n && r->insns[lo].address == addr)
-			return &r->insns[lo];
+		return r->insn[off];
 	}
 	return NULL;
+}
+
+static void free_regions(struct sp_analysis *a)
+{
+	for (int i = 0; i < a->nregions; i++) {
+		for (size_t off = 0; off < a->region[i].len; off++)
+			if (a->region[i].insn[off])
+				cs_free(a->region[i].insn[off], 1);
+		free(a->region[i].insn);
+		free(a->region[i].bytes);
+	}
 }
 
 static size_t item_hash(const struct sp_item *it)
@@ -375,21 +395,21 @@ static size_t item_hash(const struct sp_item *it)
 static void push(struct sp_analysis *a, uint64_t addr, const struct sp_state *s)
 {
 	struct sp_item it;
-	size_t cap = 2 * SP_MAX_ITEMS, i;
+	size_t i;
 
 	memset(&it, 0, sizeof(it));
 	it.addr = addr;
 	memcpy(&it.s, s, sizeof(*s));
-	for (i = item_hash(&it) % cap; a->seen[i].addr; i = (i + 1) % cap)
-		if (!memcmp(&a->seen[i], &it, sizeof(it)))
+	for (i = item_hash(&it) % SP_HASH_SLOTS; a->hash[i]; i = (i + 1) % SP_HASH_SLOTS)
+		if (!memcmp(&a->items[a->hash[i] - 1], &it, sizeof(it)))
 			return;
-	if (a->nseen == SP_MAX_ITEMS || !addr) {
+	if (a->nitems == SP_MAX_ITEMS) {
 		a->fail = true;
 		return;
 	}
-	memcpy(&a->seen[i], &it, sizeof(it));
-	a->nseen++;
-	memcpy(&a->work[a->nwork++], &it, sizeof(it));
+	memcpy(&a->items[a->nitems], &it, sizeof(it));
+	a->hash[i] = (uint16_t)(a->nitems + 1);
+	a->work[a->nwork++] = (uint16_t)a->nitems++;
 }
 
 /* A branch to target: inside the code seen so far, or a tail jump. */
@@ -522,12 +542,11 @@ static void update_regs(struct sp_analysis *a, const cs_insn *in, struct sp_stat
 				s->lock |= (uint16_t)(1u << dst);
 			if (s->known & (1u << src)) {
 				s->known |= (uint16_t)(1u << dst);
-				s->val[dst] = dw == 8 ? s->val[src] : (uint32_t)s->val[src];
+				s->val[dst] = s->val[src];
 			}
 		} else if (x->operands[1].type == X86_OP_IMM) {
 			s->known |= (uint16_t)(1u << dst);
-			s->val[dst] = dw == 8 ? (uint64_t)x->operands[1].imm :
-						(uint32_t)x->operands[1].imm;
+			s->val[dst] = (uint32_t)x->operands[1].imm;
 		}
 		break;
 	case X86_INS_XOR:
@@ -695,11 +714,7 @@ int placement_success_points(const struct placement_code *code, uint64_t addr, s
 		return -ENOMEM;
 	a->code = code;
 	a->other_op_off = other_op_off;
-	a->work = calloc(SP_MAX_ITEMS, sizeof(*a->work));
-	a->seen = calloc(2 * SP_MAX_ITEMS, sizeof(*a->seen));
-	if (!a->work || !a->seen || cs_open(CS_ARCH_X86, CS_MODE_64, &a->cs) != CS_ERR_OK) {
-		free(a->work);
-		free(a->seen);
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &a->cs) != CS_ERR_OK) {
 		free(a);
 		return -ENOMEM;
 	}
@@ -715,7 +730,7 @@ int placement_success_points(const struct placement_code *code, uint64_t addr, s
 		struct sp_item it;
 		const cs_insn *in;
 
-		memcpy(&it, &a->work[--a->nwork], sizeof(it));
+		memcpy(&it, &a->items[a->work[--a->nwork]], sizeof(it));
 		in = insn_at(a, it.addr);
 		if (!in) {
 			a->fail = true;	/* ran off the decoded code */
@@ -748,11 +763,8 @@ int placement_success_points(const struct placement_code *code, uint64_t addr, s
 	}
 	if (!a->fail && n)
 		ret = n;
-	for (int i = 0; i < a->nregions; i++)
-		cs_free(a->region[i].insns, a->region[i].n);
+	free_regions(a);
 	cs_close(&a->cs);
-	free(a->work);
-	free(a->seen);
 	free(a);
 	return ret;
 }
