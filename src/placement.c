@@ -330,7 +330,8 @@ static int load_region(struct sp_analysis *a, uint64_t addr, size_t len)
 	if (len > SP_MAX_CODE)
 		len = SP_MAX_CODE;
 	r->bytes = malloc(len);
-	r->insn = calloc(len, sizeof(*r->insn));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	r->insn = calloc(len, sizeof(cs_insn *));
 	if (!r->bytes || !r->insn) {
 		free(r->bytes);
 		free(r->insn);
