@@ -171,6 +171,19 @@ def mode_handoff():
     return {"child": pid, "lock": sem_of(lock), "a_tid": tids["a"], "b_tid": tids["b"]}
 
 
+def fork_children(n, pause):
+    """Fork n children that exit at once, `pause` seconds apart; their PIDs."""
+    children = []
+    for _ in range(n):
+        time.sleep(pause)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        children.append(pid)
+        reap(pid)
+    return children
+
+
 def mode_gil():
     stop = False
 
@@ -182,14 +195,7 @@ def mode_gil():
     threads = [threading.Thread(target=spin) for _ in range(8)]
     for t in threads:
         t.start()
-    children = []
-    for _ in range(10):
-        time.sleep(0.05)
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        children.append(pid)
-        reap(pid)
+    children = fork_children(10, 0.05)
     stop = True
     for t in threads:
         t.join()
@@ -202,15 +208,8 @@ def mode_executor():
     # make every worker take a task, so that all four have been through get()
     gate = threading.Barrier(4)
     list(ex.map(lambda _: gate.wait(5), range(4)))
-    time.sleep(0.2)  # all idle in work_queue.get(block=True)
-    children = []
-    for _ in range(5):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        children.append(pid)
-        reap(pid)
-        time.sleep(0.05)
+    time.sleep(0.15)  # all idle in work_queue.get(block=True)
+    children = fork_children(5, 0.05)
     workers = [t.native_id for t in ex._threads]
     ex.shutdown()
     return {"children": children, "workers": workers}
@@ -231,14 +230,7 @@ def mode_condtimeout():
     t = threading.Thread(target=waiter)
     t.start()
     done.wait(10)
-    time.sleep(0.1)
-    children = []
-    for _ in range(3):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        children.append(pid)
-        reap(pid)
+    children = fork_children(3, 0.1)
     release.set()
     t.join()
     return {"children": children}
