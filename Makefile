@@ -4,6 +4,8 @@
 #   make deps       install every Debian package the build and the tests need
 #   make demo       deps + build + run forkhazard on the bundled demo (as root)
 #   make test       deps + build + run the whole test suite (as root)
+#   make unit       build and run the unit tests and the pipeline test (no
+#                   clang, bpftool or root needed)
 #   make bench      deps + build + run the benchmarks (bench/)
 #   make asan       an ASan+UBSan build in build-asan/
 #   make fuzz       fuzz the symbolizer's ELF parsing and the /proc parsers,
@@ -13,7 +15,8 @@
 #                   map fill sampled, plotted to bench/results/soak.png
 #   make check-asan the whole suite on the ASan+UBSan build (any report fails)
 #   make check-valgrind  the unit tests under valgrind
-#   make install    PREFIX (/usr/local), DESTDIR: binary, unit, man page, completion
+#   make install    PREFIX (/usr/local), DESTDIR: binary, unit, man page, completion,
+#                   alert rules and dashboard
 
 ARCH		?= $(shell uname -m)
 BPF_ARCH	:= $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(ARCH)))
@@ -29,16 +32,21 @@ BPF_SRCS	:= $(wildcard bpf/*.bpf.c)
 BPF_OBJS	:= $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
 SKEL		:= $(OUT)/forkhazard.skel.h
 
-# Userspace: every module but main.c also goes into the unit tests.
+# Userspace. Only the objects that include the BPF skeleton wait for it (and
+# need clang and bpftool); every module but those and main.c also goes into
+# the unit tests.
 SRCS		:= $(wildcard src/*.c)
 OBJS		:= $(patsubst src/%.c,$(OUT)/src/%.o,$(SRCS))
-LIB_OBJS	:= $(filter-out $(OUT)/src/main.o,$(OBJS))
+SKEL_OBJS	:= $(patsubst src/%.c,$(OUT)/src/%.o,$(shell grep -l 'forkhazard\.skel\.h' $(SRCS)))
+UNIT_OBJS	:= $(filter-out $(OUT)/src/main.o $(SKEL_OBJS),$(OBJS))
 
 EXTRA_CFLAGS	?=
 EXTRA_LDFLAGS	?=
 CFLAGS		?= -O2 -g
-CFLAGS		+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-missing-field-initializers \
-		   -Iinclude -Isrc -I$(OUT) -DFH_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
+# What the sources need whatever CFLAGS says (`make CFLAGS=-O0` keeps these).
+FH_CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-missing-field-initializers \
+		   -Iinclude -Isrc -I$(OUT) -DFH_VERSION='"$(VERSION)"'
+ALL_CFLAGS	= $(CFLAGS) $(FH_CFLAGS) $(EXTRA_CFLAGS)
 # libbpf is linked statically so the binary runs where libbpf is not installed.
 LDLIBS		:= -Wl,-Bstatic -lbpf -Wl,-Bdynamic -ldw -lelf -lz -lcapstone -llzma -lstdc++ \
 		   -lmicrohttpd -lsystemd -lm
@@ -48,8 +56,11 @@ BPF_CFLAGS	:= -g -O2 -mcpu=v3 -target bpf -Wall -Werror -D__TARGET_ARCH_$(BPF_AR
 TEST_PROGS	:= $(patsubst tests/progs/%.c,$(OUT)/tests/%,$(wildcard tests/progs/*.c))
 UNIT_TESTS	:= $(patsubst tests/unit/%.c,$(OUT)/tests/unit/%,$(wildcard tests/unit/*.c))
 
-.PHONY: all deps demo test check unit bench clean asan vmlinux
+.PHONY: all deps demo test check unit unit-tests bench clean asan vmlinux
 all: $(OUT)/forkhazard $(OUT)/demo
+
+# A recipe that fails leaves no half-written target behind.
+.DELETE_ON_ERROR:
 
 $(OUT)/bpf/%.bpf.o: bpf/%.bpf.c
 	@mkdir -p $(@D)
@@ -62,12 +73,14 @@ $(OUT)/forkhazard.bpf.o: $(BPF_OBJS)
 $(SKEL): $(OUT)/forkhazard.bpf.o
 	$(BPFTOOL) gen skeleton $< name forkhazard_bpf > $@.tmp && mv $@.tmp $@
 
-$(OUT)/src/%.o: src/%.c | $(SKEL)
+$(OUT)/src/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(SKEL_OBJS): $(SKEL)
 
 $(OUT)/forkhazard: $(OBJS)
-	$(CC) $(CFLAGS) $(EXTRA_LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(EXTRA_LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The demo: a program that forks while a worker holds a lock.
 $(OUT)/demo: demo/demo.c
@@ -143,6 +156,12 @@ $(OUT)/tests/lockfn: tests/progs/lockfn.c $(OUT)/tests/libfhlock.so
 	$(CC) -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@ -L$(OUT)/tests -lfhlock \
 		-Wl,-rpath,'$$ORIGIN'
 
+# Reads a Python process as the in-kernel frame walker will (struct
+# fh_py_layout) and as src/pyrt.c does: tests/test_pyrt.py compares the two.
+$(OUT)/tests/pyrt_check: tests/progs/pyrt_check.c $(UNIT_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(EXTRA_LDFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+
 # libFuzzer on the symbolizer's ELF path (clang): `make fuzz` runs it for
 # FUZZ_SECONDS; tests/test_fuzz.py runs it briefly. New inputs and crashes
 # go to $(OUT)/fuzz/.
@@ -179,9 +198,9 @@ fuzz: deps $(OUT)/fuzz/fuzz_elf $(OUT)/fuzz/fuzz_procfs
 
 # Only the sources and objects: the headers the .d file adds to $^ would be
 # compiled too, and overwrite the .d with their own (empty) dependencies.
-$(OUT)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
+$(OUT)/tests/unit/%: tests/unit/%.c $(UNIT_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -MMD -MP $(EXTRA_LDFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -MMD -MP $(EXTRA_LDFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 
 -include $(shell find $(OUT) -name '*.d' 2>/dev/null)
 
@@ -191,7 +210,12 @@ deps:
 demo: deps all
 	$(OUT)/forkhazard -- $(OUT)/demo
 
-unit: $(UNIT_TESTS)
+# The test programs some unit tests read (built with cc, as they are).
+UNIT_PROGS	:= $(addprefix $(OUT)/tests/,unwind_capture symprog-stripped)
+unit-tests: $(UNIT_TESTS) $(UNIT_PROGS)
+
+unit: unit-tests
+	$(PYTHON) tests/run.py --build $(OUT) --unit-only
 
 test check: deps all $(TEST_PROGS) $(UNIT_TESTS)
 	$(PYTHON) tests/run.py --build $(OUT)
@@ -210,14 +234,14 @@ asan:
 # The whole suite on the sanitized build: the unit tests, and the integration
 # tests running build-asan/forkhazard (the test programs stay unsanitized).
 check-asan: deps
-	$(SAN_MAKE) all unit $(patsubst $(OUT)/%,build-asan/%,$(TEST_PROGS))
+	$(SAN_MAKE) all unit-tests $(patsubst $(OUT)/%,build-asan/%,$(TEST_PROGS))
 	$(SAN_ENV) $(PYTHON) tests/run.py --build build-asan
 
 # The unit tests under valgrind, from the plain build (valgrind and ASan do not
 # mix). Not while a forkhazard traces: its lock probes put int3 into libc's
 # code in every process, and valgrind runs them as SIGTRAP.
 check-valgrind: deps
-	$(MAKE) unit
+	$(MAKE) unit-tests
 	$(PYTHON) tests/run.py --build $(OUT) --valgrind --unit-only
 
 # The service under a booted systemd (a QEMU virtual machine on Debian's
@@ -264,6 +288,8 @@ MANDIR		?= $(PREFIX)/share/man
 SYSCONFDIR	?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 SYSTEMDUNITDIR	?= $(PREFIX)/lib/systemd/system
 BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
+# The fleet files: Prometheus rules, Grafana dashboard (README "Fleet").
+FLEETDIR	?= $(PREFIX)/share/forkhazard
 DESTDIR		?=
 
 .PHONY: install uninstall
@@ -276,6 +302,9 @@ install: $(OUT)/forkhazard
 		packaging/forkhazard.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service
 	install -m 0644 packaging/forkhazard.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard
+	install -D -m 0644 packaging/prometheus/forkhazard.rules.yml \
+		$(DESTDIR)$(FLEETDIR)/prometheus/forkhazard.rules.yml
+	install -D -m 0644 packaging/grafana/forkhazard.json $(DESTDIR)$(FLEETDIR)/grafana/forkhazard.json
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf"; \
 	else \
@@ -285,7 +314,11 @@ install: $(OUT)/forkhazard
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/forkhazard $(DESTDIR)$(MANDIR)/man8/forkhazard.8 \
 	      $(DESTDIR)$(BASHCOMPDIR)/forkhazard $(DESTDIR)$(SYSTEMDUNITDIR)/forkhazard.service \
-	      $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard
+	      $(DESTDIR)$(SYSCONFDIR)/logrotate.d/forkhazard \
+	      $(DESTDIR)$(FLEETDIR)/prometheus/forkhazard.rules.yml \
+	      $(DESTDIR)$(FLEETDIR)/grafana/forkhazard.json
+	@rmdir $(DESTDIR)$(FLEETDIR)/prometheus $(DESTDIR)$(FLEETDIR)/grafana $(DESTDIR)$(FLEETDIR) \
+		2>/dev/null || true
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/forkhazard.conf and /var/log/forkhazard in place"
 
 clean:

@@ -14,6 +14,7 @@ never asserted. See bench/README.md for what each benchmark measures.
 import argparse
 import ctypes
 import datetime
+import glob
 import json
 import math
 import os
@@ -51,6 +52,8 @@ class Mode:
 # Adding a mode is one line. The first must be the baseline.
 MODES = [
     Mode("bare", None, desc="no tracing: the baseline"),
+    Mode("bare2", None, desc="no tracing, a second time in each repetition: how far bare strays "
+         "from itself (the spread that untraced modes are judged against)"),
     Mode("bpftrace", "bpftrace", desc="bench/bpftrace/mutex.bt -p PID: the minimal bpftrace peer"),
     Mode("fh-p", "fh", ["-p", "{pid}"], desc="forkhazard -p PID: full lock tracking of the benchmark"),
     Mode("fh-p-entry", "fh", ["-p", "{pid}", "--probe-at-entry"], needs="--probe-at-entry",
@@ -72,13 +75,18 @@ MODES = [
 class Bench:
     """One measured quantity. `n0` is the size of the calibration run, `nmax`
     (full, quick) caps the size of a measured run; a Bench without n0 runs a
-    fixed size in every mode."""
+    fixed size in every mode. `modes`: the only modes it runs in (None: all
+    but `skip_modes`)."""
 
     def __init__(self, name, unit, title, n0=None, nmax=(None, None), nmin=1, fixed=None,
-                 skip_modes=()):
+                 skip_modes=(), modes=None):
         self.name, self.unit, self.title = name, unit, title
         self.n0, self.nmax, self.nmin, self.fixed = n0, nmax, nmin, fixed
         self.skip_modes = set(skip_modes)
+        self.modes = set(modes) if modes else None
+
+    def runs_in(self, mode):
+        return mode not in self.skip_modes and (self.modes is None or mode in self.modes)
 
 
 class Group:
@@ -86,14 +94,24 @@ class Group:
 
     benches = []
     builds = []
+    count_in_quick = True	# --quick makes its counting runs too
 
     def command(self, ctx, sizes):
         """(argv, stdin path or None, env or None) for the given sizes."""
         raise NotImplementedError
 
     def parse(self, ctx, sizes, out):
-        """{bench name: {"n":.., "elapsed_ns":.., ...}} from the program's stdout."""
+        """{bench name: {"n":.., "elapsed_ns":.., ...}} from the program's stdout;
+        "ops" when the operations of a run are not n (several threads)."""
         raise NotImplementedError
+
+    def count_span(self, index, bench, labels):
+        """Between which two snapshots of a counting run (see run_job) the
+        probe hits of the index-th benchmark of the run are counted: the
+        pauses around its loop when the program makes them, else from SIGUSR1
+        to its exit."""
+        edges = ("before:%d" % index, "after:%d" % index)
+        return edges if all(e in labels for e in edges) else ("go", "exit")
 
 
 class Locks(Group):
@@ -125,8 +143,9 @@ class Locks(Group):
         lines = [json.loads(l) for l in out.splitlines() if l.startswith('{"name"')]
         if len(lines) != len(sizes):
             raise BenchError("locks printed %d results for %d loops" % (len(lines), len(sizes)))
-        return {b: {"n": l["iters"], "elapsed_ns": l["elapsed_ns"]}
-                for b, l in zip(sizes, lines)}
+        # n: a thread's pairs (time per pair of one thread); ops: every thread's
+        return {b: {"n": l["iters"], "ops": l["iters"] * l["threads"],
+                    "elapsed_ns": l["elapsed_ns"]} for b, l in zip(sizes, lines)}
 
 
 class Sqlite(Group):
@@ -177,29 +196,101 @@ class Sqlite(Group):
 
 
 class Python(Group):
+    """pythreads.py under one CPython. Its size is the acquire+release count of
+    all threads together: pinned to one CPU, they take turns, so time / ops
+    is what one acquire+release costs."""
     THREADS = 4
-    benches = [
-        Bench("python", "acquire", "python3: %d threads contending on one threading.Lock, "
-              "pinned to one CPU" % THREADS,
-              n0=2000, nmax=(600_000, 250_000), nmin=500),
-    ]
     builds = ["launch"]
+
+    def __init__(self, name, exe, version, modes=None):
+        self.exe, self.version = exe, version
+        self.benches = [
+            Bench(name, "acquire+release", "CPython %s (%s): %d threads taking one "
+                  "threading.Lock in turn, pinned to one CPU"
+                  % (version, exe, self.THREADS), n0=8000,
+                  nmax=(2_400_000, 1_000_000), nmin=2000, modes=modes)]
 
     def command(self, ctx, sizes):
         cpu = str((os.cpu_count() or 1) - 1)
-        return [ctx.prog("launch"), sys.executable, os.path.join(BENCH, "progs", "pythreads.py"),
-                "--cpu", cpu, str(self.THREADS), str(sizes["python"])], None, None
+        iters = max(1, sizes[self.benches[0].name] // self.THREADS)
+        return [ctx.prog("launch"), self.exe, os.path.join(BENCH, "progs", "pythreads.py"),
+                "--cpu", cpu, str(self.THREADS), str(iters)], None, None
 
     def parse(self, ctx, sizes, out):
         r = [json.loads(l) for l in out.splitlines() if l.startswith("{") and "elapsed_ns" in l]
         if len(r) != 1:
             raise BenchError("pythreads printed no result")
-        # Cost per acquire of one thread: all threads run the same count.
-        return {"python": {"n": r[0]["iters"], "elapsed_ns": r[0]["elapsed_ns"]}}
+        return {self.benches[0].name: {"n": r[0]["ops"], "elapsed_ns": r[0]["elapsed_ns"]}}
+
+
+def pythons():
+    """(bench name, interpreter, version) of each CPython to measure: pyenv's
+    newest 3.10-3.13 and the system's /usr/bin/python3, in that order. The one
+    running this suite gets every mode; the others bare and fh-p."""
+    root = os.environ.get("PYENV_ROOT")
+    if not root and shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    root = root or os.path.expanduser("~/.pyenv")
+    found = []
+    for minor in (10, 11, 12, 13):
+        builds = []
+        for d in glob.glob(os.path.join(root, "versions", "3.%d.*" % minor)):
+            parts = os.path.basename(d).split(".")
+            exe = os.path.join(d, "bin", "python3.%d" % minor)
+            if len(parts) == 3 and parts[2].isdigit() and os.access(exe, os.X_OK):
+                builds.append((int(parts[2]), exe, os.path.basename(d)))
+        if builds:
+            _, exe, version = max(builds)
+            found.append(("py" + version, exe, version))
+    if os.access("/usr/bin/python3", os.X_OK):
+        version = subprocess.run(["/usr/bin/python3", "-c", "import platform; "
+                                  "print(platform.python_version())"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip() or "?"
+        found.append(("py%s-system" % version, "/usr/bin/python3", version + ", Debian"))
+    me = os.path.realpath(sys.executable)
+    if not any(os.path.realpath(exe) == me for _, exe, _ in found):
+        found.insert(0, ("py%s" % platform.python_version(), sys.executable,
+                         platform.python_version()))
+    return [Python(name, exe, version,
+                   None if os.path.realpath(exe) == me else ("bare", "fh-p"))
+            for name, exe, version in found]
+
+
+class Service(Group):
+    """bench/progs/pyservice.py: a ThreadPoolExecutor service that forks a
+    worker once. Its size is the measured window in seconds; its result, the
+    lock operations in that window."""
+    builds = ["launch"]
+    benches = [
+        Bench("service", "op", "Python ThreadPoolExecutor service (2 tasks on one "
+              "threading.Lock, pinned to one CPU) that forks a worker once: throughput "
+              "after the fork and a settling time", fixed=(2, 0.5),
+              modes=("bare", "bare2", "fh-sys", "fh-p", "fh-light")),
+    ]
+
+    def command(self, ctx, sizes):
+        a = ctx.args
+        cpu = str((os.cpu_count() or 1) - 1)
+        return [ctx.prog("launch"), sys.executable, os.path.join(BENCH, "progs", "pyservice.py"),
+                "--cpu", cpu, "--before", str(a.service_before), "--settle", str(a.service_settle),
+                str(sizes["service"])], None, None
+
+    def parse(self, ctx, sizes, out):
+        r = [json.loads(l) for l in out.splitlines() if l.startswith('{"ops"')]
+        if len(r) != 1 or not r[0]["ops"]:
+            raise BenchError("pyservice printed no result")
+        return {"service": {"n": r[0]["ops"], "elapsed_ns": r[0]["elapsed_ns"],
+                            "ops_before": r[0]["ops_before"], "before_ns": r[0]["before_ns"],
+                            "seconds": sizes["service"]}}
+
+    def count_span(self, index, bench, labels):
+        return ("mark:window_start", "mark:window_end")
 
 
 class ForkBig(Group):
     THREADS, MB = 8, 100
+    count_in_quick = False
     benches = [
         Bench("fork100m", "fork", "fork+wait of an %d-thread process with %d MB touched heap "
               "(7 threads holding a lock)" % (THREADS, MB), fixed=(100, 30)),
@@ -218,6 +309,7 @@ class ForkBig(Group):
 
 
 class ForkStorm(Group):
+    count_in_quick = False
     benches = [
         Bench("forkstorm", "fork", "fork storm: a 2-thread process (worker holding a lock) "
               "forks as fast as it can", fixed=(2, 1), skip_modes=("bpftrace",)),
@@ -235,8 +327,14 @@ class ForkStorm(Group):
                               "seconds": sizes["forkstorm"]}}
 
 
-GROUPS = [Locks(), Sqlite(), Python(), ForkBig(), ForkStorm()]
-ALL_BENCHES = [b.name for g in GROUPS for b in g.benches]
+# Filled by build_groups(): the Python groups depend on the interpreters installed.
+GROUPS = []
+ALL_BENCHES = []
+
+
+def build_groups():
+    GROUPS[:] = [Locks(), Sqlite()] + pythons() + [Service(), ForkBig(), ForkStorm()]
+    ALL_BENCHES[:] = [b.name for g in GROUPS for b in g.benches]
 
 # ---- running ----------------------------------------------------------------
 
@@ -415,9 +513,147 @@ def foreign_tracers(procs):
     return found
 
 
-def run_job(ctx, group, mode, sizes, timeout):
-    """Run one group's program once under one mode. Returns (results, info)."""
+# ---- counting traps -----------------------------------------------------------
+
+BPF_PROG_TYPE_KPROBE = 2	# uprobes and uretprobes are kprobe-type programs
+SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
+BPF_ENABLE_STATS = 32
+COUNT_IDLE_S = 0.25	# before SIGUSR1 and after the exit: the rate of hits not the benchmark's
+
+
+def probe_counters(pid):
+    """(runs, run time in ns) summed over the uprobe programs that process
+    pid holds open: every run is one trap, a uprobe's or a uretprobe's. The
+    kernel writes both in each program fd's fdinfo (counted while BPF run-time
+    statistics are on)."""
+    runs = ns = 0
+    seen = set()
+    fds = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return 0, 0	# gone: the caller sees that it exited
+    for fd in names:
+        try:
+            if os.readlink(os.path.join(fds, fd)) != "anon_inode:bpf-prog":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                info = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue
+        if int(info.get("prog_type", -1)) != BPF_PROG_TYPE_KPROBE or info["prog_id"] in seen:
+            continue
+        seen.add(info["prog_id"])
+        runs += int(info["run_cnt"])
+        ns += int(info["run_time_ns"])
+    return runs, ns
+
+
+class BpfStats:
+    """BPF run-time statistics on while counting, and as they were after,
+    whatever happens. Preferably through a BPF_ENABLE_STATS file descriptor:
+    the kernel keeps statistics on while it is open, counting it beside the
+    kernel.bpf_stats_enabled sysctl and beside anyone else's, so another
+    user turning the sysctl off cannot stop this count, and the suite dying
+    closes it. Else through the sysctl, its old value written back after."""
+
+    SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+    def __init__(self):
+        self.fd = self.old = None
+
+    def __enter__(self):
+        if SYS_BPF:
+            libc = ctypes.CDLL(None, use_errno=True)
+            attr = ctypes.create_string_buffer(8)	# enable_stats.type = BPF_STATS_RUN_TIME (0)
+            fd = libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_long(BPF_ENABLE_STATS), attr,
+                              ctypes.c_long(len(attr)))
+            if fd >= 0:
+                self.fd = fd
+                return self
+        with open(self.SYSCTL) as f:
+            self.old = f.read().strip()
+        if self.old != "1":
+            with open(self.SYSCTL, "w") as f:
+                f.write("1")
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+        elif self.old is not None and self.old != "1":
+            with open(self.SYSCTL, "w") as f:
+                f.write(self.old)
+        return False
+
+
+def follow_counting(bench, pid, snap, deadline):
+    """A counting run's output as it comes: at each {"pause":..} line read the
+    counters (snap) and let the program go on; at each {"mark":..} line read
+    them. Returns the rest of the output."""
+    fd = bench.stdout.fileno()	# nothing buffered: the program printed its ready line only
+    buf, out = b"", []
+    while True:
+        if time.monotonic() > deadline:
+            raise BenchError("counting run did not finish in time")
+        if not select.select([fd], [], [], 0.1)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            snap("exit")	# at once: a tracer may exit with the program
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            if text.startswith('{"pause"'):
+                d = json.loads(text)
+                snap("%s:%d" % (d["pause"], d["loop"]))
+                os.kill(pid, signal.SIGUSR1)
+            elif text.startswith('{"mark"'):
+                snap("mark:" + json.loads(text)["mark"])
+            else:
+                out.append(text)
+    bench.wait(timeout=max(1, deadline - time.monotonic()))
+    time.sleep(COUNT_IDLE_S)
+    snap("idle-after")
+    return "\n".join(out + [buf.decode(errors="replace")])
+
+
+def trap_counts(group, sizes, results, snaps):
+    """Per benchmark of a counting run: the probes' hits over its loop, less
+    what the same time took while the benchmark was not running (before it
+    started and after it exited: other processes' hits, in the system-wide
+    modes and under bpftrace, whose probes are on every process), per
+    operation."""
+    at = {label: (t, runs, ns) for label, t, runs, ns in snaps}
+    idle = [(at[a], at[z]) for a, z in (("idle", "go"), ("exit", "idle-after"))
+            if at[a][1] is not None and at[z][1] is not None]
+    rate = sum(z[1] - a[1] for a, z in idle) / max(sum(z[0] - a[0] for a, z in idle), 1e-3)
+    counts = {}
+    for i, b in enumerate(sizes):
+        a, z = group.count_span(i, b, at)
+        if a not in at or z not in at:
+            raise BenchError("counting run of %s: no %s/%s in its output" % (b, a, z))
+        if at[a][1] is None or at[z][1] is None:
+            continue	# the tracer was gone: not counted
+        raw = at[z][1] - at[a][1]
+        background = rate * (at[z][0] - at[a][0])
+        ops = results[b].get("ops", results[b]["n"])
+        traps = max(0.0, raw - background)
+        counts[b] = {"ops": ops, "hits": raw, "background": round(background, 1),
+                     "traps_per_op": traps / ops if ops else None,
+                     "bpf_ns_per_hit": (at[z][2] - at[a][2]) / raw if raw else None}
+    return counts
+
+
+def run_job(ctx, group, mode, sizes, timeout, count=False):
+    """Run one group's program once under one mode. Returns (results, info).
+    count: a counting run (BPF statistics on, the program pausing at its
+    loops' edges): info["counts"] has each benchmark's traps per operation."""
     argv, stdin_path, env = group.command(ctx, sizes)
+    if count:
+        env = dict(env or os.environ, FH_BENCH_PAUSE="1")
     procs = ctx.procs
     info = {}
     foreign = set(foreign_tracers(procs))
@@ -451,10 +687,23 @@ def run_job(ctx, group, mode, sizes, timeout):
                     tracer = procs.start(cmd, stdin=subprocess.DEVNULL, stdout=log_f,
                                          stderr=subprocess.STDOUT)
             info["startup_s"] = wait_for_text(log, ready_text, tracer, 30, mode.tracer)
+        snaps = []
+
+        def snap(label):
+            runs, ns = probe_counters(tracer.pid)
+            last = next((x[2] for x in reversed(snaps) if x[2] is not None), 0)
+            # bpftrace -p exits with the benchmark: its counters go with it
+            # (a count that went down was read while its fds were closing)
+            gone = tracer.poll() is not None or runs < last
+            snaps.append((label, time.monotonic()) + ((None, None) if gone else (runs, ns)))
+        if count:
+            snap("idle")
+            time.sleep(COUNT_IDLE_S)
+            snap("go")
         os.kill(pid, signal.SIGUSR1)
         deadline = time.monotonic() + timeout
         hwm = None
-        while bench.poll() is None:
+        while not count and bench.poll() is None:
             if time.monotonic() > deadline:
                 raise BenchError("%s did not finish within %.0f s" % ("/".join(sizes), timeout))
             if tracer:
@@ -463,12 +712,14 @@ def run_job(ctx, group, mode, sizes, timeout):
                 bench.wait(timeout=0.1)
             except subprocess.TimeoutExpired:
                 pass
-        out = bench.stdout.read()
+        out = follow_counting(bench, pid, snap, deadline) if count else bench.stdout.read()
         foreign.update(foreign_tracers(procs))
         info["foreign_tracers"] = sorted(foreign)
         if bench.returncode != 0:
             raise BenchError("%s exited %s: %s" % (argv[0], bench.returncode, tail(errlog)))
         results = group.parse(ctx, sizes, out)
+        if count:
+            info["counts"] = trap_counts(group, sizes, results, snaps)
         if tracer:
             hwm = vmhwm_kb(tracer.pid) or hwm
             info["vmhwm_kb"] = hwm
@@ -518,6 +769,38 @@ def build_progs(ctx):
     return names
 
 
+def read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def machine_calibration(ctx, notes, log):
+    """`forkhazard calibrate --json`: what a trap costs on this machine, the
+    unit in which traced costs carry to another one. None if it fails."""
+    try:
+        p = subprocess.run([ctx.fh, "calibrate", "--json"], capture_output=True, text=True,
+                           timeout=30)
+        cal = json.loads(p.stdout) if p.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        cal = p = None
+    if not cal or "costs_ns" not in cal:
+        notes.append("forkhazard calibrate failed (%s): no traps' worth column" % (
+            tail_text(p.stderr) if p else "did not run"))
+        log("calibration FAILED")
+        return None
+    log("calibration (ns of CPU time per call over an unprobed call): " + ", ".join(
+        "%s %.0f" % (k, v) for k, v in cal["costs_ns"].items()) +
+        (", nop5 optimized" if cal.get("nop5_optimized") else ""))
+    return cal
+
+
+def tail_text(text, n=300):
+    return " ".join(text.split())[-n:]
+
+
 def select_modes(ctx, args):
     help_text = subprocess.run([ctx.fh, "--help"], capture_output=True, text=True,
                                timeout=10).stdout
@@ -563,18 +846,56 @@ def calibrate(ctx, group, benches, mode, target):
     return out, sum(out[b] * per_op[b] for b in out) / 1e9
 
 
+def count_traps(ctx, group, benches, gmodes, sizes, timeouts, failures, log):
+    """One counting run per traced mode, before its timed runs: BPF
+    statistics on only there, so that they never slow a timed run."""
+    counts = {}
+    for m in gmodes:
+        if not m.tracer or m.name not in sizes or ctx.args.no_count or \
+                (ctx.args.quick and not group.count_in_quick):
+            continue
+        try:
+            with BpfStats():
+                _, info = run_job(ctx, group, m, sizes[m.name], timeouts[m.name], count=True)
+        except (BenchError, OSError) as e:
+            failures.append({"group": benches[0].name, "mode": m.name, "stage": "counting",
+                             "error": str(e)})
+            log("  %-12s counting FAILED: %s" % (m.name, e))
+            continue
+        for b, c in info["counts"].items():
+            counts[(b, m.name)] = c
+        log("  %-12s traps/op %s" % (m.name, " ".join(
+            "%s=%s" % (b, fmt_traps(c["traps_per_op"])) for b, c in info["counts"].items())))
+    return counts
+
+
+# --quick (without --modes) leaves out the modes that are there for
+# comparison (the original probe placement; probes on every process, which
+# costs the benchmark what fh-p does), and runs the peer and the untraced
+# case on the lock loops only.
+QUICK_SKIPS = ("fh-p-entry", "fh-track-all")
+QUICK_LOCKS_ONLY = ("bpftrace", "fh-other")
+
+
 def run_suite(ctx, modes, benches_wanted, log):
     args = ctx.args
-    runs, failures, sizes_used = [], [], {}
+    runs, failures, sizes_used, counts = [], [], {}, {}
     target = args.target if args.target else (0.1 if args.quick else 0.4)
     for group in GROUPS:
         benches = [b for b in group.benches if b.name in benches_wanted]
         if not benches:
             continue
-        gmodes = [m for m in modes if not all(m.name in b.skip_modes for b in benches)]
+        gmodes = [m for m in modes if any(b.runs_in(m.name) for b in benches)]
+        if args.quick and not args.modes:
+            gmodes = [m for m in gmodes if m.name not in QUICK_SKIPS and
+                      (isinstance(group, Locks) or m.name not in QUICK_LOCKS_ONLY)]
         log("\n== %s" % ", ".join(b.name for b in benches))
         sizes, timeouts = {}, {}
         for m in gmodes:
+            if m.name == "bare2" and "bare" in sizes:
+                # bare again, to the operation: only the moment differs
+                sizes[m.name], timeouts[m.name] = sizes["bare"], timeouts["bare"]
+                continue
             if all(b.fixed for b in benches):
                 sizes[m.name] = {b.name: b.fixed[1 if args.quick else 0] for b in benches}
                 timeouts[m.name] = args.timeout
@@ -589,7 +910,8 @@ def run_suite(ctx, modes, benches_wanted, log):
         for m in gmodes:
             if m.name in sizes:
                 sizes_used.setdefault(m.name, {}).update(sizes[m.name])
-                log("  %-12s sizes %s" % (m.name, " ".join("%s=%d" % kv for kv in sizes[m.name].items())))
+                log("  %-12s sizes %s" % (m.name, " ".join("%s=%s" % kv for kv in sizes[m.name].items())))
+        counts.update(count_traps(ctx, group, benches, gmodes, sizes, timeouts, failures, log))
         failed = set()
         for rep in range(args.reps):
             line = []
@@ -617,7 +939,7 @@ def run_suite(ctx, modes, benches_wanted, log):
                 line.append("%s %s" % (m.name, "/".join(
                     fmt_ns(res[b.name]["elapsed_ns"] / res[b.name]["n"]) for b in benches)))
             log("  rep %d: %s" % (rep + 1, ", ".join(line)))
-    return runs, failures, sizes_used
+    return runs, failures, sizes_used, counts
 
 
 def storm_100k(ctx, runs, log):
@@ -655,6 +977,21 @@ def fmt_ns(ns):
     return "%.1f ns" % ns
 
 
+# A count from which more than this share was subtracted as other processes'
+# hits is marked "~": it is as good as the background's steadiness.
+NOISY_BACKGROUND = 0.2
+
+
+def fmt_traps(t, count=None):
+    if t is None:
+        return "-"
+    if t == 0:
+        return "0"
+    approx = "~" if count and count["hits"] and \
+        count["background"] > NOISY_BACKGROUND * count["hits"] else ""
+    return approx + ("%.2f" % t if t < 100 else "%.0f" % t)
+
+
 def fmt_ratio(r):
     if r is None:
         return "-"
@@ -673,8 +1010,10 @@ def fmt_n(n):
     return str(n)
 
 
-def summarize(runs, modes, benches_wanted):
-    """Per bench and mode: medians and ratios to bare paired by repetition."""
+def summarize(runs, modes, benches_wanted, counts, emulated_ns):
+    """Per bench and mode: medians and ratios to bare paired by repetition,
+    traps per operation from the counting runs, and the added cost in units
+    of the calibrated emulated-instruction hit (emulated_ns; None: unknown)."""
     rows = []
     by = {}
     for r in runs:
@@ -685,14 +1024,32 @@ def summarize(runs, modes, benches_wanted):
             mine = by.get((bench, m.name))
             if not mine:
                 continue
-            ratios = [mine[k]["ns_per_op"] / bare[k]["ns_per_op"] for k in mine if k in bare]
+            paired = [k for k in mine if k in bare]
+            ratios = [mine[k]["ns_per_op"] / bare[k]["ns_per_op"] for k in paired]
+            added = median([mine[k]["ns_per_op"] - bare[k]["ns_per_op"] for k in paired])
+            c = counts.get((bench, m.name), {})
             row = {
                 "bench": bench, "mode": m.name, "reps": len(mine),
                 "foreign_runs": sum(1 for x in mine.values() if x.get("foreign_tracers")),
                 "n": sorted({x["n"] for x in mine.values()}),
                 "ns_per_op_median": median([x["ns_per_op"] for x in mine.values()]),
                 "ratio_median": median(ratios), "ratio_min": min(ratios) if ratios else None,
+                "ratio_max": max(ratios) if ratios else None,
+                "added_ns_per_op_median": added,
+                # nothing traced, nothing trapped; else the counting run's
+                "traps_per_op": 0.0 if m.tracer is None else c.get("traps_per_op"),
+                "bpf_ns_per_hit": c.get("bpf_ns_per_hit"),
+                "count": c or None,
+                "traps_worth": added / emulated_ns if added is not None and emulated_ns
+                else None,
             }
+            if bench == "service":
+                row["ops_per_s_median"] = median([x["n"] / x["elapsed_ns"] * 1e9
+                                                  for x in mine.values()])
+                row["ops_per_s_before_median"] = median([x["ops_before"] / x["before_ns"] * 1e9
+                                                         for x in mine.values()])
+                row["throughput_vs_bare_median"] = median([1 / r for r in ratios])
+                row["throughput_vs_bare_min"] = min(1 / r for r in ratios) if ratios else None
             if bench == "forkstorm":
                 row["forks_per_s_median"] = median([x["n"] / (x["elapsed_ns"] / 1e9)
                                                     for x in mine.values()])
@@ -704,6 +1061,14 @@ def summarize(runs, modes, benches_wanted):
                     for k in ("lost", "hazards", "mt_forks"):
                         row[k + "_total"] = sum(x["summary"][k] for x in mine.values())
             rows.append(row)
+    # Untraced modes are judged against how far bare strays from itself in
+    # the same run: the range of bare2's ratios.
+    for bench in benches_wanted:
+        b2 = next((r for r in rows if r["bench"] == bench and r["mode"] == "bare2"), None)
+        for r in rows:
+            if r["bench"] == bench and b2 and b2["ratio_min"] is not None and \
+                    r["ratio_median"] is not None:
+                r["within_bare_spread"] = b2["ratio_min"] <= r["ratio_median"] <= b2["ratio_max"]
     tracer = []
     for m in modes:
         mine = [r for r in runs if r["mode"] == m.name and "startup_s" in r]
@@ -746,34 +1111,71 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
             if any(r["bench"] == b.name for r in rows):
                 L.append("- `%s` (per %s): %s" % (b.name, b.unit, b.title))
     L.append("")
+    cal = meta.get("calibration")
+    emulated = cal["costs_ns"].get("uprobe_emulated") if cal else None
+    L.extend(calibration_md(cal))
     L.append("## Cost per operation")
     L.append("")
-    L.append("ratio = this mode's time per operation / bare's, in the same repetition: median "
-             "and min over repetitions. `ops/run` differs between modes where a traced run "
-             "would take too long at bare's size (sizes are calibrated per mode): the ratio "
-             "then compares costs per operation.")
+    L.append("ratio = this mode's time per operation / bare's, in the same repetition: median, "
+             "and min-max over repetitions; `bare2` is bare again, so its range is how far bare "
+             "strays from itself in this run, and `in spread` says whether a mode's median "
+             "ratio lies within it. `ops/run` differs between modes where a traced run would "
+             "take too long at bare's size (sizes are calibrated per mode): the ratio then "
+             "compares costs per operation.")
     L.append("")
-    L.append("| benchmark | mode | ops/run | time/op (median) | ratio (median) | ratio (min) |")
-    L.append("|---|---|---:|---:|---:|---:|")
+    L.append("`traps/op`: uprobe and uretprobe hits per operation (all threads' operations), "
+             "from the tracer's probe programs' run counters in a separate counting run of "
+             "the mode, less the rate at which they ran while the benchmark was not running "
+             "(other processes' hits, in system-wide modes and under bpftrace, whose probes "
+             "are on every process); `~`: more than %d%% of the hits were subtracted so, as "
+             "good as that rate was steady; 0 by definition without a tracer. `BPF/hit`: the "
+             "probe programs' own run time per hit. `traps' worth`: the added time per "
+             "operation (median of mode - bare, paired by repetition) divided by the "
+             "calibrated cost of one emulated-instruction hit%s: multiply by another "
+             "machine's `forkhazard calibrate` emulated cost to carry the result there."
+             % (NOISY_BACKGROUND * 100, " (%.0f ns)" % emulated if emulated else ""))
+    L.append("")
+    L.append("| benchmark | mode | ops/run | time/op (median) | ratio (median) | ratio (min-max) "
+             "| in spread | traps/op | BPF/hit | traps' worth |")
+    L.append("|---|---|---:|---:|---:|---:|:-:|---:|---:|---:|")
     for r in rows:
-        if r["bench"] == "forkstorm":
+        if r["bench"] in ("forkstorm", "service"):
             continue
-        L.append("| %s | %s | %s | %s | %s%s | %s |" % (
+        L.append(md_row(
             r["bench"] + " (" + unit_of(r["bench"]) + ")", r["mode"],
             "/".join(fmt_n(n) for n in r["n"]), fmt_ns(r["ns_per_op_median"]),
-            fmt_ratio(r["ratio_median"]), mark(r), fmt_ratio(r["ratio_min"])))
+            fmt_ratio(r["ratio_median"]) + mark(r),
+            fmt_ratio(r["ratio_min"]) + "-" + fmt_ratio(r["ratio_max"]), fmt_spread(r),
+            fmt_traps(r["traps_per_op"], r["count"]),
+            fmt_ns(r["bpf_ns_per_hit"] if (r["traps_per_op"] or 0) >= 0.01 else None),
+            fmt_worth(r)))
+    svc = [r for r in rows if r["bench"] == "service"]
+    if svc:
+        L += md_section("A real service", "bench/progs/pyservice.py: a Python ThreadPoolExecutor "
+                        "service whose 2 tasks take one threading.Lock in a loop, pinned to one "
+                        "CPU; it forks a worker once while they run (which arms the adaptive "
+                        "default's lock probes), then runs %s s before its throughput is counted "
+                        "over %s s. `throughput vs bare`: bare's time per operation / this mode's, "
+                        "paired by repetition: median and min. traps/op is over the measured "
+                        "window." % (meta["service_settle"], meta["service_window"]))
+        L.append("| mode | ops/s before the fork (median) | ops/s after (median) | throughput vs "
+                 "bare (median) | (min) | traps/op | traps' worth |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r in svc:
+            L.append(md_row(
+                r["mode"], fmt_rate(r["ops_per_s_before_median"]), fmt_rate(r["ops_per_s_median"]),
+                fmt_ratio(r["throughput_vs_bare_median"]) + mark(r),
+                fmt_ratio(r["throughput_vs_bare_min"]), fmt_traps(r["traps_per_op"], r["count"]),
+                fmt_worth(r)))
     storm_rows = [r for r in rows if r["bench"] == "forkstorm"]
     if storm_rows:
-        L.append("")
-        L.append("## Fork storm")
-        L.append("")
-        L.append("A 2-thread process (its worker holding a lock) forks and reaps as fast as it "
-                 "can for %s s. ratio = time per fork / bare's. Counts are totals over the "
-                 "repetitions: `forks` the storm made, `events` the tool's \"fork\" events "
-                 "for the storm's PID, `missed` = forks - events; `lost`, `hazards` and "
-                 "`mt_forks` come from forkhazard's summaries (system-wide modes count every "
-                 "process's forks in mt_forks)." % storm_rows[0]["n_seconds"])
-        L.append("")
+        L += md_section("Fork storm", "A 2-thread process (its worker holding a lock) forks and "
+                        "reaps as fast as it can for %s s. ratio = time per fork / bare's. Counts "
+                        "are totals over the repetitions: `forks` the storm made, `events` the "
+                        "tool's \"fork\" events for the storm's PID, `missed` = forks - events; "
+                        "`lost`, `hazards` and `mt_forks` come from forkhazard's summaries "
+                        "(system-wide modes count every process's forks in mt_forks)."
+                        % storm_rows[0]["n_seconds"])
         L.append("| mode | forks/s (median) | ratio (median) | ratio (min) | forks | events | "
                  "missed | lost | hazards | mt_forks |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -824,6 +1226,54 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
         for f in failures:
             L.append("- FAILED: %s" % json.dumps(f))
     return "\n".join(L) + "\n"
+
+
+def calibration_md(cal):
+    if not cal:
+        return []
+    c = cal["costs_ns"]
+    what = [("syscall", "system call (getppid)"),
+            ("uprobe_emulated", "uprobe on an instruction the kernel emulates (`push`)"),
+            ("uprobe_single_step", "uprobe on one it single-steps (`mov`)"),
+            ("uprobe_nop5", "uprobe on a 5-byte nop (%s)" % (
+                "optimized into a call" if cal.get("nop5_optimized") else "not optimized")),
+            ("uprobe_uretprobe_pair", "uprobe + uretprobe (two traps)")]
+    L = ["## This machine's trap costs", "",
+         "`forkhazard calibrate` at the suite's start: ns of CPU time per call over the same "
+         "call unprobed, median of its batches (docs/json.md, \"calibration\").", "",
+         "| trap | ns |", "|---|---:|"]
+    L += [md_row(label, "%.0f" % c[k]) for k, label in what if k in c]
+    if "uretprobe_ns" in cal:
+        L.append(md_row("the uretprobe alone (pair - emulated)", "%.0f" % cal["uretprobe_ns"]))
+    return L + [""]
+
+
+def md_section(title, intro):
+    return ["", "## " + title, "", intro, ""]
+
+
+def md_row(*cells):
+    return "| " + " | ".join(cells) + " |"
+
+
+def fmt_spread(row):
+    v = row.get("within_bare_spread")
+    return "-" if v is None or row["mode"] in ("bare", "bare2") else "yes" if v else "no"
+
+
+def fmt_worth(row):
+    """Only where the mode trapped: elsewhere it would be the noise of the
+    ratio column in other units."""
+    w = row.get("traps_worth")
+    if w is None or (row["traps_per_op"] or 0) < 0.01:
+        return "-"
+    return "%.2f" % w if abs(w) < 100 else "%.0f" % w
+
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    return "%.2fM" % (v / 1e6) if v >= 1e6 else "%.0fk" % (v / 1e3) if v >= 1e4 else "%.0f" % v
 
 
 def printable(text):
@@ -890,16 +1340,19 @@ def machine_meta(ctx, args):
         "bpftrace": out([ctx.bpftrace, "--version"]) if ctx.bpftrace else None,
         "python": platform.python_version(), "sqlite3": out(["sqlite3", "--version"]).split(" ")[0],
         "reps": args.reps, "quick": args.quick, "load_start": os.getloadavg()[0],
+        "service_before": args.service_before, "service_settle": args.service_settle,
+        "service_window": Service.benches[0].fixed[1 if args.quick else 0],
     }
 
 
 def main():
+    build_groups()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build", help="build directory (default build)")
-    ap.add_argument("--quick", action="store_true", help="smaller runs, 3 repetitions: ~1-2 min")
+    ap.add_argument("--quick", action="store_true", help="smaller runs, 3 repetitions, fewer modes (bench/README.md): ~3-4 min")
     ap.add_argument("--only", action="append", default=[],
                     help="benchmarks to run, comma-separated (%s; 'locks' for the lock "
-                    "loops)" % ", ".join(ALL_BENCHES))
+                    "loops, 'python' for every interpreter)" % ", ".join(ALL_BENCHES))
     ap.add_argument("--modes", default="", help="modes to run, comma-separated (bare always "
                     "runs): " + ", ".join(m.name for m in MODES))
     ap.add_argument("--reps", type=int, help="repetitions (default 5, --quick 3)")
@@ -911,11 +1364,22 @@ def main():
     ap.add_argument("--storm-events", type=int, default=100_000,
                     help="fork events for the long storm under fh-p (0: none; never in --quick)")
     ap.add_argument("--out", default="bench/results", help="where results go")
+    ap.add_argument("--no-count", action="store_true",
+                    help="no counting runs (traps per operation)")
+    ap.add_argument("--service-before", type=float,
+                    help="service: seconds before its fork (default 0.5, --quick 0.2)")
+    ap.add_argument("--service-settle", type=float,
+                    help="service: seconds between its fork and the measured window, for the "
+                    "tool to attach and a governor to act (default 3, --quick 1.2)")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 if any run failed (default: report it and exit 0)")
     args = ap.parse_args()
     args.reps = args.reps or (3 if args.quick else 5)
     args.stop_timeout = args.stop_timeout or (10 if args.quick else 30)
+    if args.service_before is None:
+        args.service_before = 0.2 if args.quick else 0.5
+    if args.service_settle is None:
+        args.service_settle = 1.2 if args.quick else 3.0
     args.modes = [m for m in args.modes.split(",") if m]
     wanted = []
     for item in ",".join(args.only).split(","):
@@ -923,10 +1387,13 @@ def main():
             continue
         if item == "locks":
             wanted += list(Locks.loops)
+        elif item == "python":
+            wanted += [b.name for g in GROUPS if isinstance(g, Python) for b in g.benches]
         elif item in ALL_BENCHES:
             wanted.append(item)
         else:
-            ap.error("unknown benchmark %r (known: %s, locks)" % (item, ", ".join(ALL_BENCHES)))
+            ap.error("unknown benchmark %r (known: %s, locks, python)"
+                     % (item, ", ".join(ALL_BENCHES)))
     wanted = [b for b in ALL_BENCHES if b in wanted] if wanted else ALL_BENCHES
     unknown = [m for m in args.modes if m not in [x.name for x in MODES]]
     if unknown:
@@ -955,9 +1422,14 @@ def main():
         ctx.freeze_binaries(build_progs(ctx))
         meta = machine_meta(ctx, args)
         modes, notes = select_modes(ctx, args)
+        meta["calibration"] = machine_calibration(ctx, notes, log)
+        if read_int(BpfStats.SYSCTL) == 1:
+            notes.append("kernel.bpf_stats_enabled was 1 when the suite started (not set by "
+                         "it): every BPF program run paid for its statistics in the timed runs "
+                         "too")
         log("modes: %s; benchmarks: %s; %d repetitions" % (
             ", ".join(m.name for m in modes), ", ".join(wanted), args.reps))
-        runs, failures, sizes = run_suite(ctx, modes, wanted, log)
+        runs, failures, sizes, counts = run_suite(ctx, modes, wanted, log)
         storm = None
         if "forkstorm" in wanted and not args.quick and args.storm_events > 0 and \
                 any(m.name == "fh-p" for m in modes):
@@ -970,7 +1442,9 @@ def main():
         ctx.procs.kill_all()
         shutil.rmtree(ctx.tmp, ignore_errors=True)
 
-    rows, tracer = summarize(runs, modes, wanted)
+    calib = meta.get("calibration")
+    rows, tracer = summarize(runs, modes, wanted, counts,
+                             calib["costs_ns"].get("uprobe_emulated") if calib else None)
     for r in rows:
         if r["bench"] == "forkstorm":
             r["n_seconds"] = sizes.get(r["mode"], {}).get("forkstorm")

@@ -13,6 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "forkhazard.h"
+#include "lockabi.h"
 
 /* Set by userspace before load; the verifier prunes what they switch off. */
 const volatile bool filter_pids __weak = false;	/* trace only `procs` */
@@ -245,29 +246,29 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 	switch (l->kind) {
 	case FH_KIND_MUTEX:
 		if (l->layout == FH_LAYOUT_MUSL) {
-			/* _m_type at 0, _m_lock at 4: a normal mutex stores
-			 * EBUSY there, the other types the owner's TID. */
-			__s32 type = read_s32(l->addr, &ok);
+			/* a normal mutex stores EBUSY in _m_lock, the other
+			 * types the owner's TID */
+			__s32 type = read_s32(l->addr + MUSL_MUTEX_TYPE, &ok);
 
-			w = read_s32(l->addr + 4, &ok);
+			w = read_s32(l->addr + MUSL_MUTEX_LOCK, &ok);
 			if (!ok)
 				return HELD_UNKNOWN;
-			if (!(type & 15))
+			if (!(type & MUSL_MUTEX_TYPE_MASK))
 				return w ? HELD_UNKNOWN : HELD_NO;
-			return (__u32)(w & 0x3fffffff) == tid ? HELD_YES : HELD_NO;
+			return (__u32)(w & FUTEX_TID_MASK) == tid ? HELD_YES : HELD_NO;
 		}
-		/* glibc pthread_mutex_t: __owner (a TID) at byte 8, every type */
-		w = read_s32(l->addr + 8, &ok);
+		/* glibc pthread_mutex_t: __owner (a TID), every type */
+		w = read_s32(l->addr + GLIBC_MUTEX_OWNER, &ok);
 		if (!ok)
 			return HELD_UNKNOWN;
 		return (__u32)w == tid ? HELD_YES : HELD_NO;
 	case FH_KIND_RWLOCK_WRITE:
 		if (l->layout == FH_LAYOUT_MUSL) {
-			w = read_s32(l->addr, &ok);	/* _rw_lock: 0x7fffffff = writer */
-			return !ok ? HELD_UNKNOWN : (w & 0x7fffffff) == 0x7fffffff ?
+			w = read_s32(l->addr, &ok);	/* _rw_lock */
+			return !ok ? HELD_UNKNOWN : (w & MUSL_RWLOCK_WRITER) == MUSL_RWLOCK_WRITER ?
 						   HELD_UNKNOWN : HELD_NO;
 		}
-		w = read_s32(l->addr + 24, &ok);	/* __cur_writer */
+		w = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok);
 		if (!ok)
 			return HELD_UNKNOWN;
 		return (__u32)w == tid ? HELD_YES : HELD_NO;
@@ -276,28 +277,24 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 		if (!ok)
 			return HELD_UNKNOWN;
 		if (l->layout == FH_LAYOUT_MUSL)
-			return (w & 0x7fffffff) && (w & 0x7fffffff) != 0x7fffffff ? HELD_UNKNOWN
-										  : HELD_NO;
-		/* glibc __readers: bit 0 = write phase (readers only wait),
-		 * bits 3.. = readers registered */
-		return (w & 1) || !((__u32)w >> 3) ? HELD_NO : HELD_UNKNOWN;
+			return (w & MUSL_RWLOCK_WRITER) && (w & MUSL_RWLOCK_WRITER) !=
+			       MUSL_RWLOCK_WRITER ? HELD_UNKNOWN : HELD_NO;
+		/* glibc __readers: in a write phase readers only wait */
+		return (w & GLIBC_RWLOCK_WRPHASE_BIT) || !((__u32)w >> GLIBC_RWLOCK_READER_SHIFT) ?
+		       HELD_NO : HELD_UNKNOWN;
 	case FH_KIND_SEM:
-		/* glibc and musl keep the value in the first 32 bits (musl
-		 * sets the sign bit while a thread waits); a value above 0
-		 * means nobody holds it as a lock. */
+		/* the value (lockabi.h): above 0, nobody holds it as a lock */
 		w = read_s32(l->addr, &ok);
 		if (!ok)
 			return HELD_UNKNOWN;
 		return w > 0 ? HELD_NO : HELD_UNKNOWN;
 	case FH_KIND_SPIN:
-		/* glibc on x86-64 counts down from 1 (unlocked); elsewhere and
-		 * in musl 0 is unlocked */
 		w = read_s32(l->addr, &ok);
 		if (!ok)
 			return HELD_UNKNOWN;
 #if defined(__TARGET_ARCH_x86)
 		if (l->layout == FH_LAYOUT_GLIBC)
-			return w == 1 ? HELD_NO : HELD_UNKNOWN;
+			return w == GLIBC_SPIN_UNLOCKED_X86 ? HELD_NO : HELD_UNKNOWN;
 #endif
 		return w == 0 ? HELD_NO : HELD_UNKNOWN;
 	default:
@@ -307,9 +304,9 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 
 /*
  * The depth of a recursive mutex that `l` names and its holder holds, from
- * the lock word: glibc counts a recursive mutex's acquisitions in __count (at
- * byte 4); other types keep 0 there. Musl's mutexes are release-probed: their
- * depth is counted in the slot.
+ * the lock word: glibc counts a recursive mutex's acquisitions in __count;
+ * other types keep 0 there. Musl's mutexes are release-probed: their depth
+ * is counted in the slot.
  */
 static __always_inline __u32 mutex_depth(const struct fh_held_lock *l)
 {
@@ -318,7 +315,7 @@ static __always_inline __u32 mutex_depth(const struct fh_held_lock *l)
 
 	if (l->kind != FH_KIND_MUTEX || l->layout != FH_LAYOUT_GLIBC)
 		return l->depth;
-	count = read_s32(l->addr + 4, &ok);
+	count = read_s32(l->addr + GLIBC_MUTEX_COUNT, &ok);
 	return ok && count > 1 ? (__u32)count : 1;
 }
 
@@ -363,8 +360,6 @@ static __always_inline void set_newest_acquirer(__u64 pid_tgid, const struct fh_
 #define NR_futex	98
 #define SYSCALL_NR(regs)	((regs)->syscallno)
 #endif
-#define NR_futex_waitv	449	/* same number on every architecture */
-#define NR_futex_wait	455
 
 #define FH_TASK_SLEEPING	0x3	/* TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE */
 

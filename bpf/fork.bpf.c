@@ -334,7 +334,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
 	if (locks_seen)
 		snapshot_locks(ev, parent);
-	if (ev->nr_locks > ev->nr_own || ev->locks_omitted)
+	if (FH_FORK_FOREIGN_LOCKS(ev))
 		stat_inc(FH_STAT_HAZARDS);
 
 	fate.fork_ns = now;
@@ -344,7 +344,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 
 	/* A hazard's fork call deserves a full stack: glibc has no frame
 	 * pointers, so userspace unwinds this copy with CFI. */
-	if (ev->nr_locks > ev->nr_own || ev->locks_omitted)
+	if (FH_FORK_FOREIGN_LOCKS(ev))
 		send_user_stack((struct pt_regs *)bpf_task_pt_regs(parent), ev->tid, now);
 
 	/* Send only the lock entries in use. */

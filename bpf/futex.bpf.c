@@ -10,16 +10,8 @@
 /* fork.bpf.c: the thread of a process by the TID its namespace gives it. */
 extern __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3);
 
-#define FUTEX_WAIT		0
-#define FUTEX_LOCK_PI		6
-#define FUTEX_WAIT_BITSET	9
-#define FUTEX_LOCK_PI2		13
-#define FUTEX_PRIVATE_FLAG	128
-#define FUTEX_CLOCK_REALTIME	256
-#define FUTEX2_SIZE_MASK	0x3
-#define FUTEX2_SIZE_U32		0x2
-#define FUTEX2_PRIVATE		128
-#define FUTEX_TID_MASK		0x3fffffff
+/* NR_futex and SYSCALL_NR: fh.bpf.h; NR_futex_waitv, NR_futex_wait and the
+ * futex flags: lockabi.h */
 #define WAITV_MAX		8	/* futex_waitv vectors checked in full */
 
 static __always_inline __u32 read_u32(__u64 addr)
@@ -37,11 +29,11 @@ static __always_inline __u32 tid_or_0(__u32 v)
 }
 
 /*
- * Who owns the lock whose futex word is at `uaddr`, by the layouts we know:
- * glibc mutex __owner at +8 from its __lock word; glibc rwlock __cur_writer
- * at +16 from __wrphase_futex and +12 from __writers_futex; musl's recursive,
- * error-checking and robust mutexes keep the owner's TID in the futex word
- * itself (_m_lock), with the waiters bit set by the waiter. A candidate only
+ * Who owns the lock whose futex word is at `uaddr`, by the layouts we know
+ * (lockabi.h): a glibc mutex's __owner, seen from its __lock word; a glibc
+ * rwlock's __cur_writer, seen from __wrphase_futex or __writers_futex; musl's
+ * recursive, error-checking and robust mutexes keep the owner's TID in the
+ * futex word itself (_m_lock), with the waiters bit set by the waiter. A candidate only
  * counts when it names a thread of the parent, so a word of another layout
  * does not invent an owner. Semaphores, read locks, musl's normal mutexes
  * and rwlocks name nobody: null.
@@ -50,11 +42,11 @@ static __always_inline __u32 owner_from_layout(__u64 uaddr, __u32 parent_pid)
 {
 	__u32 w = read_u32(uaddr), musl = 0;
 
-	if ((w & 0x80000000) && (w & FUTEX_TID_MASK) > 1)
+	if ((w & FUTEX_WAITERS) && (w & FUTEX_TID_MASK) > 1)
 		musl = w & FUTEX_TID_MASK;
-	return thread_by_ns_tid(parent_pid, tid_or_0(read_u32(uaddr + 8)),
-				tid_or_0(read_u32(uaddr + 16)),
-				tid_or_0(read_u32(uaddr + 12)), musl);
+	return thread_by_ns_tid(parent_pid, tid_or_0(read_u32(uaddr + GLIBC_MUTEX_OWNER)),
+				tid_or_0(read_u32(uaddr + GLIBC_RWLOCK_WRITER_FROM_WRPHASE)),
+				tid_or_0(read_u32(uaddr + GLIBC_RWLOCK_WRITER_FROM_WRITERS)), musl);
 }
 
 #define VM_MAYSHARE	0x80

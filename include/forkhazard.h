@@ -43,7 +43,8 @@ enum fh_event_type {
 };
 
 /* A new kind is one line here, one row in src/probes.c's table and, when
- * its lock word can prove ownership, one case in bpf/locks.bpf.h. */
+ * its lock word can prove ownership, one case in bpf/fh.bpf.h's
+ * lock_word_verdict (its layout in lockabi.h). */
 enum fh_lock_kind {
 	FH_KIND_NONE = 0,
 	FH_KIND_MUTEX,
@@ -184,6 +185,14 @@ struct fh_fork_event {
 	struct fh_lock locks[FH_EVENT_LOCKS];
 };
 
+/*
+ * Locks of other threads in a fork event, sent or omitted: what the kernel
+ * side counts as a hazard (FH_STAT_HAZARDS) and sends a stack copy for.
+ * Userspace's verdict on an event, which may set some of them aside, is
+ * src/hazard.h's.
+ */
+#define FH_FORK_FOREIGN_LOCKS(ev)	((ev)->nr_locks - (ev)->nr_own + (ev)->locks_omitted)
+
 enum fh_child_outcome {
 	FH_CHILD_EXEC = 1,
 	FH_CHILD_EXIT,
@@ -304,5 +313,72 @@ enum fh_request_mode {
 
 /* --comm NAME: processes that get lock probes from their exec (adaptive mode). */
 #define FH_MAX_COMM_FILTERS	8
+
+/*
+ * CPython: how a BPF program finds the current thread's innermost Python
+ * frames at a uprobe or tracepoint, without the GIL. Userspace fills one per
+ * Python process (pyrt_layout(), src/pyrt.h) from the interpreter's version,
+ * its _PyRuntime and the process's C library; x86-64 glibc. Offsets are in
+ * bytes; FH_PY_NONE where the version has no such field. Every read below is
+ * of the traced process's memory (bpf_probe_read_user) and may fail: stop
+ * there.
+ *
+ * 1. The thread state. tp = the task's thread pointer (task->thread.fsbase,
+ *    which is also the thread's pthread_t):
+ *        tstate = *(u64 *)(tp + tsd_offset + tss_key * tsd_stride)
+ *    That is pthread_getspecific(autoTSSkey): the thread's PyThreadState,
+ *    set when it first ran Python and kept while it waits with the GIL
+ *    released. 0: the thread has never run Python. Sanity check:
+ *        *(u64 *)(tstate + tstate_thread_id) == tp
+ * 2. The innermost frame:
+ *        f = *(u64 *)(tstate + tstate_frame)
+ *        if (cframe_current_frame != FH_PY_NONE && f)
+ *                f = *(u64 *)(f + cframe_current_frame)
+ * 3. Frame after frame, innermost first, until f == 0 (or enough):
+ *        code  = *(u64 *)(f + frame_code)
+ *        instr = frame_instr_size == 4 ? (__s32)*(__u32 *)(f + frame_instr)
+ *                                      : *(u64 *)(f + frame_instr)
+ *        if (frame_owner == FH_PY_NONE ||
+ *            *(u8 *)(f + frame_owner) != frame_owner_cstack)
+ *                record (code, instr)      (else: a C-stack shim, no code)
+ *        f = *(u64 *)(f + frame_previous)
+ *    Userspace turns each (code, instr) into file, line and function
+ *    (pyrt_resolve), instr as recorded: 3.10's f_lasti (an index in code
+ *    units), 3.11-3.12's prev_instr, 3.13's instr_ptr (addresses).
+ */
+#define FH_PY_NONE		0xffff
+
+struct fh_py_layout {
+	__u16 version;			/* major << 8 | minor, e.g. 0x030b */
+	__u16 tsd_stride;		/* glibc: sizeof(struct pthread_key_data), 16 */
+	__u32 tss_key;			/* the interpreter's autoTSSkey: a pthread key,
+					 * always below glibc's first block (32) */
+	__u32 tsd_offset;		/* glibc: offsetof(struct pthread,
+					 * specific_1stblock[0].data), 0x318 in 2.36 */
+	__u16 tstate_thread_id;		/* PyThreadState.thread_id: its pthread_t */
+	__u16 tstate_native_thread_id;	/* .native_thread_id: its TID (3.11+) */
+	__u16 tstate_frame;		/* .frame (3.10), .cframe (3.11, 3.12),
+					 * .current_frame (3.13) */
+	__u16 cframe_current_frame;	/* _PyCFrame.current_frame (3.11, 3.12) */
+	__u16 frame_previous;		/* PyFrameObject.f_back (3.10),
+					 * _PyInterpreterFrame.previous (3.11+) */
+	__u16 frame_code;		/* .f_code (3.10-3.12), .f_executable (3.13) */
+	__u16 frame_instr;		/* .f_lasti (3.10), .prev_instr (3.11, 3.12),
+					 * .instr_ptr (3.13) */
+	__u16 frame_instr_size;		/* bytes at frame_instr: 4 (an int) or 8 */
+	__u16 frame_owner;		/* _PyInterpreterFrame.owner, a char (3.11+) */
+	__u16 frame_owner_cstack;	/* FRAME_OWNED_BY_CSTACK (3.12+): skip it */
+};
+
+/* forkhazard calibrate (src/calibrate.c): its probes on its own code, each
+ * counted in calib_hits[] at the index its cookie carries. */
+enum fh_calib_probe {
+	FH_CALIB_EMULATED,	/* on an instruction the kernel emulates */
+	FH_CALIB_SINGLE_STEP,	/* on one it single-steps */
+	FH_CALIB_NOP5,		/* on a 5-byte nop */
+	FH_CALIB_PAIR_ENTRY,	/* entry of a function with a return probe too */
+	FH_CALIB_PAIR_RETURN,	/* that return probe */
+	FH_CALIB_PROBES,
+};
 
 #endif /* FORKHAZARD_H */

@@ -55,7 +55,11 @@ _forkhazard()
 		fi
 	done
 	if [[ $cword -eq 1 && $cur != -* ]]; then
-		COMPREPLY=($(compgen -W 'inspect' -- "$cur"))
+		COMPREPLY=($(compgen -W 'inspect calibrate' -- "$cur"))
+		return
+	fi
+	if [[ ${words[1]} == calibrate ]]; then
+		COMPREPLY=($(compgen -W '--json --help' -- "$cur"))
 		return
 	fi
 	if [[ ${words[1]} == inspect ]]; then

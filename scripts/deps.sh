@@ -1,9 +1,10 @@
 #!/bin/sh
-# Install every Debian package forkhazard's build, tests and benchmarks need.
-# Idempotent: asks apt only for what is missing.
+# Install every Debian package forkhazard's build, tests and benchmarks need
+# (python3-jsonschema: the tests check every JSON record against
+# docs/json.schema.json). Idempotent: asks apt only for what is missing.
 set -eu
 pkgs="make gcc clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
-      libcapstone-dev pkg-config python3 procps util-linux
+      libcapstone-dev pkg-config python3 python3-jsonschema procps util-linux
       g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev musl-tools"
 # Static analysis and the sanitizer/valgrind runs (make lint, check-valgrind).
 pkgs="$pkgs cppcheck clang-tidy valgrind"
@@ -21,10 +22,11 @@ if [ "${1:-}" = container ]; then
 	pkgs="$pkgs podman runc debootstrap"
 fi
 # Service mode: metrics endpoint (libmicrohttpd), sd_notify (libsystemd), the
-# Debian package build, promtool (prometheus) and systemd-analyze for its
-# tests, node and npm for the Kubernetes manifest's schema validation.
+# Debian package build, promtool and prometheus (the alert rules run in a
+# real one) and systemd-analyze for its tests, PyYAML to read the rules, node
+# and npm for the Kubernetes manifest's schema validation.
 pkgs="$pkgs libmicrohttpd-dev libsystemd-dev debhelper dpkg-dev bash-completion prometheus
-      systemd curl nodejs"
+      systemd curl nodejs python3-yaml"
 # The schema validator of packaging/k8s/ (kubernetes-models, pinned by its
 # package-lock.json), from the npm registry, once.
 k8s_validator() {

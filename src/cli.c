@@ -1,60 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "conffile.h"
 #include "escape.h"
 #include "forkhazard.h"
+#include "metrics.h"
 
-static const char usage_text[] =
+static const char usage_head[] =
 "Usage: forkhazard [OPTION...] [-p PID]... [-- COMMAND [ARG...]]\n"
 "       forkhazard inspect [--json] PID\n"
+"       forkhazard calibrate [--json]\n"
 "\n"
 "Find fork hazards as they happen: a process forks while another of its\n"
 "threads holds a lock, so the child inherits the lock locked with no thread\n"
 "that could ever release it. Without -p or COMMAND, traces the whole system.\n"
-"\n"
-"  -p, --pid=PID          trace PID and what it forks from now on (repeatable)\n"
-"  -j, --json             JSON Lines output (see docs/json.md)\n"
-"  -o, --output=FILE      write events to FILE (created, never followed if a symlink)\n"
-"  -d, --duration=SECONDS stop after SECONDS\n"
-"      --light            no lock probes: forks, child fates and confirmed\n"
-"                         deadlocks only (cheapest; locks are reported as null)\n"
-"      --track-all        whole system: lock probes on every process. Without it,\n"
-"                         whole-system mode is adaptive: locks are tracked in the\n"
-"                         processes that forked while multithreaded (they fork\n"
-"                         again) and in those named by --comm; others never take\n"
-"                         a uprobe trap\n"
-"      --comm=NAME        adaptive mode: also track the locks of processes named\n"
-"                         NAME from their start (repeatable, up to 8)\n"
-"      --lock-fn=BINARY:ACQUIRE:RELEASE[:TRY]\n"
-"                         also track a library's own lock functions (the lock\n"
-"                         is their first argument; TRY: ACQUIRE returns 0 when it\n"
-"                         got the lock). Repeatable, up to 8\n"
-"      --lock-stack=MODE  stack recorded at each lock call: caller (the exact\n"
-"                         caller only), fp (default: + 4 frame-pointer frames),\n"
-"                         full (+ the kernel's stack walk: deeper, ~0.7us more)\n"
-"      --probe-at-entry   put lock probes on function entries (slower; for comparison)\n"
-"      --stack-depth=N    frames shown per stack (default 8, at most 32)\n"
-"      --max-procs=N      processes that can get lock probes at once (default 1024)\n"
-"      --hold-ms=MS       text mode: wait up to MS for a child's fate before\n"
-"                         printing its fork (default 200)\n"
-"  -u, --user=USER        run COMMAND as USER (its groups, its home), not as root\n"
-"      --ring-buffer-kb=KB\n"
-"                         kernel-to-user event buffer (power of two, default 4096)\n"
-"      --max-children=N   forked children followed at once (default 16384)\n"
-"      --max-traced=N     processes in the kernel's traced/probed table (default 65536)\n"
-"  -v, --verbose          every fork of a multithreaded process, not only hazards;\n"
-"                         -vv also shows libbpf's and the probes' diagnostics\n"
-"  -h, --help             this help\n"
-"      --version          version\n"
+"\n";
+
+static const char usage_tail[] =
 "\n"
 "inspect PID: diagnose a running (hung) process now, without earlier tracing:\n"
 "which thread waits on which lock, who owns it, and whether that owner still\n"
 "exists. Verdict deadlock / blocked / ok.\n"
+"\n"
+"calibrate: what a system call and each kind of uprobe hit cost on this\n"
+"machine, measured on forkhazard's own code (about a second).\n"
 "\n"
 "Examples:\n"
 "  sudo forkhazard                      # whole system, hazards as they happen\n"
@@ -66,46 +42,198 @@ static const char usage_text[] =
 "\n"
 "Exit status: 0 ok (with a COMMAND: its status), 1 error, 2 usage error.\n";
 
-enum {
-	OPT_LIGHT = 256,
-	OPT_LOCK_STACK,
-	OPT_TRACK_ALL,
-	OPT_COMM,
-	OPT_LOCK_FN,
-	OPT_PROBE_AT_ENTRY,
-	OPT_STACK_DEPTH,
-	OPT_MAX_PROCS,
-	OPT_HOLD_MS,
-	OPT_VERSION,
-	OPT_RING_BUFFER_KB,
-	OPT_MAX_CHILDREN,
-	OPT_MAX_TRACED,
+static const char service_head[] =
+"\n"
+"Service mode (see forkhazard(8) and README.md \"Running as a service\"):\n";
+
+/* ---- the options table ----------------------------------------------------- */
+
+enum opt_type {
+	OPT_FLAG,	/* bool, set */
+	OPT_COUNT,	/* int, one more each time */
+	OPT_INT,	/* int in [min, max] */
+	OPT_SECONDS,	/* double in [min, max], above 0 */
+	OPT_STRING,	/* const char *: a non-empty value, at most max bytes (0: any) */
+	OPT_LIST,	/* const char *[items], count at `count`: repeatable, as OPT_STRING */
+	OPT_CHOICE,	/* int: the index of the value among `choices` */
+	OPT_CUSTOM,	/* `set` does it */
 };
 
-static const struct option long_opts[] = {
-	{ "pid", required_argument, NULL, 'p' },
-	{ "json", no_argument, NULL, 'j' },
-	{ "output", required_argument, NULL, 'o' },
-	{ "duration", required_argument, NULL, 'd' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "light", no_argument, NULL, OPT_LIGHT },
-	{ "lock-stack", required_argument, NULL, OPT_LOCK_STACK },
-	{ "track-all", no_argument, NULL, OPT_TRACK_ALL },
-	{ "comm", required_argument, NULL, OPT_COMM },
-	{ "lock-fn", required_argument, NULL, OPT_LOCK_FN },
-	{ "probe-at-entry", no_argument, NULL, OPT_PROBE_AT_ENTRY },
-	{ "stack-depth", required_argument, NULL, OPT_STACK_DEPTH },
-	{ "max-procs", required_argument, NULL, OPT_MAX_PROCS },
-	{ "hold-ms", required_argument, NULL, OPT_HOLD_MS },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ "user", required_argument, NULL, 'u' },
-	{ "ring-buffer-kb", required_argument, NULL, OPT_RING_BUFFER_KB },
-	{ "max-children", required_argument, NULL, OPT_MAX_CHILDREN },
-	{ "max-traced", required_argument, NULL, OPT_MAX_TRACED },
-	FH_SVC_LONG_OPTS,
-	{ NULL, 0, NULL, 0 },
+/* Option flags */
+#define OPT_SERVICE	0x1	/* listed under "Service mode" */
+#define OPT_NEEDS_DAEMON 0x2	/* meaningless without --daemon: refused */
+#define OPT_NOT_IN_FILE	0x4	/* not a configuration file key */
+
+/* set's return value for "done: exit 0 now" (--help, --version) */
+#define CLI_DONE	(-2)
+
+struct cli_option {
+	const char *name;	/* --name; also the configuration file's key */
+	const char *arg;	/* its argument in --help; NULL: it takes none */
+	const char *help;
+	const char *why;	/* what a valid value is, for the error line (else generated) */
+	const char *noun;	/* what the error line calls the value (else --NAME) */
+	const char *const *choices;	/* OPT_CHOICE, NULL-terminated */
+	/* More checks: NULL if arg (value, for numbers) is fine, else what it
+	 * should be, for the error line. */
+	const char *(*check)(const char *arg, long value);
+	/* OPT_CUSTOM: 0, FH_EXIT_USAGE (said on stderr) or CLI_DONE. */
+	int (*set)(struct fh_config *cfg, const char *arg);
+	size_t field;		/* offsetof(struct fh_config, ...) */
+	size_t count;		/* OPT_LIST: offsetof its count */
+	double min, max;	/* OPT_INT, OPT_SECONDS: the range; strings: max length */
+	double def;		/* OPT_INT, OPT_SECONDS, OPT_CHOICE: the default, shown in --help */
+	enum opt_type type;
+	int items;		/* OPT_LIST: at most this many */
+	unsigned int flags;
+	char key;		/* -k, or 0 */
+	bool has_def;
 };
+
+#define FIELD(f)	offsetof(struct fh_config, f)
+
+static int set_pid(struct fh_config *cfg, const char *arg);
+static int set_light(struct fh_config *cfg, const char *arg);
+static int set_track_all(struct fh_config *cfg, const char *arg);
+static int set_mode(struct fh_config *cfg, const char *arg);
+static int set_help(struct fh_config *cfg, const char *arg);
+static int set_version(struct fh_config *cfg, const char *arg);
+static const char *check_lock_fn(const char *arg, long value);
+static const char *check_power_of_two(const char *arg, long value);
+static const char *check_listen(const char *arg, long value);
+static const char *check_filter(const char *arg, long value);
+
+static const char *const lock_stack_names[] = { "caller", "fp", "full", NULL };
+
+static const struct cli_option options[] = {
+	{ .name = "pid", .key = 'p', .arg = "PID", .type = OPT_CUSTOM, .set = set_pid,
+	  .help = "trace PID and what it forks from now on (repeatable)" },
+	{ .name = "json", .key = 'j', .type = OPT_FLAG, .field = FIELD(json),
+	  .help = "JSON Lines output (see docs/json.md)" },
+	{ .name = "output", .key = 'o', .arg = "FILE", .type = OPT_STRING, .field = FIELD(output),
+	  .help = "write events to FILE (created, never followed if a symlink)" },
+	{ .name = "duration", .key = 'd', .arg = "SECONDS", .type = OPT_SECONDS,
+	  .field = FIELD(duration), .min = 0, .max = 1e9, .noun = "duration",
+	  .help = "stop after SECONDS" },
+	{ .name = "light", .type = OPT_CUSTOM, .set = set_light,
+	  .help = "no lock probes: forks, child fates and confirmed deadlocks only "
+		  "(cheapest; locks are reported as null)" },
+	{ .name = "track-all", .type = OPT_CUSTOM, .set = set_track_all,
+	  .help = "whole system: lock probes on every process. Without it, whole-system "
+		  "mode is adaptive: locks are tracked in the processes that forked while "
+		  "multithreaded (they fork again) and in those named by --comm; others "
+		  "never take a uprobe trap" },
+	{ .name = "comm", .arg = "NAME", .type = OPT_LIST, .field = FIELD(comms),
+	  .count = FIELD(ncomms), .items = FH_MAX_COMMS, .max = FH_COMM_LEN - 1,
+	  .why = "1-15 characters, as in /proc/PID/comm",
+	  .help = "adaptive mode: also track the locks of processes named NAME from their "
+		  "start (repeatable, up to 8)" },
+	{ .name = "lock-fn", .arg = "BINARY:ACQUIRE:RELEASE[:TRY]", .type = OPT_LIST,
+	  .field = FIELD(lock_fns), .count = FIELD(nlock_fns), .items = FH_MAX_LOCK_FNS,
+	  .check = check_lock_fn,
+	  .help = "also track a library's own lock functions (the lock is their first "
+		  "argument; TRY: ACQUIRE returns 0 when it got the lock). Repeatable, up to 8" },
+	{ .name = "lock-stack", .arg = "MODE", .type = OPT_CHOICE, .field = FIELD(lock_stack),
+	  .choices = lock_stack_names, .def = FH_LOCK_STACK_FP, .has_def = true,
+	  .help = "stack recorded at each lock call: caller (the exact caller only), fp "
+		  "(+ 4 frame-pointer frames), full (+ the kernel's stack walk: deeper, "
+		  "~0.7us more)" },
+	{ .name = "probe-at-entry", .type = OPT_FLAG, .field = FIELD(probe_at_entry),
+	  .help = "put lock probes on function entries (slower; for comparison)" },
+	{ .name = "stack-depth", .arg = "N", .type = OPT_INT, .field = FIELD(stack_depth),
+	  .min = 1, .max = FH_STACK_DEPTH, .def = 8, .has_def = true, .noun = "stack depth",
+	  .help = "frames shown per stack, at most 32" },
+	{ .name = "max-procs", .arg = "N", .type = OPT_INT, .field = FIELD(max_procs),
+	  .min = 1, .max = 65536, .def = 1024, .has_def = true,
+	  .help = "processes that can get lock probes at once" },
+	{ .name = "hold-ms", .arg = "MS", .type = OPT_INT, .field = FIELD(hold_ms),
+	  .min = 0, .max = 10000, .def = 200, .has_def = true,
+	  .help = "text mode: wait up to MS for a child's fate before printing its fork" },
+	{ .name = "user", .key = 'u', .arg = "USER", .type = OPT_STRING, .field = FIELD(user),
+	  .max = 64, .help = "run COMMAND as USER (its groups, its home), not as root" },
+	{ .name = "ring-buffer-kb", .arg = "KB", .type = OPT_INT, .field = FIELD(ring_buffer_kb),
+	  .min = 4, .max = 1 << 20, .check = check_power_of_two,
+	  .why = "a power of two, 4-1048576",
+	  .help = "kernel-to-user event buffer (a power of two; the BPF object's 4096 "
+		  "by default)" },
+	{ .name = "max-children", .arg = "N", .type = OPT_INT, .field = FIELD(max_children),
+	  .min = 1, .max = 1 << 20,
+	  .help = "forked children followed at once (the BPF object's 16384 by default)" },
+	{ .name = "max-traced", .arg = "N", .type = OPT_INT, .field = FIELD(max_traced),
+	  .min = 1, .max = 1 << 20,
+	  .help = "processes in the kernel's traced/probed table (the BPF object's 65536 "
+		  "by default)" },
+	{ .name = "verbose", .key = 'v', .type = OPT_COUNT, .field = FIELD(verbose),
+	  .help = "every fork of a multithreaded process, not only hazards; -vv also shows "
+		  "libbpf's and the probes' diagnostics" },
+	{ .name = "help", .key = 'h', .type = OPT_CUSTOM, .set = set_help,
+	  .flags = OPT_NOT_IN_FILE, .help = "this help" },
+	{ .name = "version", .type = OPT_CUSTOM, .set = set_version, .flags = OPT_NOT_IN_FILE,
+	  .help = "version" },
+
+	{ .name = "daemon", .type = OPT_FLAG, .field = FIELD(svc.daemon), .flags = OPT_SERVICE,
+	  .help = "run as a service: JSON Lines events (-o FILE, reopened on SIGHUP; stdout "
+		  "without -o), hazard sites reported once in full then aggregated, SIGTERM "
+		  "flushes and exits" },
+	{ .name = "config", .arg = "FILE", .type = OPT_STRING, .field = FIELD(svc.config_file),
+	  .flags = OPT_SERVICE | OPT_NOT_IN_FILE,
+	  .help = "read options from FILE (key = value, one per line; every key is a long "
+		  "option; the command line wins)" },
+	{ .name = "mode", .arg = "MODE", .type = OPT_CUSTOM, .set = set_mode,
+	  .flags = OPT_SERVICE,
+	  .help = "adaptive (default), all (--track-all) or light (--light)" },
+	{ .name = "log-file", .arg = "FILE", .type = OPT_STRING, .field = FIELD(svc.log_file),
+	  .flags = OPT_SERVICE | OPT_NEEDS_DAEMON,
+	  .help = "diagnostics to FILE (reopened on SIGHUP), not stderr" },
+	{ .name = "metrics-file", .arg = "FILE", .type = OPT_STRING,
+	  .field = FIELD(svc.metrics_file), .flags = OPT_SERVICE | OPT_NEEDS_DAEMON,
+	  .help = "Prometheus text for node_exporter's textfile collector, rewritten "
+		  "atomically every --metrics-interval" },
+	{ .name = "metrics-listen", .arg = "ADDR:PORT", .type = OPT_STRING,
+	  .field = FIELD(svc.metrics_listen), .check = check_listen,
+	  .flags = OPT_SERVICE | OPT_NEEDS_DAEMON,
+	  .help = "serve Prometheus metrics on http://ADDR:PORT/metrics" },
+	{ .name = "metrics-interval", .arg = "SECONDS", .type = OPT_SECONDS,
+	  .field = FIELD(svc.metrics_interval), .min = 1, .max = 1e7, .def = 15,
+	  .has_def = true, .flags = OPT_SERVICE,
+	  .help = "seconds between --metrics-file writes" },
+	{ .name = "report-interval", .arg = "SECONDS", .type = OPT_SECONDS,
+	  .field = FIELD(svc.report_interval), .min = 0.1, .max = 1e7, .def = 300,
+	  .has_def = true, .flags = OPT_SERVICE, .help = "site aggregates every SECONDS" },
+	{ .name = "max-sites", .arg = "N", .type = OPT_INT, .field = FIELD(svc.max_sites),
+	  .min = 16, .max = 65536, .def = 2048, .has_def = true, .flags = OPT_SERVICE,
+	  .help = "hazard sites remembered, least recent evicted" },
+	{ .name = "metrics-sites", .arg = "N", .type = OPT_INT, .field = FIELD(svc.metrics_sites),
+	  .min = 0, .max = 10000, .def = 50, .has_def = true, .flags = OPT_SERVICE,
+	  .help = "sites with their own metric labels" },
+	{ .name = "rate-limit", .arg = "N", .type = OPT_INT, .field = FIELD(svc.rate_limit),
+	  .min = 1, .max = 1000000, .def = 20, .has_def = true, .flags = OPT_SERVICE,
+	  .help = "full event reports per second, all sites" },
+	{ .name = "site-rate-limit", .arg = "N", .type = OPT_INT,
+	  .field = FIELD(svc.site_rate_limit), .min = 1, .max = 1000000, .def = 10,
+	  .has_def = true, .flags = OPT_SERVICE, .help = "full reports per site and hour" },
+	{ .name = "filter-comm", .arg = "GLOB", .type = OPT_LIST,
+	  .field = FIELD(svc.filters[FH_FILTER_COMM]), .count = FIELD(svc.nfilters[FH_FILTER_COMM]),
+	  .items = FH_MAX_FILTERS, .max = 255, .check = check_filter,
+	  .flags = OPT_SERVICE | OPT_NEEDS_DAEMON,
+	  .help = "report only processes whose thread name matches; !GLOB excludes "
+		  "(repeatable, up to 8)" },
+	{ .name = "filter-exe", .arg = "GLOB", .type = OPT_LIST,
+	  .field = FIELD(svc.filters[FH_FILTER_EXE]), .count = FIELD(svc.nfilters[FH_FILTER_EXE]),
+	  .items = FH_MAX_FILTERS, .max = 255, .check = check_filter,
+	  .flags = OPT_SERVICE | OPT_NEEDS_DAEMON, .help = "the same, on the executable's path" },
+	{ .name = "filter-cgroup", .arg = "GLOB", .type = OPT_LIST,
+	  .field = FIELD(svc.filters[FH_FILTER_CGROUP]),
+	  .count = FIELD(svc.nfilters[FH_FILTER_CGROUP]), .items = FH_MAX_FILTERS, .max = 255,
+	  .check = check_filter, .flags = OPT_SERVICE | OPT_NEEDS_DAEMON,
+	  .help = "the same, on the cgroup path" },
+};
+
+#define N_OPTIONS	(sizeof(options) / sizeof(options[0]))
+/* getopt_long's code of a long-only option: its row, past the letters */
+#define LONG_CODE(i)	(0x100 + (int)(i))
+
+/* ---- messages ---------------------------------------------------------------- */
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -118,6 +246,133 @@ static int usage_error(const char *fmt, const char *arg)
 	fputs(" (see --help)\n", stderr);
 	return FH_EXIT_USAGE;
 }
+
+/* "invalid --NAME 'ARG' (WHY)" */
+static int invalid(const struct cli_option *o, const char *arg, const char *why)
+{
+	char fmt[320];
+
+	if (o->noun)
+		snprintf(fmt, sizeof(fmt), "invalid %s '%%s' (%s)", o->noun, why);
+	else
+		snprintf(fmt, sizeof(fmt), "invalid --%s '%%s' (%s)", o->name, why);
+	return usage_error(fmt, arg);
+}
+
+/* What a valid value of o is, for its error line. */
+static const char *valid_values(const struct cli_option *o, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	if (o->why)
+		return o->why;
+	switch (o->type) {
+	case OPT_INT:
+		snprintf(buf, size, "%.0f-%.0f", o->min, o->max);
+		break;
+	case OPT_SECONDS:
+		if (o->min > 0)
+			snprintf(buf, size, "seconds, at least %g", o->min);
+		else
+			snprintf(buf, size, "seconds > 0");
+		break;
+	case OPT_CHOICE:
+		buf[0] = '\0';
+		for (int i = 0; o->choices[i] && n < size; i++)
+			n += (size_t)snprintf(buf + n, size - n, "%s%s",
+					      !i ? "" : o->choices[i + 1] ? ", " : " or ",
+					      o->choices[i]);
+		break;
+	default:
+		snprintf(buf, size, "%s", o->arg ? o->arg : "no value");
+		break;
+	}
+	return buf;
+}
+
+/* ---- --help, generated from the table ---------------------------------------- */
+
+#define HELP_INDENT	25
+#define HELP_WIDTH	80
+
+/* text from column HELP_INDENT on, wrapped at HELP_WIDTH */
+static void print_wrapped(FILE *f, const char *text, int col)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t word = strcspn(p, " ");
+
+		if (col > HELP_INDENT && col + 1 + (int)word > HELP_WIDTH) {
+			fprintf(f, "\n%*s", HELP_INDENT, "");
+			col = HELP_INDENT;
+		} else if (col > HELP_INDENT) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(p, 1, word, f);
+		col += (int)word;
+		p += word;
+		while (*p == ' ')
+			p++;
+	}
+	fputc('\n', f);
+}
+
+static void print_option(FILE *f, const struct cli_option *o)
+{
+	char left[96], def[64] = "", text[640];
+	int n;
+
+	if (o->key)
+		n = snprintf(left, sizeof(left), "  -%c, --%s%s%s", o->key, o->name,
+			     o->arg ? "=" : "", o->arg ? o->arg : "");
+	else
+		n = snprintf(left, sizeof(left), "      --%s%s%s", o->name, o->arg ? "=" : "",
+			     o->arg ? o->arg : "");
+	if (o->has_def && o->type == OPT_CHOICE)
+		snprintf(def, sizeof(def), " (default %s)", o->choices[(int)o->def]);
+	else if (o->has_def)
+		snprintf(def, sizeof(def), " (default %g)", o->def);
+	snprintf(text, sizeof(text), "%s%s", o->help, def);
+	if (n >= HELP_INDENT) {
+		fprintf(f, "%s\n%*s", left, HELP_INDENT, "");
+		n = HELP_INDENT;
+	} else {
+		fprintf(f, "%-*s", HELP_INDENT, left);
+		n = HELP_INDENT;
+	}
+	print_wrapped(f, text, n);
+}
+
+static void print_options(FILE *f, unsigned int section)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if ((options[i].flags & OPT_SERVICE) == section)
+			print_option(f, &options[i]);
+}
+
+static int set_help(struct fh_config *cfg, const char *arg)
+{
+	(void)cfg;
+	(void)arg;
+	fputs(usage_head, stdout);
+	print_options(stdout, 0);
+	fputs(usage_tail, stdout);
+	fputs(service_head, stdout);
+	print_options(stdout, OPT_SERVICE);
+	return CLI_DONE;
+}
+
+static int set_version(struct fh_config *cfg, const char *arg)
+{
+	(void)cfg;
+	(void)arg;
+	printf("forkhazard %s\n", FH_VERSION);
+	return CLI_DONE;
+}
+
+/* ---- what the table cannot say -------------------------------------------------- */
 
 int cli_parse_pid(const char *s, pid_t *pid)
 {
@@ -134,18 +389,6 @@ int cli_parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
-/* How the user wrote the option getopt refused: a long one as typed, a short
- * one by its letter (it may sit inside a cluster such as -jZ). */
-static const char *option_name(const char *arg, char buf[3])
-{
-	if (!strncmp(arg, "--", 2))
-		return arg;
-	buf[0] = '-';
-	buf[1] = (char)optopt;
-	buf[2] = '\0';
-	return buf;
-}
-
 int cli_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;
@@ -159,13 +402,218 @@ int cli_parse_long(const char *s, long min, long max, long *out)
 	return 0;
 }
 
+static int set_pid(struct fh_config *cfg, const char *arg)
+{
+	if (cfg->npids == FH_MAX_PIDS)
+		return usage_error("too many -p (at most 64): '%s'", arg);
+	if (cli_parse_pid(arg, &cfg->pids[cfg->npids]))
+		return usage_error("invalid PID '%s'", arg);
+	cfg->npids++;
+	return 0;
+}
+
+/* --light, --track-all and --mode choose one trace mode; the first two
+ * contradict each other (--mode, the configuration file's way, just sets it). */
+static int choose_locks(struct fh_config *cfg, enum fh_trace_mode mode)
+{
+	if (cfg->trace_mode != FH_TRACE_ADAPTIVE && cfg->trace_mode != mode)
+		return usage_error("--light places no lock probes: not with %s", "--track-all");
+	cfg->trace_mode = mode;
+	return 0;
+}
+
+static int set_light(struct fh_config *cfg, const char *arg)
+{
+	(void)arg;
+	return choose_locks(cfg, FH_TRACE_LIGHT);
+}
+
+static int set_track_all(struct fh_config *cfg, const char *arg)
+{
+	(void)arg;
+	return choose_locks(cfg, FH_TRACE_ALL);
+}
+
+static int set_mode(struct fh_config *cfg, const char *arg)
+{
+	if (!strcmp(arg, "adaptive"))
+		cfg->trace_mode = FH_TRACE_ADAPTIVE;
+	else if (!strcmp(arg, "all"))
+		cfg->trace_mode = FH_TRACE_ALL;
+	else if (!strcmp(arg, "light"))
+		cfg->trace_mode = FH_TRACE_LIGHT;
+	else
+		return usage_error("invalid --mode '%s' (adaptive, all or light)", arg);
+	return 0;
+}
+
+/* the shape here; whether BINARY exists, when tracing starts */
+static const char *check_lock_fn(const char *arg, long value)
+{
+	const char *c1 = strchr(arg, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+	(void)value;
+	if (!c1 || !c2 || c1 == arg || c2 == c1 + 1 || !c2[1] ||
+	    (strchr(c2 + 1, ':') && strcmp(strchr(c2 + 1, ':'), ":TRY")))
+		return "BINARY:ACQUIRE:RELEASE[:TRY]";
+	return NULL;
+}
+
+/* a power of two pages: the kernel's rule for ring buffers */
+static const char *check_power_of_two(const char *arg, long value)
+{
+	(void)arg;
+	return value & (value - 1) ? "a power of two, 4-1048576" : NULL;
+}
+
+static const char *check_listen(const char *arg, long value)
+{
+	struct metrics_addr a;
+
+	(void)value;
+	return metrics_parse_listen(arg, &a) ? "ADDR:PORT, e.g. 127.0.0.1:9477 or [::1]:9477" : NULL;
+}
+
+static const char *check_filter(const char *arg, long value)
+{
+	(void)value;
+	return arg[0] == '!' && !arg[1] ? "a glob pattern, after '!' too" : NULL;
+}
+
+/* ---- parsing ---------------------------------------------------------------------- */
+
+static void *field_of(struct fh_config *cfg, size_t off)
+{
+	return (char *)cfg + off;
+}
+
+/* A string value: non-empty, not too long, and whatever o->check says. */
+static int check_string(const struct cli_option *o, const char *arg)
+{
+	char buf[128];
+	const char *why;
+
+	if (!*arg)
+		return invalid(o, arg, o->why ? o->why : "empty");
+	if (o->max > 0 && strlen(arg) > (size_t)o->max)
+		return invalid(o, arg, valid_values(o, buf, sizeof(buf)));
+	why = o->check ? o->check(arg, 0) : NULL;
+	return why ? invalid(o, arg, why) : 0;
+}
+
+/* Apply option o with its argument (NULL for none). 0, FH_EXIT_USAGE or CLI_DONE. */
+static int apply(struct fh_config *cfg, const struct cli_option *o, const char *arg)
+{
+	void *f = field_of(cfg, o->field);
+	char buf[128];
+	const char *why;
+	long v;
+
+	switch (o->type) {
+	case OPT_FLAG:
+		*(bool *)f = true;
+		return 0;
+	case OPT_COUNT:
+		(*(int *)f)++;
+		return 0;
+	case OPT_INT:
+		if (cli_parse_long(arg, (long)o->min, (long)o->max, &v))
+			return invalid(o, arg, valid_values(o, buf, sizeof(buf)));
+		why = o->check ? o->check(arg, v) : NULL;
+		if (why)
+			return invalid(o, arg, why);
+		*(int *)f = (int)v;
+		return 0;
+	case OPT_SECONDS: {
+		char *end;
+		double d;
+
+		errno = 0;
+		d = strtod(arg, &end);
+		if (errno || end == arg || *end || !isfinite(d) || d <= 0 || d < o->min ||
+		    d > o->max)
+			return invalid(o, arg, valid_values(o, buf, sizeof(buf)));
+		*(double *)f = d;
+		return 0;
+	}
+	case OPT_STRING:
+		if (check_string(o, arg))
+			return FH_EXIT_USAGE;
+		*(const char **)f = arg;
+		return 0;
+	case OPT_LIST: {
+		int *n = field_of(cfg, o->count);
+
+		if (check_string(o, arg))
+			return FH_EXIT_USAGE;
+		if (*n == o->items) {
+			char fmt[96];
+
+			snprintf(fmt, sizeof(fmt), "too many --%s (at most %d): '%%s'", o->name,
+				 o->items);
+			return usage_error(fmt, arg);
+		}
+		((const char **)f)[(*n)++] = arg;
+		return 0;
+	}
+	case OPT_CHOICE:
+		for (int i = 0; o->choices[i]; i++) {
+			if (!strcmp(arg, o->choices[i])) {
+				*(int *)f = i;
+				return 0;
+			}
+		}
+		return invalid(o, arg, valid_values(o, buf, sizeof(buf)));
+	case OPT_CUSTOM:
+		return o->set(cfg, arg);
+	}
+	return FH_EXIT_USAGE;
+}
+
 static void defaults(struct fh_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->lock_stack = FH_LOCK_STACK_FP;
-	cfg->stack_depth = 8;
-	cfg->max_procs = 1024;
-	cfg->hold_ms = 200;
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cli_option *o = &options[i];
+
+		if (!o->has_def)
+			continue;
+		if (o->type == OPT_SECONDS)
+			*(double *)field_of(cfg, o->field) = o->def;
+		else
+			*(int *)field_of(cfg, o->field) = (int)o->def;
+	}
+}
+
+static const struct cli_option *find_option(const char *name)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (!strcmp(options[i].name, name))
+			return &options[i];
+	return NULL;
+}
+
+/* What a configuration file key is (conffile.c): every long option but the
+ * command line's own. */
+static enum conffile_key file_key(const char *key)
+{
+	const struct cli_option *o = find_option(key);
+
+	if (!o || (o->flags & OPT_NOT_IN_FILE))
+		return CONFFILE_KEY_UNKNOWN;
+	return o->arg ? CONFFILE_KEY_VALUE : CONFFILE_KEY_FLAG;
+}
+
+/* How the user wrote the option getopt refused: a long one as typed, a short
+ * one by its letter (it may sit inside a cluster such as -jZ). */
+static const char *option_name(const char *arg, char buf[3])
+{
+	if (!strncmp(arg, "--", 2))
+		return arg;
+	buf[0] = '-';
+	buf[1] = (char)optopt;
+	buf[2] = '\0';
+	return buf;
 }
 
 static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
@@ -179,7 +627,9 @@ static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
 		else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
 			cfg->verbose++;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(usage_text, stdout);
+			fputs(usage_head, stdout);
+			print_options(stdout, 0);
+			fputs(usage_tail, stdout);
 			return FH_EXIT_OK;
 		} else if (argv[i][0] == '-')
 			return usage_error("inspect: unknown option '%s'", argv[i]);
@@ -193,155 +643,91 @@ static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
 	return -1;
 }
 
+/* Checks across options, once all are read; the trace mode made final. */
+static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
+{
+	bool targets = cfg->npids || cfg->command;
+
+	if (cfg->user && !cfg->command)
+		return usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
+	if (cfg->command && cfg->npids)
+		return usage_error("-p and a COMMAND cannot be combined%s", "");
+	if ((cfg->trace_mode == FH_TRACE_ALL || cfg->ncomms) && targets)
+		return usage_error("--track-all and --comm are whole-system options: not with %s",
+				   cfg->npids ? "-p" : "a COMMAND");
+	if (cfg->ncomms && cfg->trace_mode == FH_TRACE_LIGHT)
+		return usage_error("--light places no lock probes: not with %s", "--comm");
+	for (size_t i = 0; i < N_OPTIONS && !cfg->svc.daemon; i++) {
+		char fmt[96];
+
+		if (!seen[i] || !(options[i].flags & OPT_NEEDS_DAEMON))
+			continue;
+		snprintf(fmt, sizeof(fmt), "--%s is a service option: it needs --daemon%%s",
+			 options[i].name);
+		return usage_error(fmt, "");
+	}
+	if (cfg->svc.daemon && cfg->command)
+		return usage_error("--daemon traces the system or -p PIDs, not a COMMAND%s", "");
+	if (cfg->svc.daemon)
+		cfg->json = true;
+	if (targets)
+		cfg->trace_mode = cfg->trace_mode == FH_TRACE_LIGHT ? FH_TRACE_TARGETS_LIGHT :
+								       FH_TRACE_TARGETS;
+	return 0;
+}
+
 int cli_parse(int argc, char **argv, struct fh_config *cfg)
 {
-	char name[3];
-	long v;
-	int at, c;	/* at: the element of argv getopt is reading */
+	struct option long_opts[N_OPTIONS + 1];
+	char shorts[2 + 3 * N_OPTIONS + 1] = "+:", name[3];
+	bool seen[N_OPTIONS] = { false };
+	int at, c, rc;	/* at: the element of argv getopt is reading */
 	char **xargv;
 
 	defaults(cfg);
-	config_defaults(cfg);
 	if (argc > 1 && !strcmp(argv[1], "inspect"))
 		return parse_inspect(argc - 1, argv + 1, cfg);
 	/* --config FILE: its options go first, so the command line wins */
-	if (config_expand_argv(argc, argv, long_opts, &argc, &xargv))
+	if (conffile_expand(argc, argv, file_key, &argc, &xargv))
 		return FH_EXIT_USAGE;
 	if (xargv)
 		argv = xargv;
 
+	memset(long_opts, 0, sizeof(long_opts));
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cli_option *o = &options[i];
+
+		long_opts[i] = (struct option){ o->name, o->arg ? required_argument : no_argument,
+						NULL, o->key ? o->key : LONG_CODE(i) };
+		if (o->key) {
+			size_t n = strlen(shorts);
+
+			shorts[n++] = o->key;
+			if (o->arg)
+				shorts[n++] = ':';
+			shorts[n] = '\0';
+		}
+	}
 	/* 0, not 1: glibc then also forgets a cluster an earlier call left half read */
 	optind = 0;
 	opterr = 0;
 	/* '+': stop at the first non-option, so COMMAND's own options stay its own */
-	for (at = 1; (c = getopt_long(argc, argv, "+:p:jo:d:vhu:", long_opts, NULL)) != -1;
-	     at = optind) {
-		if (c >= FH_SVC_OPT_FIRST && c <= FH_SVC_OPT_LAST) {
-			if (config_apply(cfg, c, optarg))
-				return FH_EXIT_USAGE;
-			continue;
-		}
-		switch (c) {
-		case 'p':
-			if (cfg->npids == FH_MAX_PIDS)
-				return usage_error("too many -p (at most 64): '%s'", optarg);
-			if (cli_parse_pid(optarg, &cfg->pids[cfg->npids]))
-				return usage_error("invalid PID '%s'", optarg);
-			cfg->npids++;
-			break;
-		case 'j':
-			cfg->json = true;
-			break;
-		case 'o':
-			if (!*optarg)
-				return usage_error("empty output file name%s", "");
-			cfg->output = optarg;
-			break;
-		case 'd': {
-			char *end;
-			double d;
+	for (at = 1; (c = getopt_long(argc, argv, shorts, long_opts, NULL)) != -1; at = optind) {
+		size_t i;
 
-			errno = 0;
-			d = strtod(optarg, &end);
-			if (errno || end == optarg || *end || !isfinite(d) || d <= 0 || d > 1e9)
-				return usage_error("invalid duration '%s' (seconds > 0)", optarg);
-			cfg->duration = d;
-			break;
-		}
-		case 'v':
-			cfg->verbose++;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs("\n", stdout);
-			fputs(config_usage_text, stdout);
-			return FH_EXIT_OK;
-		case OPT_LIGHT:
-			cfg->light = true;
-			break;
-		case OPT_LOCK_STACK:
-			if (!strcmp(optarg, "caller"))
-				cfg->lock_stack = FH_LOCK_STACK_CALLER;
-			else if (!strcmp(optarg, "fp"))
-				cfg->lock_stack = FH_LOCK_STACK_FP;
-			else if (!strcmp(optarg, "full"))
-				cfg->lock_stack = FH_LOCK_STACK_FULL;
-			else
-				return usage_error("invalid --lock-stack '%s' (caller, fp or full)", optarg);
-			break;
-		case OPT_TRACK_ALL:
-			cfg->track_all = true;
-			break;
-		case OPT_COMM:
-			if (!*optarg || strlen(optarg) >= FH_COMM_LEN)
-				return usage_error("invalid --comm '%s' (1-15 characters, as in "
-						   "/proc/PID/comm)", optarg);
-			if (cfg->ncomms == 8)
-				return usage_error("too many --comm (at most 8): '%s'", optarg);
-			cfg->comms[cfg->ncomms++] = optarg;
-			break;
-		case OPT_LOCK_FN: {
-			const char *c1 = strchr(optarg, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-
-			/* the shape here; whether BINARY exists, when tracing starts */
-			if (!c1 || !c2 || c1 == optarg || c2 == c1 + 1 || !c2[1] ||
-			    (strchr(c2 + 1, ':') && strcmp(strchr(c2 + 1, ':'), ":TRY")))
-				return usage_error("invalid --lock-fn '%s' (BINARY:ACQUIRE:RELEASE[:TRY])",
-						   optarg);
-			if (cfg->nlock_fns == 8)
-				return usage_error("too many --lock-fn (at most 8): '%s'", optarg);
-			cfg->lock_fns[cfg->nlock_fns++] = optarg;
-			break;
-		}
-		case OPT_PROBE_AT_ENTRY:
-			cfg->probe_at_entry = true;
-			break;
-		case OPT_STACK_DEPTH:
-			if (cli_parse_long(optarg, 1, FH_STACK_DEPTH, &v))
-				return usage_error("invalid stack depth '%s' (1-32)", optarg);
-			cfg->stack_depth = (int)v;
-			break;
-		case OPT_MAX_PROCS:
-			if (cli_parse_long(optarg, 1, 65536, &v))
-				return usage_error("invalid --max-procs '%s' (1-65536)", optarg);
-			cfg->max_procs = (int)v;
-			break;
-		case OPT_HOLD_MS:
-			if (cli_parse_long(optarg, 0, 10000, &v))
-				return usage_error("invalid --hold-ms '%s' (0-10000)", optarg);
-			cfg->hold_ms = (int)v;
-			break;
-		case 'u':
-			if (!*optarg || strlen(optarg) > 64)
-				return usage_error("invalid user '%s'", optarg);
-			cfg->user = optarg;
-			break;
-		case OPT_RING_BUFFER_KB:
-			/* a power of two pages: the kernel's rule for ring buffers */
-			if (cli_parse_long(optarg, 4, 1 << 20, &v) || (v & (v - 1)))
-				return usage_error("invalid --ring-buffer-kb '%s' (a power of two, "
-						   "4-1048576)", optarg);
-			cfg->ring_buffer_kb = (int)v;
-			break;
-		case OPT_MAX_CHILDREN:
-			if (cli_parse_long(optarg, 1, 1 << 20, &v))
-				return usage_error("invalid --max-children '%s' (1-1048576)", optarg);
-			cfg->max_children = (int)v;
-			break;
-		case OPT_MAX_TRACED:
-			if (cli_parse_long(optarg, 1, 1 << 20, &v))
-				return usage_error("invalid --max-traced '%s' (1-1048576)", optarg);
-			cfg->max_traced = (int)v;
-			break;
-		case OPT_VERSION:
-			printf("forkhazard %s\n", FH_VERSION);
-			return FH_EXIT_OK;
-		case ':':
-			return usage_error("option '%s' needs an argument",
-					   option_name(argv[at], name));
-		default:
+		if (c == ':')
+			return usage_error("option '%s' needs an argument", option_name(argv[at], name));
+		for (i = 0; i < N_OPTIONS; i++)
+			if (c == (options[i].key ? options[i].key : LONG_CODE(i)))
+				break;
+		if (c == '?' || i == N_OPTIONS)
 			return usage_error("unknown option '%s'", option_name(argv[at], name));
-		}
+		seen[i] = true;
+		rc = apply(cfg, &options[i], optarg);
+		if (rc == CLI_DONE)
+			return FH_EXIT_OK;
+		if (rc)
+			return rc;
 	}
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--") != 0)
@@ -351,17 +737,10 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	} else if (optind > 1 && !strcmp(argv[optind - 1], "--")) {
 		return usage_error("missing COMMAND after --%s", "");
 	}
-	if (cfg->user && !cfg->command)
-		return usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
-	if (cfg->command && cfg->npids)
-		return usage_error("-p and a COMMAND cannot be combined%s", "");
-	if ((cfg->track_all || cfg->ncomms) && (cfg->npids || cfg->command))
-		return usage_error("--track-all and --comm are whole-system options: not with %s",
-				   cfg->npids ? "-p" : "a COMMAND");
-	if ((cfg->track_all || cfg->ncomms) && cfg->light)
-		return usage_error("--light places no lock probes: not with %s",
-				   cfg->track_all ? "--track-all" : "--comm");
-	if (config_check(cfg))
-		return FH_EXIT_USAGE;
-	return -1;
+	return check_combined(cfg, seen) ? FH_EXIT_USAGE : -1;
+}
+
+void cli_free(void)
+{
+	conffile_free();
 }

@@ -1,24 +1,49 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Service mode's options and the configuration file.
+ * The configuration: what the command line and the configuration file said,
+ * as plain data. cli.c fills it (its options table says which option sets
+ * which field); every other module only reads it. No functions here.
  *
- * /etc/forkhazard.conf is "key = value" lines; every key is a long option
- * (`output = /var/log/forkhazard/events.jsonl` is `--output=...`), so a
- * configuration file is only a command line kept in a file: it is turned
- * into arguments placed before the real ones, which therefore win.
+ * A new option is one field here and one row in cli.c's table, which gives
+ * it its --help line and its configuration-file key.
  */
 #ifndef FH_CONFIG_H
 #define FH_CONFIG_H
 
-#include <getopt.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
+#define FH_MAX_PIDS		64	/* -p */
+#define FH_MAX_COMMS		8	/* --comm (the BPF side's FH_MAX_COMM_FILTERS) */
+#define FH_MAX_LOCK_FNS		8	/* --lock-fn */
 #define FH_MAX_FILTERS		8	/* patterns per filter kind */
-#define FH_CONFIG_MAX_LINES	256	/* options one configuration file may set */
+
+/* Exit statuses. */
+#define FH_EXIT_OK	0
+#define FH_EXIT_ERROR	1	/* runtime: not root, no BTF, no such PID, ... */
+#define FH_EXIT_USAGE	2	/* bad command line */
+
+/* What forkhazard does: trace (the default), or `inspect PID`. */
+enum fh_mode { FH_MODE_TRACE, FH_MODE_INSPECT };
+
+/*
+ * What is traced, and where lock probes go. The loader, the attach code and
+ * the probe requests each switch on it.
+ */
+enum fh_trace_mode {
+	FH_TRACE_ADAPTIVE,	/* whole system; lock probes for the processes that fork
+				 * while multithreaded, and for --comm (the default) */
+	FH_TRACE_ALL,		/* whole system; lock probes on every process (--track-all) */
+	FH_TRACE_LIGHT,		/* whole system; no lock probes (--light) */
+	FH_TRACE_TARGETS,	/* -p PIDs or a COMMAND, and what they fork; lock probes
+				 * per process */
+	FH_TRACE_TARGETS_LIGHT,	/* the same, without lock probes (--light) */
+};
 
 /* Filters on what the daemon reports: glob patterns; a leading '!' excludes. */
 enum fh_filter_kind { FH_FILTER_COMM, FH_FILTER_EXE, FH_FILTER_CGROUP, FH_FILTER_KINDS };
 
+/* Service mode (--daemon). */
 struct fh_svc_config {
 	bool daemon;			/* --daemon: service mode (daemon.c) */
 	const char *config_file;	/* --config */
@@ -35,83 +60,31 @@ struct fh_svc_config {
 	int nfilters[FH_FILTER_KINDS];
 };
 
-/* Option codes of the service options, for cli.c's getopt_long loop. */
-enum {
-	FH_SVC_OPT_FIRST = 0x200,
-	FH_OPT_DAEMON = FH_SVC_OPT_FIRST,
-	FH_OPT_CONFIG,
-	FH_OPT_MODE,
-	FH_OPT_LOG_FILE,
-	FH_OPT_METRICS_FILE,
-	FH_OPT_METRICS_LISTEN,
-	FH_OPT_METRICS_INTERVAL,
-	FH_OPT_REPORT_INTERVAL,
-	FH_OPT_MAX_SITES,
-	FH_OPT_METRICS_SITES,
-	FH_OPT_RATE_LIMIT,
-	FH_OPT_SITE_RATE_LIMIT,
-	FH_OPT_FILTER_COMM,
-	FH_OPT_FILTER_EXE,
-	FH_OPT_FILTER_CGROUP,
-	FH_SVC_OPT_LAST = FH_OPT_FILTER_CGROUP,
+struct fh_config {
+	enum fh_mode mode;
+	enum fh_trace_mode trace_mode;
+	pid_t pids[FH_MAX_PIDS];	/* -p */
+	int npids;
+	char **command;			/* after --, NULL-terminated; NULL if none */
+	bool json;
+	const char *output;		/* -o FILE; NULL: stdout */
+	double duration;		/* -d SECONDS; 0: until interrupted */
+	int verbose;
+	int lock_stack;			/* enum fh_lock_stack: stack recorded per acquisition */
+	const char *comms[FH_MAX_COMMS];	/* --comm: lock probes from exec on (adaptive) */
+	int ncomms;
+	const char *lock_fns[FH_MAX_LOCK_FNS];	/* --lock-fn BINARY:ACQUIRE:RELEASE[:TRY] */
+	int nlock_fns;
+	bool probe_at_entry;		/* lock probes on function entries only */
+	int stack_depth;		/* frames shown per stack */
+	int max_procs;			/* processes with per-process probes */
+	int hold_ms;			/* text: wait this long for a child's fate */
+	int ring_buffer_kb;		/* --ring-buffer-kb: 0 = the BPF object's size */
+	int max_children;		/* --max-children: 0 = the BPF object's size */
+	int max_traced;			/* --max-traced: 0 = the BPF object's size */
+	const char *user;		/* -u USER: COMMAND runs as USER */
+	pid_t inspect_pid;
+	struct fh_svc_config svc;
 };
-
-/* getopt_long entries of the service options (inserted in cli.c's table). */
-#define FH_SVC_LONG_OPTS						\
-	{ "daemon", no_argument, NULL, FH_OPT_DAEMON },			\
-	{ "config", required_argument, NULL, FH_OPT_CONFIG },		\
-	{ "mode", required_argument, NULL, FH_OPT_MODE },		\
-	{ "log-file", required_argument, NULL, FH_OPT_LOG_FILE },	\
-	{ "metrics-file", required_argument, NULL, FH_OPT_METRICS_FILE }, \
-	{ "metrics-listen", required_argument, NULL, FH_OPT_METRICS_LISTEN }, \
-	{ "metrics-interval", required_argument, NULL, FH_OPT_METRICS_INTERVAL }, \
-	{ "report-interval", required_argument, NULL, FH_OPT_REPORT_INTERVAL }, \
-	{ "max-sites", required_argument, NULL, FH_OPT_MAX_SITES },	\
-	{ "metrics-sites", required_argument, NULL, FH_OPT_METRICS_SITES }, \
-	{ "rate-limit", required_argument, NULL, FH_OPT_RATE_LIMIT },	\
-	{ "site-rate-limit", required_argument, NULL, FH_OPT_SITE_RATE_LIMIT }, \
-	{ "filter-comm", required_argument, NULL, FH_OPT_FILTER_COMM },	\
-	{ "filter-exe", required_argument, NULL, FH_OPT_FILTER_EXE },	\
-	{ "filter-cgroup", required_argument, NULL, FH_OPT_FILTER_CGROUP }
-
-/* The service options' lines of --help. */
-extern const char config_usage_text[];
-
-struct fh_config;
-
-/* Defaults of the service options. */
-void config_defaults(struct fh_config *cfg);
-
-/*
- * Apply one service option (code c, argument arg). Returns 0, or
- * FH_EXIT_USAGE after a one-line error on stderr.
- */
-int config_apply(struct fh_config *cfg, int c, const char *arg);
-
-/* Checks across options, after parsing. Returns 0 or FH_EXIT_USAGE. */
-int config_check(const struct fh_config *cfg);
-
-/*
- * If argv names a configuration file (--config FILE or --config=FILE before
- * any "--"), read it and return in *argv_out a new argument vector: argv[0],
- * the file's options as "--key=value", then argv[1..]. Returns 0 (with
- * *argv_out NULL when there is no --config), or FH_EXIT_USAGE after a
- * one-line error naming the file and line. opts: the option table, to tell
- * flags from options with a value.
- */
-int config_expand_argv(int argc, char **argv, const struct option *opts, int *argc_out,
-		       char ***argv_out);
-
-/* Free what config_expand_argv allocated (the strings cfg points into). */
-void config_free(void);
-
-/*
- * Parse one configuration line into key and value (in place). Returns 1 for
- * an option, 0 for a blank or comment line, -1 for a malformed line.
- */
-int config_parse_line(char *line, char **key, char **value);
-
-/* Does a value satisfy a filter's patterns (NULL value: matches no pattern)? */
-bool config_filter_match(const char *const *patterns, int n, const char *value);
 
 #endif

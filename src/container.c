@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 #include "container.h"
-#include "forkhazard.h"
-#include "json.h"
 #include "procfs.h"
 
 #define PID_CACHE	1024	/* direct-mapped, by PID */
@@ -32,7 +30,6 @@ struct containers {
 	struct id_entry by_id[ID_CACHE];
 	int mount_fd;		/* the cgroup2 mount; -1 unknown, -2 none */
 	char mount[256];
-	struct containers_stats st;
 };
 
 struct containers *containers_new(void)
@@ -51,11 +48,6 @@ void containers_free(struct containers *c)
 	if (c->mount_fd >= 0)
 		close(c->mount_fd);
 	free(c);
-}
-
-void containers_get_stats(const struct containers *c, struct containers_stats *st)
-{
-	*st = c->st;
 }
 
 static void copy_path(char *dst, size_t size, const char *s, size_t n)
@@ -216,24 +208,18 @@ bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint
 	struct pid_entry *e = &c->by_pid[(unsigned int)pid % PID_CACHE];
 	char path[64], text[4096];
 
-	c->st.lookups++;
 	memset(out, 0, sizeof(*out));
 	if (pid > 0 && e->pid == pid && e->cgroup_id == cgroup_id &&
 	    now_ns - e->at_ns < PID_TTL_NS) {
-		c->st.cache_hits++;
 		*out = e->c;
 		return true;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	if (pid > 0 && procfs_read_file(path, text, sizeof(text)) > 0 &&
-	    !container_cgroup_from_text(text, out->cgroup, sizeof(out->cgroup))) {
-		c->st.proc_reads++;
-	} else if (cgroup_id && !path_of_id(c, cgroup_id, out->cgroup, sizeof(out->cgroup))) {
-		c->st.by_id++;
-	} else {
-		c->st.unknown++;
+	/* read while the process is there, else from the id the kernel recorded */
+	if ((pid <= 0 || procfs_read_file(path, text, sizeof(text)) <= 0 ||
+	     container_cgroup_from_text(text, out->cgroup, sizeof(out->cgroup))) &&
+	    (!cgroup_id || path_of_id(c, cgroup_id, out->cgroup, sizeof(out->cgroup))))
 		return false;
-	}
 	container_id_from_path(out->cgroup, out->id);
 	if (pid > 0) {
 		e->pid = pid;
@@ -242,53 +228,4 @@ bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint
 		e->c = *out;
 	}
 	return true;
-}
-
-void container_json(struct jw *w, const struct fh_container *k, bool known)
-{
-	jw_str(w, "cgroup", known && k->cgroup[0] ? k->cgroup : NULL);
-	jw_str(w, "container_id", known && k->id[0] ? k->id : NULL);
-}
-
-void container_exe_json(struct jw *w, const char *type, const void *ev)
-{
-	const char *name = NULL;
-
-	if (!strcmp(type, "fork"))
-		name = ((const struct fh_fork_event *)ev)->exe_name;
-	else if (!strcmp(type, "deadlock"))
-		name = ((const struct fh_deadlock_event *)ev)->exe_name;
-	if (name)
-		jw_strn(w, "exe_name", name, strnlen(name, FH_EXE_NAME_LEN));
-}
-
-void containers_decorate(void *ctx, struct jw *w, const char *type, const void *ev)
-{
-	struct containers *c = ctx;
-	struct fh_container k;
-	bool known;
-
-	if (!strcmp(type, "fork")) {
-		const struct fh_fork_event *f = ev;
-
-		known = containers_lookup(c, (pid_t)f->pid, f->cgroup_id, f->time_ns, &k);
-		container_json(w, &k, known);
-		container_exe_json(w, type, ev);
-		jw_uint(w, "ns_pid", f->ns_pid);
-		jw_uint(w, "child_ns_pid", f->ns_child_pid);
-	} else if (!strcmp(type, "deadlock")) {
-		const struct fh_deadlock_event *dl = ev;
-
-		known = containers_lookup(c, (pid_t)dl->pid, dl->cgroup_id, dl->time_ns, &k);
-		container_json(w, &k, known);
-		container_exe_json(w, type, ev);
-		jw_uint(w, "ns_pid", dl->ns_pid);
-	} else if (!strcmp(type, "child")) {
-		const struct fh_child_event *ch = ev;
-
-		/* the child's, while it is there; else its parent's, which it had */
-		known = containers_lookup(c, (pid_t)ch->pid, 0, ch->time_ns, &k) ||
-			containers_lookup(c, (pid_t)ch->parent_pid, 0, ch->time_ns, &k);
-		container_json(w, &k, known);
-	}
 }

@@ -24,10 +24,6 @@ struct fh_container {
 	char id[CONTAINER_ID_LEN];		/* "" when not in a container */
 };
 
-struct containers_stats {
-	uint64_t lookups, cache_hits, proc_reads, by_id, unknown;
-};
-
 struct containers;
 
 struct containers *containers_new(void);
@@ -40,17 +36,6 @@ void containers_free(struct containers *c);
  */
 bool containers_lookup(struct containers *c, pid_t pid, uint64_t cgroup_id, uint64_t now_ns,
 		       struct fh_container *out);
-
-void containers_get_stats(const struct containers *c, struct containers_stats *st);
-
-struct jw;
-/* JSON members "cgroup" and "container_id" (null when unknown / none). */
-void container_json(struct jw *w, const struct fh_container *k, bool known);
-/* JSON member "exe_name": the executable's file name the kernel recorded. */
-void container_exe_json(struct jw *w, const char *type, const void *ev);
-/* output_opts.decorate outside service mode: ctx is a struct containers;
- * adds the members above and the namespace PIDs to fork and deadlock events. */
-void containers_decorate(void *ctx, struct jw *w, const char *type, const void *ev);
 
 /* Pure helpers, for the tests. */
 /* The cgroup path of a /proc/PID/cgroup text: the v2 ("0::") path unless it

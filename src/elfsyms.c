@@ -3,6 +3,7 @@
 #include <gelf.h>
 #include <libelf.h>
 #include <string.h>
+#include <unistd.h>
 #include "elfsyms.h"
 
 /* A symbol's address as a file offset, through the PT_LOAD that maps it. */
@@ -37,8 +38,10 @@ static void add_alias(struct elf_func *f, uint64_t off, uint64_t size)
 	}
 }
 
-static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, struct elf_func *funcs,
-			size_t nfuncs)
+/* Call fn for each defined symbol of the section's table, with its name. */
+typedef void (*sym_fn)(Elf *elf, const GElf_Sym *sym, const char *name, void *ctx);
+
+static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, sym_fn fn, void *ctx)
 {
 	Elf_Data *data = elf_getdata(scn, NULL);
 	size_t count;
@@ -50,28 +53,55 @@ static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, struct elf_func *
 	for (size_t i = 0; i < count; i++) {
 		GElf_Sym sym;
 		const char *name;
-		uint64_t off;
 
 		if (!gelf_getsym(data, (int)i, &sym))
 			break;
-		if (GELF_ST_TYPE(sym.st_info) != STT_FUNC && GELF_ST_TYPE(sym.st_info) != STT_GNU_IFUNC)
-			continue;
 		if (sym.st_shndx == SHN_UNDEF || sym.st_value == 0)
 			continue;
 		name = elf_strptr(elf, sh->sh_link, sym.st_name);
-		if (!name)
-			continue;
-		for (size_t f = 0; f < nfuncs; f++) {
-			size_t len = strlen(funcs[f].name);
+		if (name)
+			fn(elf, &sym, name, ctx);
+	}
+}
 
-			/* .symtab may spell versions into names: "fn@@GLIBC_2.2.5" */
-			if (strncmp(name, funcs[f].name, len) || (name[len] && name[len] != '@'))
-				continue;
-			if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
-				continue;	/* a resolver, not the code: never probe it */
-			if (vaddr_to_offset(elf, sym.st_value, &off) == 0)
-				add_alias(&funcs[f], off, sym.st_size);
-		}
+/* .symtab may spell versions into names: "fn@@GLIBC_2.2.5" */
+static bool name_is(const char *name, const char *want)
+{
+	size_t len = strlen(want);
+
+	return !strncmp(name, want, len) && (!name[len] || name[len] == '@');
+}
+
+struct funcs_ctx {
+	struct elf_func *funcs;
+	size_t nfuncs;
+};
+
+static void match_func(Elf *elf, const GElf_Sym *sym, const char *name, void *ctx)
+{
+	struct funcs_ctx *c = ctx;
+	uint64_t off;
+
+	if (GELF_ST_TYPE(sym->st_info) != STT_FUNC)
+		return;		/* nor STT_GNU_IFUNC: a resolver, not the code: never probe it */
+	for (size_t f = 0; f < c->nfuncs; f++)
+		if (name_is(name, c->funcs[f].name) &&
+		    vaddr_to_offset(elf, sym->st_value, &off) == 0)
+			add_alias(&c->funcs[f], off, sym->st_size);
+}
+
+/* Every section that is a symbol table: .dynsym and .symtab. */
+static void scan_all(Elf *elf, sym_fn fn, void *ctx)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM)
+			scan_symtab(elf, scn, &sh, fn, ctx);
 	}
 }
 
@@ -91,55 +121,108 @@ static Elf *elf_open_fd(int fd)
 
 int elf_find_funcs(int fd, struct elf_func *funcs, size_t nfuncs)
 {
-	Elf_Scn *scn = NULL;
+	struct funcs_ctx c = { funcs, nfuncs };
 	Elf *elf = elf_open_fd(fd);
 
 	if (!elf)
 		return -EINVAL;
 	for (size_t f = 0; f < nfuncs; f++)
 		funcs[f].n = 0;
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-
-		if (!gelf_getshdr(scn, &sh))
-			continue;
-		if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM)
-			scan_symtab(elf, scn, &sh, funcs, nfuncs);
-	}
+	scan_all(elf, match_func, &c);
 	elf_end(elf);
 	return 0;
 }
 
-int elf_build_id(int fd, unsigned char *buf, size_t size)
+struct syms_ctx {
+	struct elf_sym *syms;
+	size_t nsyms;
+};
+
+static void match_sym(Elf *elf, const GElf_Sym *sym, const char *name, void *ctx)
 {
-	Elf_Scn *scn = NULL;
+	struct syms_ctx *c = ctx;
+
+	(void)elf;
+	for (size_t i = 0; i < c->nsyms; i++) {
+		struct elf_sym *s = &c->syms[i];
+		bool local = GELF_ST_BIND(sym->st_info) == STB_LOCAL;
+
+		/* a global definition wins over a local one of the same name */
+		if (!name_is(name, s->name) || (s->found && (local || !s->local)))
+			continue;
+		s->found = true;
+		s->local = local;
+		s->vaddr = sym->st_value;
+		s->size = sym->st_size;
+	}
+}
+
+int elf_find_syms(int fd, struct elf_sym *syms, size_t nsyms)
+{
+	struct syms_ctx c = { syms, nsyms };
 	Elf *elf = elf_open_fd(fd);
-	int ret = -ENOENT;
 
 	if (!elf)
 		return -EINVAL;
-	while (ret < 0 && (scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		GElf_Nhdr nh;
-		Elf_Data *data;
-		size_t off = 0, name_off, desc_off;
+	for (size_t i = 0; i < nsyms; i++) {
+		syms[i].found = syms[i].local = false;
+		syms[i].vaddr = syms[i].size = 0;
+	}
+	scan_all(elf, match_sym, &c);
+	elf_end(elf);
+	return 0;
+}
 
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
-			continue;
-		data = elf_getdata(scn, NULL);
-		if (!data)
-			continue;
-		while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-			    memcmp((char *)data->d_buf + name_off, "GNU", 4) == 0) {
-				size_t n = nh.n_descsz < size ? nh.n_descsz : size;
+int elf_first_load(int fd, uint64_t *vaddr, uint64_t *offset)
+{
+	Elf *elf = elf_open_fd(fd);
+	int ret = -ENOENT;
+	size_t nphdr;
 
-				memcpy(buf, (char *)data->d_buf + desc_off, n);
-				ret = (int)n;
-				break;
-			}
+	if (!elf)
+		return -EINVAL;
+	if (elf_getphdrnum(elf, &nphdr))
+		nphdr = 0;
+	for (size_t i = 0; i < nphdr; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (ret < 0 || ph.p_vaddr < *vaddr) {
+			*vaddr = ph.p_vaddr;
+			*offset = ph.p_offset;
+			ret = 0;
 		}
 	}
 	elf_end(elf);
 	return ret;
 }
+
+ssize_t elf_read_vaddr(int fd, uint64_t vaddr, void *buf, size_t len)
+{
+	Elf *elf = elf_open_fd(fd);
+	ssize_t ret = -ENOENT;
+	size_t nphdr;
+
+	if (!elf)
+		return -EINVAL;
+	if (elf_getphdrnum(elf, &nphdr))
+		nphdr = 0;
+	for (size_t i = 0; i < nphdr && ret == -ENOENT; i++) {
+		GElf_Phdr ph;
+		uint64_t in;
+
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD ||
+		    vaddr < ph.p_vaddr || vaddr - ph.p_vaddr >= ph.p_filesz)
+			continue;
+		/* only what the file holds: not the zero-filled rest (.bss) */
+		in = ph.p_filesz - (vaddr - ph.p_vaddr);
+		ret = pread(fd, buf, len < in ? len : (size_t)in,
+			    (off_t)(ph.p_offset + (vaddr - ph.p_vaddr)));
+		if (ret < 0)
+			ret = -errno;
+	}
+	elf_end(elf);
+	return ret;
+}
+

@@ -3,8 +3,10 @@
 #ifndef FH_ELFSYMS_H
 #define FH_ELFSYMS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define ELF_MAX_ALIASES 4	/* distinct addresses kept per name (symbol versions) */
 
@@ -22,7 +24,29 @@ struct elf_func {
  */
 int elf_find_funcs(int fd, struct elf_func *funcs, size_t nfuncs);
 
-/* Copy the GNU build-id of the ELF file at fd. Returns its length or -errno. */
-int elf_build_id(int fd, unsigned char *buf, size_t size);
+/* A symbol of any type (functions, data), by name. */
+struct elf_sym {
+	const char *name;	/* in: unversioned */
+	bool found;		/* out: defined in .dynsym or .symtab */
+	bool local;		/* out: STB_LOCAL (only in .symtab: not exported) */
+	uint64_t vaddr, size;	/* out: link-time address and size */
+};
+
+/*
+ * Look up each syms[i].name among the defined symbols of the ELF file open at
+ * fd, a global definition before a local one. Returns 0 or -errno for a file
+ * that is not a usable ELF object.
+ */
+int elf_find_syms(int fd, struct elf_sym *syms, size_t nsyms);
+
+/* Link-time address and file offset of the lowest loadable segment: a
+ * process maps that file offset at vaddr + its load bias. Returns 0 or -errno. */
+int elf_first_load(int fd, uint64_t *vaddr, uint64_t *offset);
+
+/* Read up to len bytes at link-time address vaddr from the file (only bytes
+ * the file holds, not .bss). Returns the count or -errno (-ENOENT: not in a
+ * loaded segment). */
+ssize_t elf_read_vaddr(int fd, uint64_t vaddr, void *buf, size_t len);
+
 
 #endif

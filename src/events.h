@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct containers;
 struct correlate;
 struct output;
 struct ustacks;
@@ -17,11 +18,12 @@ struct events {
 	struct correlate *corr;
 	struct output *out;
 	struct ustacks *ustacks;	/* where user-stack copies are unwound, or NULL */
+	struct containers *containers;	/* where processes run, for JSON; NULL: not told */
 	/* A traced process asks for lock probes (fh_probe_request). */
 	void (*probe_request)(void *ctx, pid_t pid);
 	void *ctx;
 	/* Service mode's filters, before any work is spent on a record (its
-	 * size not checked yet); NULL keeps everything. */
+	 * size checked already); NULL keeps everything. */
 	bool (*accept)(void *ctx, uint32_t type, const void *data, size_t size);
 	void *accept_ctx;
 	/* Consume no longer than this (CLOCK_MONOTONIC ns; 0: no limit): under

@@ -18,6 +18,7 @@
 #include "json.h"
 #include "log.h"
 #include "output.h"
+#include "pycode.h"
 
 #define INSPECT_MAX_THREADS	4096	/* threads looked at; more are counted */
 #define INSPECT_MAX_STACKS	INSPECT_MAX_THREADS	/* bounded by STACKS_BUDGET_NS too */
@@ -26,6 +27,9 @@
 #define STOP_WAIT_NS		200000000L	/* for one thread to stop for its stack */
 #define STACKS_BUDGET_NS	5000000000L	/* for all the stacks together */
 #define WHY_LEN			1024
+#define INSPECT_PY_DEPTH	64	/* Python frames kept per thread */
+#define PY_AT_LEN		(PYRT_FUNC_LEN + PYRT_FILE_LEN + 32)	/* " in Python f (a.py:1)" */
+#define WAIT_LEN		(PY_AT_LEN + 256)	/* one thread's wait, told */
 
 /* ---- system calls -------------------------------------------------------- */
 
@@ -274,6 +278,8 @@ struct stacks {
 	pid_t *late;			/* seized, not stopped in time */
 	int nlate;
 	bool noted;			/* the one note on stderr was written */
+	struct pyrt *py;		/* a Python process: its reader, else NULL */
+	struct pyrt_frame *py_scratch;	/* INSPECT_PY_DEPTH frames */
 };
 
 static char *debuginfo_path;
@@ -300,11 +306,35 @@ static void stacks_note(struct stacks *s, pid_t pid, const char *fmt, ...)
 	log_warn("inspect: stacks of PID %d incomplete: %s", (int)pid, msg);
 }
 
-static int stacks_begin(struct stacks *s, pid_t pid, int nthreads)
+/* A thread's Python stack, read while it is stopped where it can be. */
+static void read_py_stack(struct pyrt *py, struct pyrt_frame *scratch, pid_t pid,
+			  struct inspect_thread *t)
+{
+	int n;
+
+	t->py_read = true;
+	n = pyrt_thread_stack(py, pid, t->tid, scratch, INSPECT_PY_DEPTH);
+	if (n <= 0) {
+		if (n < 0 && n != -ENOENT)
+			log_debug("inspect: Python stack of thread %d: %s", (int)t->tid,
+				  strerror(-n));
+		return;
+	}
+	t->py_frames = malloc((size_t)n * sizeof(*t->py_frames));
+	if (!t->py_frames)
+		return;
+	memcpy(t->py_frames, scratch, (size_t)n * sizeof(*t->py_frames));
+	t->py_nframes = n;
+}
+
+static int stacks_begin(struct stacks *s, pid_t pid, int nthreads, struct pyrt *py)
 {
 	int err;
 
 	memset(s, 0, sizeof(*s));
+	s->py = py;
+	if (py && !(s->py_scratch = calloc(INSPECT_PY_DEPTH, sizeof(*s->py_scratch))))
+		return -ENOMEM;
 	s->late = calloc((size_t)nthreads, sizeof(*s->late));
 	s->scratch = malloc(sizeof(*s->scratch));
 	s->cache = calloc(SYM_CACHE_SIZE, sizeof(*s->cache));
@@ -351,6 +381,7 @@ static void stacks_end(struct stacks *s)
 	free(s->cache);
 	free(s->scratch);
 	free(s->late);
+	free(s->py_scratch);
 }
 
 static char *dup_or_null(const char *str)
@@ -438,6 +469,8 @@ static void take_stack(struct stacks *s, pid_t pid, struct inspect_thread *t, lo
 	}
 	if (dwfl_getthread_frames(s->dwfl, t->tid, walk_frame, &w) != 0 && w.n == 0)
 		stacks_note(s, pid, "cannot unwind thread %d: %s", (int)t->tid, dwfl_errmsg(-1));
+	if (s->py)
+		read_py_stack(s->py, s->py_scratch, pid, t);
 	if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)sig))
 		log_warn("inspect: detaching from thread %d: %s", (int)t->tid, strerror(errno));
 	log_debug("inspect: thread %d stopped for %ld us, %d frames", (int)t->tid,
@@ -446,7 +479,7 @@ static void take_stack(struct stacks *s, pid_t pid, struct inspect_thread *t, lo
 	resolve_frames(s, pid, &w, t);
 }
 
-static void take_stacks(struct inspect_proc *p)
+static void take_stacks(struct inspect_proc *p, struct pyrt *py)
 {
 	struct timespec start;
 	struct stacks s;
@@ -457,7 +490,7 @@ static void take_stacks(struct inspect_proc *p)
 			break;
 	if (i == p->nthreads)
 		return;		/* a zombie: nothing to unwind */
-	err = stacks_begin(&s, p->pid, p->nthreads);
+	err = stacks_begin(&s, p->pid, p->nthreads, p->python ? py : NULL);
 	if (err) {
 		stacks_note(&s, p->pid, "cannot read its modules: %s", strerror(-err));
 		stacks_end(&s);
@@ -543,29 +576,47 @@ static void describe_lock(const struct inspect_thread *t, char *buf, size_t size
 	snprintf(buf, size, "%s 0x%" PRIx64, what, t->futex.uaddr);
 }
 
-/* "waits forever on mutex 0x.. owned by TID 7" / "waits forever to join thread 7" */
+/* " in Python chatter (app.py:42)": the Python line a thread waits at, or "". */
+static void py_where(const struct inspect_thread *t, char *buf, size_t size)
+{
+	const struct pyrt_frame *f = t->py_nframes ? &t->py_frames[0] : NULL;
+	char site[PYRT_FILE_LEN];
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	pycode_site_path(f->file, site, sizeof(site));
+	if (f->line)
+		snprintf(buf, size, " in Python %s (%s:%d)", f->function, site, f->line);
+	else
+		snprintf(buf, size, " in Python %s (%s)", f->function, site);
+}
+
+/* "waits forever on mutex 0x.. owned by TID 7 in Python f (a.py:3)" /
+ * "waits forever to join thread 7" */
 static void describe_wait(const struct inspect_thread *t, const char *how, char *buf,
 			  size_t size)
 {
-	char lock[96];
+	char lock[96], at[PY_AT_LEN];
 
+	py_where(t, at, sizeof(at));
 	if (t->lock.kind == LW_KIND_JOIN && t->lock.owner) {
-		snprintf(buf, size, "thread %d waits %sto join thread %d", (int)t->tid, how,
-			 (int)t->lock.owner);
+		snprintf(buf, size, "thread %d waits %sto join thread %d%s", (int)t->tid, how,
+			 (int)t->lock.owner, at);
 		return;
 	}
 	describe_lock(t, lock, sizeof(lock));
 	if (t->lock.owner)
-		snprintf(buf, size, "thread %d waits %son %s owned by TID %d", (int)t->tid, how,
-			 lock, (int)t->lock.owner);
+		snprintf(buf, size, "thread %d waits %son %s owned by TID %d%s", (int)t->tid, how,
+			 lock, (int)t->lock.owner, at);
 	else
-		snprintf(buf, size, "thread %d waits %son %s", (int)t->tid, how, lock);
+		snprintf(buf, size, "thread %d waits %son %s%s", (int)t->tid, how, lock, at);
 }
 
 static void explain_dead_owner(const struct inspect_proc *p, const struct inspect_thread *t,
 			       char *why, size_t size)
 {
-	char wait[160], where[160];
+	char wait[WAIT_LEN], where[160];
 	const char *cause;
 	bool join = t->lock.kind == LW_KIND_JOIN;
 
@@ -643,7 +694,7 @@ static void explain_cycle(const struct inspect_proc *p, int start, char *why, si
 			       "lock-order inversion): ");
 	do {
 		const struct inspect_thread *t = &p->threads[i];
-		char wait[160];
+		char wait[WAIT_LEN];
 
 		describe_wait(t, "", wait, sizeof(wait));
 		if (len < size)
@@ -658,7 +709,7 @@ static void explain_cycle(const struct inspect_proc *p, int start, char *why, si
 static void explain_blocked(const struct inspect_proc *p, const struct inspect_thread *t,
 			    char *why, size_t size)
 {
-	char wait[160];
+	char wait[WAIT_LEN];
 
 	switch (t->state) {
 	case 'D':
@@ -721,7 +772,7 @@ enum inspect_verdict inspect_judge(const struct inspect_proc *p, char *why, size
 {
 	const struct inspect_thread *first = NULL;
 	int n = 0, alive = 0, forever_private = 0, cycle;
-	char lock[96];
+	char lock[96], at[PY_AT_LEN];
 
 	/* 1. a lock whose owner cannot ever release it */
 	for (int i = 0; i < p->nthreads; i++)
@@ -738,8 +789,9 @@ enum inspect_verdict inspect_judge(const struct inspect_proc *p, char *why, size
 
 		if (waits_on_self(t)) {
 			describe_lock(t, lock, sizeof(lock));
-			snprintf(why, size, "thread %d waits forever on %s, which it holds itself: "
-				 "a lock that is not recursive, taken twice", (int)t->tid, lock);
+			py_where(t, at, sizeof(at));
+			snprintf(why, size, "thread %d waits forever on %s%s, which it holds itself: "
+				 "a lock that is not recursive, taken twice", (int)t->tid, lock, at);
 			return INSPECT_DEADLOCK;
 		}
 	}
@@ -761,14 +813,15 @@ enum inspect_verdict inspect_judge(const struct inspect_proc *p, char *why, size
 	}
 	if (alive && forever_private == alive && !p->omitted) {
 		describe_lock(first, lock, sizeof(lock));
+		py_where(first, at, sizeof(at));
 		if (alive == 1)
-			snprintf(why, size, "the only thread, %d, waits forever on private %s (no "
+			snprintf(why, size, "the only thread, %d, waits forever on private %s%s (no "
 				 "timeout): no other thread exists that could wake it",
-				 (int)first->tid, lock);
+				 (int)first->tid, lock, at);
 		else
 			snprintf(why, size, "all %d threads wait forever on private futexes (no "
-				 "timeouts), thread %d on %s: none is left that could wake another",
-				 alive, (int)first->tid, lock);
+				 "timeouts), thread %d on %s%s: none is left that could wake another",
+				 alive, (int)first->tid, lock, at);
 		return INSPECT_DEADLOCK;
 	}
 	/* 5. waiting, but on something that may still come */
@@ -900,27 +953,62 @@ static void text_stack(FILE *f, const struct inspect_thread *t)
 	}
 }
 
+/* Python frames first, as people read a Python program: "py: f (a.py:3)". */
+static void text_py_stack(FILE *f, const struct inspect_thread *t)
+{
+	char fn[PYRT_FUNC_LEN * 4], site[PYRT_FILE_LEN], file[PYRT_FILE_LEN * 4];
+
+	for (int i = 0; i < t->py_nframes; i++) {
+		const struct pyrt_frame *fr = &t->py_frames[i];
+
+		pycode_site_path(fr->file, site, sizeof(site));
+		esc(fr->function, fn, sizeof(fn));
+		esc(site, file, sizeof(file));
+		if (fr->line)
+			fprintf(f, "    py: %s (%s:%d)\n", fn, file, fr->line);
+		else
+			fprintf(f, "    py: %s (%s)\n", fn, file);
+	}
+}
+
+/* "CPython 3.12.1", or "CPython 3.10" where the micro version is not known. */
+static void py_version(const struct pyrt_info *py, char *buf, size_t size)
+{
+	if (py->micro >= 0)
+		snprintf(buf, size, "%d.%d.%d", py->major, py->minor, py->micro);
+	else
+		snprintf(buf, size, "%d.%d", py->major, py->minor);
+}
+
 static void render_text(FILE *f, const struct inspect_proc *p, enum inspect_verdict v,
 			const char *why)
 {
-	char comm[64 * 4], wchan[64 * 4], text[WHY_LEN * 4];
+	char comm[64 * 4], wchan[64 * 4], text[WHY_LEN * 4], name[PYRT_NAME_LEN * 4];
+	char version[32];
 
 	fprintf(f, "PID %d (%s), %d thread%s, parent %d: verdict %s\n", (int)p->pid,
 		esc(p->comm, comm, sizeof(comm)), p->nthreads + p->omitted,
 		p->nthreads + p->omitted == 1 ? "" : "s", (int)p->ppid, inspect_verdict_name(v));
+	if (p->python) {
+		py_version(&p->py, version, sizeof(version));
+		fprintf(f, "CPython %s\n", version);
+	}
 	if (p->omitted)
 		fprintf(f, "(%d threads not inspected: more than %d)\n", p->omitted,
 			INSPECT_MAX_THREADS);
 	for (int i = 0; i < p->nthreads; i++) {
 		const struct inspect_thread *t = &p->threads[i];
 
-		fprintf(f, "\nthread %d (%s): %c (%s)", (int)t->tid,
-			esc(t->comm, comm, sizeof(comm)), t->state, state_name(t->state));
+		fprintf(f, "\nthread %d (%s)", (int)t->tid, esc(t->comm, comm, sizeof(comm)));
+		if (t->py_thread[0])
+			fprintf(f, " \"%s\"", esc(t->py_thread, name, sizeof(name)));
+		fprintf(f, ": %c (%s)", t->state, state_name(t->state));
 		if (t->wchan[0])
 			fprintf(f, ", in kernel %s", esc(t->wchan, wchan, sizeof(wchan)));
 		fputc('\n', f);
 		text_call(f, t);
 		text_lock(f, p, t);
+		text_py_stack(f, t);
 		text_stack(f, t);
 	}
 	fprintf(f, "\n%s: %s\n", inspect_verdict_name(v), esc(why, text, sizeof(text)));
@@ -978,6 +1066,21 @@ static void json_thread(struct jw *w, const struct inspect_thread *t)
 		jw_int(w, "owner_pid", t->owner_pid);
 	else
 		jw_null(w, "owner_pid");
+	jw_str(w, "py_thread", t->py_thread[0] ? t->py_thread : NULL);
+	jw_arr_begin(w, "py_stack");
+	for (int i = 0; i < t->py_nframes; i++) {
+		const struct pyrt_frame *fr = &t->py_frames[i];
+
+		jw_obj_begin(w, NULL);
+		jw_str(w, "file", fr->file);
+		if (fr->line)
+			jw_int(w, "line", fr->line);
+		else
+			jw_null(w, "line");
+		jw_str(w, "function", fr->function);
+		jw_obj_end(w);
+	}
+	jw_arr_end(w);
 	jw_arr_begin(w, "stack");
 	for (int i = 0; i < t->nframes; i++) {
 		const struct inspect_frame *fr = &t->frames[i];
@@ -1000,7 +1103,7 @@ static int render_json(FILE *f, const struct inspect_proc *p, enum inspect_verdi
 		       const char *why, const struct timespec *now)
 {
 	struct jw w;
-	char ts[40];
+	char ts[40], version[32];
 	int err = 0;
 
 	fmt_rfc3339((int64_t)now->tv_sec * 1000000000 + now->tv_nsec, ts, sizeof(ts));
@@ -1012,6 +1115,12 @@ static int render_json(FILE *f, const struct inspect_proc *p, enum inspect_verdi
 	jw_int(&w, "ppid", p->ppid);
 	jw_str(&w, "comm", p->comm);
 	jw_str(&w, "verdict", inspect_verdict_name(v));
+	if (p->python) {
+		py_version(&p->py, version, sizeof(version));
+		jw_str(&w, "python", version);
+	} else {
+		jw_null(&w, "python");
+	}
 	jw_int(&w, "threads_omitted", p->omitted);
 	jw_arr_begin(&w, "threads");
 	for (int i = 0; i < p->nthreads; i++)
@@ -1019,10 +1128,7 @@ static int render_json(FILE *f, const struct inspect_proc *p, enum inspect_verdi
 	jw_arr_end(&w);
 	jw_str(&w, "explanation", why);
 	jw_obj_end(&w);
-	if (w.oom)
-		err = -ENOMEM;
-	else if (fwrite(w.buf, 1, w.len, f) != w.len || fputc('\n', f) == EOF)
-		err = -EIO;
+	err = jw_write_line(&w, f);
 	jw_free(&w);
 	return err;
 }
@@ -1037,6 +1143,7 @@ static void proc_free(struct inspect_proc *p)
 			free(p->threads[i].frames[j].module);
 		}
 		free(p->threads[i].frames);
+		free(p->threads[i].py_frames);
 	}
 	free(p->threads);
 }
@@ -1112,10 +1219,60 @@ static int gather(struct inspect_proc *p)
 	return 0;
 }
 
+/* A Python process: its reader, and its threads' names. NULL otherwise. */
+static struct pyrt *gather_python(struct inspect_proc *p)
+{
+	struct pyrt *py = pyrt_new(NULL);
+	int err;
+
+	if (!py)
+		return NULL;
+	err = pyrt_open(py, p->pid, &p->py);
+	if (err) {
+		/* -ENOTSUP: pyrt said why; its native frames are shown all the same */
+		log_debug("inspect: PID %d: not a Python that can be read: %s", (int)p->pid,
+			  strerror(-err));
+		if (err != -ENOENT && err != -ENOTSUP)
+			log_info("inspect: PID %d: its Python cannot be read: %s", (int)p->pid,
+				 err == -EAGAIN ? "the interpreter is not initialized yet" :
+				 strerror(-err));
+		pyrt_free(py);
+		return NULL;
+	}
+	p->python = true;
+	err = pyrt_refresh_threads(py, p->pid);
+	if (err)
+		log_info("inspect: PID %d: Python thread names not readable: %s", (int)p->pid,
+			 strerror(-err));
+	for (int i = 0; i < p->nthreads; i++)
+		if (pyrt_thread_name(py, p->pid, p->threads[i].tid, p->threads[i].py_thread,
+				     sizeof(p->threads[i].py_thread)))
+			p->threads[i].py_thread[0] = '\0';
+	return py;
+}
+
+/* Threads that were not stopped (uninterruptible, or the stop failed): as they are. */
+static void python_stacks_left(struct inspect_proc *p, struct pyrt *py)
+{
+	struct pyrt_frame *scratch = NULL;
+
+	for (int i = 0; i < p->nthreads; i++) {
+		struct inspect_thread *t = &p->threads[i];
+
+		if (t->py_read || !state_alive(t->state))
+			continue;
+		if (!scratch && !(scratch = calloc(INSPECT_PY_DEPTH, sizeof(*scratch))))
+			return;
+		read_py_stack(py, scratch, p->pid, t);
+	}
+	free(scratch);
+}
+
 int inspect_run(const struct fh_config *cfg)
 {
 	struct inspect_proc p = { .pid = cfg->inspect_pid };
 	struct fh_proc_status ps;
+	struct pyrt *py;
 	enum inspect_verdict v;
 	struct timespec now;
 	char why[WHY_LEN];
@@ -1132,8 +1289,13 @@ int inspect_run(const struct fh_config *cfg)
 		proc_free(&p);
 		return FH_EXIT_ERROR;
 	}
-	/* every /proc and memory read is done: only now stop threads */
-	take_stacks(&p);
+	py = gather_python(&p);
+	/* every /proc and memory read is done: only now stop threads (and read
+	 * each one's Python stack while it is stopped) */
+	take_stacks(&p, py);
+	if (py)
+		python_stacks_left(&p, py);
+	pyrt_free(py);
 	for (int i = 0; i < p.nthreads; i++) {
 		struct inspect_thread *t = &p.threads[i];
 

@@ -10,9 +10,10 @@
 
 #include <stddef.h>
 #include <sys/types.h>
-#include "cli.h"
+#include "config.h"
 #include "lockword.h"
 #include "procfs.h"
+#include "pyrt.h"
 #include "symbolize.h"
 
 enum inspect_verdict { INSPECT_OK, INSPECT_BLOCKED, INSPECT_DEADLOCK };
@@ -62,6 +63,12 @@ struct inspect_thread {
 	int nframes;
 	struct inspect_frame *frames;
 	bool stack_tried;	/* a stack was asked for (nframes 0: it failed) */
+	/* a Python process's thread: its threading.Thread name ("" none) and
+	 * Python frames, innermost first */
+	char py_thread[PYRT_NAME_LEN];
+	int py_nframes;
+	struct pyrt_frame *py_frames;
+	bool py_read;		/* its Python stack was read */
 };
 
 struct inspect_proc {
@@ -71,6 +78,8 @@ struct inspect_proc {
 	int nthreads;		/* in threads[] */
 	int omitted;		/* threads beyond INSPECT_MAX_THREADS, not looked at */
 	struct inspect_thread *threads;	/* sorted by tid */
+	bool python;		/* a CPython that src/pyrt.c reads: py_* below */
+	struct pyrt_info py;
 };
 
 /*

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,51 +9,43 @@
 void jw_init(struct jw *w)
 {
 	memset(w, 0, sizeof(*w));
+	strbuf_init(&w->out);
 	w->first[0] = true;
 }
 
 void jw_free(struct jw *w)
 {
-	free(w->buf);
+	strbuf_free(&w->out);
 	jw_init(w);
 }
 
 void jw_reset(struct jw *w)
 {
-	w->len = 0;
+	strbuf_reset(&w->out);
 	w->depth = 0;
 	w->first[0] = true;
-	w->oom = false;
-	if (w->buf)
-		w->buf[0] = '\0';
+}
+
+int jw_write_line(struct jw *w, FILE *f)
+{
+	size_t n;
+
+	strbuf_put(&w->out, "\n", 1);
+	if (w->out.oom)
+		return -ENOMEM;
+	n = fwrite(w->out.buf, 1, w->out.len, f);
+	w->out.buf[--w->out.len] = '\0';
+	return n == w->out.len + 1 ? 0 : -EIO;
 }
 
 static void put(struct jw *w, const char *s, size_t n)
 {
-	if (w->oom)
-		return;
-	if (w->len + n + 1 > w->cap) {
-		size_t cap = w->cap ? w->cap : 256;
-		char *nb;
-
-		while (cap < w->len + n + 1)
-			cap *= 2;
-		nb = realloc(w->buf, cap);
-		if (!nb) {
-			w->oom = true;
-			return;
-		}
-		w->buf = nb;
-		w->cap = cap;
-	}
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-	w->buf[w->len] = '\0';
+	strbuf_put(&w->out, s, n);
 }
 
 static void puts_(struct jw *w, const char *s)
 {
-	put(w, s, strlen(s));
+	strbuf_puts(&w->out, s);
 }
 
 static void put_string(struct jw *w, const char *s, size_t n)
@@ -113,7 +106,7 @@ static void open_(struct jw *w, const char *key, const char *bracket)
 	if (w->depth + 1 < JW_MAX_DEPTH)
 		w->depth++;
 	else
-		w->oom = true;	/* deeper than any event we write: refuse */
+		w->out.oom = true;	/* deeper than any event we write: refuse */
 	w->first[w->depth] = true;
 }
 

@@ -12,20 +12,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include "strbuf.h"
 
 #define JW_MAX_DEPTH 16
 
 struct jw {
-	char *buf;
-	size_t len, cap;
+	struct strbuf out;	/* the text so far; out.oom: it failed */
 	int depth;
 	bool first[JW_MAX_DEPTH];	/* no comma needed yet at this level */
-	bool oom;
 };
 
 void jw_init(struct jw *w);
 void jw_free(struct jw *w);
 void jw_reset(struct jw *w);
+/* The object written so far as one line, newline included, in one fwrite.
+ * Returns 0, -ENOMEM (the writer ran out of memory) or -EIO. */
+int jw_write_line(struct jw *w, FILE *f);
 
 /* `key` is the member name inside an object, NULL inside an array or at the top. */
 void jw_obj_begin(struct jw *w, const char *key);

@@ -1,27 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include "lockabi.h"
 #include "lockword.h"
-
-/* Newer than the installed kernel headers may be. */
-#ifndef FUTEX2_SIZE_U32
-#define FUTEX2_SIZE_U32		0x02
-#endif
-#ifndef FUTEX2_SIZE_MASK
-#define FUTEX2_SIZE_MASK	0x03
-#endif
-#ifndef FUTEX2_PRIVATE
-#define FUTEX2_PRIVATE		FUTEX_PRIVATE_FLAG
-#endif
-#ifndef FUTEX_WAITV_MAX
-#define FUTEX_WAITV_MAX		128
-#endif
 
 /* struct futex_waitv, as futex_waitv(2) reads it from the waiter's memory */
 struct lw_waitv {
@@ -30,11 +16,6 @@ struct lw_waitv {
 	uint32_t flags;
 	uint32_t reserved;
 };
-
-/* glibc's pthread_rwlock waits with this bit set in the expected value */
-#define RWLOCK_FUTEX_USED	2
-/* every bit a glibc mutex's __kind may have (type, robust, PI, PP, pshared, elision) */
-#define MUTEX_KIND_BITS		0x3ffu
 
 static int decode_futex(const struct fh_syscall *sc, struct lw_wait *w)
 {
@@ -193,13 +174,12 @@ static bool plausible_tid(uint32_t tid, int pid_max)
 }
 
 /* Offset of pthread_rwlock_t's __cur_writer from the futex word, by which
- * futex it is: the rwlock is 8-byte aligned, __wrphase_futex is at +8 and
- * __writers_futex at +12, __cur_writer at +24. */
+ * futex it is (the rwlock is 8-byte aligned). */
 static size_t rwlock_writer_off(uint64_t uaddr)
 {
 	switch (uaddr & 7) {
-	case 0: return 16;	/* __wrphase_futex */
-	case 4: return 12;	/* __writers_futex */
+	case GLIBC_RWLOCK_WRPHASE_FUTEX & 7: return GLIBC_RWLOCK_WRITER_FROM_WRPHASE;
+	case GLIBC_RWLOCK_WRITERS_FUTEX & 7: return GLIBC_RWLOCK_WRITER_FROM_WRITERS;
 	default: return 0;
 	}
 }
@@ -211,9 +191,9 @@ static bool looks_like_mutex(const struct lw_wait *w, const uint8_t *mem, size_t
 	/* __lll_lock_wait waits for 2; a robust mutex for TID | FUTEX_WAITERS */
 	if ((w->uaddr & 7) || (w->val != 2 && !(w->val & FUTEX_WAITERS)))
 		return false;
-	return get32(mem, len, 0, &word) && word != 0 && get32(mem, len, 8, &owner) &&
-	       plausible_tid(owner, pid_max) && get32(mem, len, 16, &kind) &&
-	       !(kind & ~MUTEX_KIND_BITS);
+	return get32(mem, len, 0, &word) && word != 0 &&
+	       get32(mem, len, GLIBC_MUTEX_OWNER, &owner) && plausible_tid(owner, pid_max) &&
+	       get32(mem, len, GLIBC_MUTEX_KIND, &kind) && !(kind & ~GLIBC_MUTEX_KIND_BITS);
 }
 
 static bool looks_like_rwlock(const struct lw_wait *w, const uint8_t *mem, size_t len,
@@ -222,12 +202,14 @@ static bool looks_like_rwlock(const struct lw_wait *w, const uint8_t *mem, size_
 	size_t off = rwlock_writer_off(w->uaddr);
 	uint32_t writer, shared, flags;
 
-	if (!off || !(w->val & RWLOCK_FUTEX_USED))
+	if (!off || !(w->val & GLIBC_RWLOCK_FUTEX_USED))
 		return false;
-	/* __shared (+28) is 0 or 1, __flags (+48) a rwlock kind 0..2 */
+	/* __shared is 0 or 1, __flags a rwlock kind 0..2 */
 	return get32(mem, len, off, &writer) && plausible_tid(writer, pid_max) &&
-	       get32(mem, len, off + 4, &shared) && shared <= 1 &&
-	       get32(mem, len, off + 24, &flags) && flags <= 2;
+	       get32(mem, len, off + GLIBC_RWLOCK_SHARED - GLIBC_RWLOCK_CUR_WRITER, &shared) &&
+	       shared <= 1 &&
+	       get32(mem, len, off + GLIBC_RWLOCK_FLAGS - GLIBC_RWLOCK_CUR_WRITER, &flags) &&
+	       flags <= 2;
 }
 
 void lockword_decode(const struct lw_wait *w, const uint8_t *mem, size_t len, enum lw_kind hint,
@@ -263,7 +245,8 @@ void lockword_decode(const struct lw_wait *w, const uint8_t *mem, size_t len, en
 	}
 	switch (l->kind) {
 	case LW_KIND_MUTEX:
-		if (l->word != 0 && get32(mem, len, 8, &v) && plausible_tid(v, pid_max))
+		if (l->word != 0 && get32(mem, len, GLIBC_MUTEX_OWNER, &v) &&
+		    plausible_tid(v, pid_max))
 			l->owner = (pid_t)v;
 		break;
 	case LW_KIND_RWLOCK: {

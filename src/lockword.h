@@ -12,11 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "lockabi.h"
 #include "procfs.h"
 
 /* System call numbers newer than the installed kernel headers may know. */
-#define LW_NR_FUTEX_WAITV	449
-#define LW_NR_FUTEX_WAIT	455
+#define LW_NR_FUTEX_WAITV	NR_futex_waitv
+#define LW_NR_FUTEX_WAIT	NR_futex_wait
 
 /* Bytes read from the futex word on: covers the mutex and rwlock layouts. */
 #define LW_WINDOW	48

@@ -18,60 +18,17 @@
 
 void prom_init(struct prom *p)
 {
-	memset(p, 0, sizeof(*p));
+	strbuf_init(&p->out);
 }
 
 void prom_free(struct prom *p)
 {
-	free(p->buf);
-	memset(p, 0, sizeof(*p));
-}
-
-static void put(struct prom *p, const char *s, size_t n)
-{
-	if (p->oom)
-		return;
-	if (p->len + n + 1 > p->cap) {
-		size_t cap = p->cap ? p->cap : 4096;
-		char *b;
-
-		while (cap < p->len + n + 1)
-			cap *= 2;
-		b = realloc(p->buf, cap);
-		if (!b) {
-			p->oom = true;
-			return;
-		}
-		p->buf = b;
-		p->cap = cap;
-	}
-	memcpy(p->buf + p->len, s, n);
-	p->len += n;
-	p->buf[p->len] = '\0';
-}
-
-static void puts_(struct prom *p, const char *s)
-{
-	put(p, s, strlen(s));
-}
-
-static void putf(struct prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct prom *p, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		put(p, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	strbuf_free(&p->out);
 }
 
 void prom_family(struct prom *p, const char *name, const char *type, const char *help)
 {
-	putf(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	strbuf_printf(&p->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 void prom_escape_label(const char *s, char *out, size_t size)
@@ -109,39 +66,40 @@ void prom_escape_label(const char *s, char *out, size_t size)
 	out[o] = '\0';
 }
 
-static void sample_head(struct prom *p, const char *name, const char *const labels[][2],
-			int nlabels)
+/* name{labels} value: value already formatted */
+static void sample(struct prom *p, const char *name, const char *const labels[][2], int nlabels,
+		   const char *value)
 {
 	char esc[1024];
 
-	puts_(p, name);
+	strbuf_puts(&p->out, name);
 	for (int i = 0; i < nlabels; i++) {
 		prom_escape_label(labels[i][1] ? labels[i][1] : "", esc, sizeof(esc));
-		putf(p, "%s%s=\"", i ? "," : "{", labels[i][0]);
-		puts_(p, esc);
-		puts_(p, "\"");
+		strbuf_printf(&p->out, "%s%s=\"", i ? "," : "{", labels[i][0]);
+		strbuf_puts(&p->out, esc);
+		strbuf_puts(&p->out, "\"");
 	}
-	if (nlabels)
-		puts_(p, "}");
+	strbuf_printf(&p->out, "%s %s\n", nlabels ? "}" : "", value);
 }
 
 void prom_sample(struct prom *p, const char *name, const char *const labels[][2], int nlabels,
 		 double value)
 {
-	sample_head(p, name, labels, nlabels);
-	if (isnan(value))
-		puts_(p, " NaN\n");
-	else if (isinf(value))
-		puts_(p, value > 0 ? " +Inf\n" : " -Inf\n");
-	else
-		putf(p, " %.17g\n", value);
+	char v[32];
+
+	snprintf(v, sizeof(v), "%.17g", value);
+	/* the text format's own spelling of these */
+	sample(p, name, labels, nlabels, isnan(value) ? "NaN" : !isinf(value) ? v :
+	       value > 0 ? "+Inf" : "-Inf");
 }
 
 void prom_sample_u64(struct prom *p, const char *name, const char *const labels[][2],
 		     int nlabels, uint64_t value)
 {
-	sample_head(p, name, labels, nlabels);
-	putf(p, " %" PRIu64 "\n", value);
+	char v[24];
+
+	snprintf(v, sizeof(v), "%" PRIu64, value);
+	sample(p, name, labels, nlabels, v);
 }
 
 /* ---- where ----------------------------------------------------------------- */
@@ -203,42 +161,6 @@ int metrics_parse_listen(const char *s, struct metrics_addr *a)
 	return 0;
 }
 
-/* ---- the textfile ---------------------------------------------------------- */
-
-int metrics_write_file(const char *path, const char *buf, size_t len)
-{
-	char tmp[4096];
-	size_t off = 0;
-	int fd, err = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	/* Never through a symlink; node_exporter reads only *.prom, not the .tmp */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, buf + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (!err && fsync(fd))
-		err = -errno;
-	if (close(fd) && !err)
-		err = -errno;
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err)
-		unlink(tmp);
-	return err;
-}
-
 /* ---- the endpoint ------------------------------------------------------------ */
 
 struct metrics_http {
@@ -298,11 +220,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	h->requests++;
 	prom_init(&p);
 	h->render(h->ctx, &p);
-	if (p.oom || !p.buf) {
+	if (p.out.oom || !p.out.buf) {
 		prom_free(&p);
 		return answer_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
 	}
-	return answer(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, p.buf, p.len);
+	return answer(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, p.out.buf, p.out.len);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Prometheus exposition: a text format writer (label values escaped, invalid
- * UTF-8 replaced), the node_exporter textfile (written atomically: a
- * temporary file renamed over the old one) and an HTTP endpoint served by
- * libmicrohttpd inside the caller's epoll loop (no thread of its own: a
- * multithreaded forkhazard would itself fork while multithreaded).
+ * UTF-8 replaced) and an HTTP endpoint served by libmicrohttpd inside the
+ * caller's epoll loop (no thread of its own: a multithreaded forkhazard would
+ * itself fork while multithreaded). What is said is exposition.c's; the
+ * textfile is replaced atomically by outfile.c.
  */
 #ifndef FH_METRICS_H
 #define FH_METRICS_H
@@ -13,14 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include "strbuf.h"
 
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
-/* A growing buffer of exposition text. */
+/* Exposition text being written (out.oom: it ran out of memory). */
 struct prom {
-	char *buf;
-	size_t len, cap;
-	bool oom;
+	struct strbuf out;
 };
 
 void prom_init(struct prom *p);
@@ -47,9 +46,6 @@ struct metrics_addr {
 
 /* "127.0.0.1:9477", "[::1]:9477", "0.0.0.0:9477", "localhost:9477". 0 or -EINVAL. */
 int metrics_parse_listen(const char *s, struct metrics_addr *a);
-
-/* Write buf to path atomically (path.tmp, fsync, rename). 0 or -errno. */
-int metrics_write_file(const char *path, const char *buf, size_t len);
 
 /* Renders the whole exposition into p; called once per scrape. */
 typedef void (*metrics_render_fn)(void *ctx, struct prom *p);

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "container.h"
+#include "counters.h"
 #include "escape.h"
+#include "hazard.h"
 #include "json.h"
 #include "output.h"
 #include "symbolize.h"
@@ -94,22 +97,10 @@ static void fmt_clock(const struct output *o, uint64_t mono_ns, char *buf, size_
 	strftime(buf, size, "%H:%M:%S", &tm);
 }
 
-static void write_line(struct output *o, const char *s, size_t n)
-{
-	if (o->failed)
-		return;
-	if (fwrite(s, 1, n, o->o.f) != n)
-		o->failed = true;
-}
-
 static void emit_json(struct output *o)
 {
-	if (o->jw.oom) {
+	if (!o->failed && jw_write_line(&o->jw, o->o.f))
 		o->failed = true;
-		return;
-	}
-	write_line(o, o->jw.buf, o->jw.len);
-	write_line(o, "\n", 1);
 	jw_reset(&o->jw);
 }
 
@@ -278,16 +269,36 @@ static void text_stack(struct output *o, int n, const char *indent)
 	}
 }
 
-/* ---- fork ---------------------------------------------------------------- */
+/* ---- where the process runs (JSON) ------------------------------------------- */
 
-static bool is_hazard(const struct fh_fork_event *ev)
+/* The members after an event's own (docs/json.md): the daemon's site, the
+ * cgroup and container, and what the kernel recorded of the process (NULL
+ * exe_name: nothing), its executable's name and its PID in its namespace. */
+static void json_where(struct output *o, const struct output_meta *meta, const char *exe_name,
+		       __u32 ns_pid)
 {
-	return ev->nr_locks > ev->nr_own || ev->locks_omitted;
+	const struct fh_container *k = meta ? meta->container : NULL;
+
+	if (meta && meta->site)
+		jw_str(&o->jw, "site", meta->site);
+	jw_str(&o->jw, "cgroup", k && k->cgroup[0] ? k->cgroup : NULL);
+	jw_str(&o->jw, "container_id", k && k->id[0] ? k->id : NULL);
+	if (!exe_name)
+		return;
+	jw_strn(&o->jw, "exe_name", exe_name, strnlen(exe_name, FH_EXE_NAME_LEN));
+	jw_uint(&o->jw, "ns_pid", ns_pid);
 }
+
+/* ---- fork ---------------------------------------------------------------- */
 
 bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev)
 {
-	return o->o.json || o->o.verbose || is_hazard(ev);
+	return o->o.json || o->o.verbose || hazard_fork(ev);
+}
+
+bool output_json(const struct output *o)
+{
+	return o->o.json;
 }
 
 /*
@@ -332,7 +343,9 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	jw_obj_end(&o->jw);
 }
 
-static void json_locks(struct output *o, const struct fh_fork_event *ev, const char *key, bool own)
+/* The locks of one role ("locks": the hazards, "own_locks"). */
+static void json_locks(struct output *o, const struct fh_fork_event *ev, const char *key,
+		       enum hazard_lock role)
 {
 	if (ev->flags & FH_FORK_LIGHT) {
 		jw_null(&o->jw, key);
@@ -340,32 +353,40 @@ static void json_locks(struct output *o, const struct fh_fork_event *ev, const c
 	}
 	jw_arr_begin(&o->jw, key);
 	for (__u32 i = 0; i < ev->nr_locks; i++)
-		if (!!(ev->locks[i].flags & FH_LOCK_OWN) == own)
+		if (hazard_lock_role(ev, &ev->locks[i]) == role)
 			json_lock(o, NULL, ev, &ev->locks[i]);
 	jw_arr_end(&o->jw);
 }
 
-static void json_fork(struct output *o, const struct fh_fork_event *ev)
+/* A fork's or a deadlock's first members: the record's type and time, its thread. */
+static void json_thread_header(struct output *o, const char *type, uint64_t time_ns, __u32 pid,
+			       __u32 tid, const char comm[FH_COMM_LEN])
+{
+	json_header(o, type, time_ns);
+	jw_uint(&o->jw, "pid", pid);
+	jw_uint(&o->jw, "tid", tid);
+	jw_strn(&o->jw, "comm", comm, strnlen(comm, FH_COMM_LEN));
+}
+
+static void json_fork(struct output *o, const struct fh_fork_event *ev,
+		      const struct output_meta *meta)
 {
 	int n;
 
-	json_header(o, "fork", ev->time_ns);
-	jw_uint(&o->jw, "pid", ev->pid);
-	jw_uint(&o->jw, "tid", ev->tid);
-	jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+	json_thread_header(o, "fork", ev->time_ns, ev->pid, ev->tid, ev->comm);
 	jw_uint(&o->jw, "child_pid", ev->child_pid);
 	jw_uint(&o->jw, "threads", ev->threads);
-	jw_str(&o->jw, "severity", is_hazard(ev) ? "hazard" : "info");
-	json_locks(o, ev, "locks", false);
-	json_locks(o, ev, "own_locks", true);
+	jw_str(&o->jw, "severity", hazard_fork(ev) ? "hazard" : "info");
+	json_locks(o, ev, "locks", HAZARD_LOCK_FOREIGN);
+	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN);
 	if (ev->locks_omitted)
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
 		jw_bool(&o->jw, "threads_truncated", true);
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
-	if (o->o.decorate)
-		o->o.decorate(o->o.decorate_ctx, &o->jw, "fork", ev);
+	json_where(o, meta, ev->exe_name, ev->ns_pid);
+	jw_uint(&o->jw, "child_ns_pid", ev->ns_child_pid);
 	jw_obj_end(&o->jw);
 	emit_json(o);
 }
@@ -436,7 +457,7 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 		      const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
 {
 	char tid[16], child[16], thr[16];
-	__u32 foreign = ev->nr_locks - ev->nr_own + ev->locks_omitted;
+	__u32 foreign = hazard_foreign_locks(ev);
 	int n;
 
 	snprintf(tid, sizeof(tid), "%u", ev->tid);
@@ -452,12 +473,12 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 		fputs("fork, no foreign lock held\n", o->o.f);
 
 	for (__u32 i = 0; i < ev->nr_locks; i++)
-		if (!(ev->locks[i].flags & FH_LOCK_OWN))
+		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN)
 			text_lock_line(o, ev, &ev->locks[i], "    ");
 	if (ev->locks_omitted)
 		fprintf(o->o.f, "    ... and %u more locks\n", ev->locks_omitted);
 	for (__u32 i = 0; i < ev->nr_locks; i++)
-		if (ev->locks[i].flags & FH_LOCK_OWN)
+		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_OWN)
 			text_lock_line(o, ev, &ev->locks[i], "    own: ");
 	if (foreign || o->o.verbose > 1) {
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
@@ -470,19 +491,21 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 }
 
 void output_fork(struct output *o, const struct fh_fork_event *ev,
-		 const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
+		 const struct fh_child_event *fate, const struct fh_deadlock_event *dl,
+		 const struct output_meta *meta)
 {
 	if (!output_wants_fork(o, ev))
 		return;
 	if (o->o.json)
-		json_fork(o, ev);
+		json_fork(o, ev, meta);
 	else
 		text_fork(o, ev, fate, dl);
 }
 
 /* ---- child, deadlock, lost, summary ------------------------------------ */
 
-void output_child(struct output *o, const struct fh_child_event *ev)
+void output_child(struct output *o, const struct fh_child_event *ev,
+		  const struct output_meta *meta)
 {
 	uint64_t after = ev->time_ns > ev->fork_ns ? ev->time_ns - ev->fork_ns : 0;
 	char dur[32], what[96];
@@ -499,8 +522,7 @@ void output_child(struct output *o, const struct fh_child_event *ev)
 			else
 				jw_int(&o->jw, "signal", ev->exit_code & 0x7f);
 		}
-		if (o->o.decorate)
-			o->o.decorate(o->o.decorate_ctx, &o->jw, "child", ev);
+		json_where(o, meta, NULL, 0);
 		jw_obj_end(&o->jw);
 		emit_json(o);
 		return;
@@ -528,16 +550,14 @@ void output_child(struct output *o, const struct fh_child_event *ev)
 }
 
 void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
-		     const struct fh_lock *lock, const struct fh_fork_event *fork)
+		     const struct fh_lock *lock, const struct fh_fork_event *fork,
+		     const struct output_meta *meta)
 {
 	char tid[16];
 	int n;
 
 	if (o->o.json) {
-		json_header(o, "deadlock", ev->time_ns);
-		jw_uint(&o->jw, "pid", ev->pid);
-		jw_uint(&o->jw, "tid", ev->tid);
-		jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+		json_thread_header(o, "deadlock", ev->time_ns, ev->pid, ev->tid, ev->comm);
 		jw_uint(&o->jw, "parent_pid", ev->parent_pid);
 		jw_addr(&o->jw, "futex", ev->futex);
 		if (ev->flags & FH_DL_OWNER_KNOWN)
@@ -552,8 +572,7 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 			jw_null(&o->jw, "lock");
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		json_stack(o, "stack", n);
-		if (o->o.decorate)
-			o->o.decorate(o->o.decorate_ctx, &o->jw, "deadlock", ev);
+		json_where(o, meta, ev->exe_name, ev->ns_pid);
 		jw_obj_end(&o->jw);
 		emit_json(o);
 		return;
@@ -589,42 +608,39 @@ void output_lost(struct output *o, uint64_t events, uint64_t now_ns)
 	fprintf(o->o.f, "%-8s LOST %" PRIu64 " events: the ring buffer was full\n", clock, events);
 }
 
-void output_summary(struct output *o, const struct fh_summary *s)
+void output_summary(struct output *o, uint64_t now_ns, const struct fh_counts *c)
 {
+	bool dropped = false;
+
 	if (o->o.json) {
-		json_header(o, "summary", s->time_ns);
-		jw_uint(&o->jw, "forks", s->forks);
-		jw_uint(&o->jw, "mt_forks", s->mt_forks);
-		jw_uint(&o->jw, "hazards", s->hazards);
-		jw_uint(&o->jw, "deadlocks", s->deadlocks);
-		jw_uint(&o->jw, "lost", s->lost);
-		jw_uint(&o->jw, "lost_forks", s->lost_forks);
-		jw_obj_begin(&o->jw, "dropped");
-		jw_uint(&o->jw, "untracked_locks", s->untracked_locks);
-		jw_uint(&o->jw, "untraced_procs", s->untraced_procs);
-		jw_uint(&o->jw, "unfollowed_children", s->unfollowed_children);
-		jw_uint(&o->jw, "stacks", s->stacks_lost);
-		jw_uint(&o->jw, "correlation_evicted", s->pending_evicted);
-		jw_uint(&o->jw, "unwinds", s->unwinds_skipped);
-		jw_uint(&o->jw, "unprobed_procs", (uint64_t)s->probed_procs_refused);
+		json_header(o, "summary", now_ns);
+		for (int i = 0; i < FH_CNT_MAX; i++) {
+			if (i == FH_CNT_FIRST_DROPPED)
+				jw_obj_begin(&o->jw, "dropped");
+			jw_uint(&o->jw, fh_counters[i].key, c->v[i]);
+		}
 		jw_obj_end(&o->jw);
 		jw_obj_end(&o->jw);
 		emit_json(o);
 		return;
 	}
-	fprintf(o->o.f, "\n%" PRIu64 " forks, %" PRIu64 " from multithreaded processes, %" PRIu64
-		" hazards, %" PRIu64 " deadlocks, %" PRIu64 " events lost",
-		s->forks, s->mt_forks, s->hazards, s->deadlocks, s->lost);
-	if (s->lost_forks)
-		fprintf(o->o.f, " (%" PRIu64 " of them forks)", s->lost_forks);
 	fputc('\n', o->o.f);
-	if (s->untracked_locks || s->untraced_procs || s->unfollowed_children || s->stacks_lost ||
-	    s->pending_evicted || s->probed_procs_refused)
-		fprintf(o->o.f, "not tracked (limits reached): %" PRIu64 " lock acquisitions, %" PRIu64
-			" processes, %" PRIu64 " children, %" PRIu64 " stacks, %" PRIu64
-			" correlations, %d processes without lock probes\n",
-			s->untracked_locks, s->untraced_procs, s->unfollowed_children, s->stacks_lost,
-			s->pending_evicted, s->probed_procs_refused);
+	for (int i = 0; i < FH_CNT_FIRST_DROPPED; i++) {
+		if (!(fh_counters[i].flags & FH_CNT_ASIDE))
+			fprintf(o->o.f, "%s%" PRIu64 " %s", i ? ", " : "", c->v[i], fh_counters[i].text);
+		else if (c->v[i])
+			fprintf(o->o.f, " (%" PRIu64 " %s)", c->v[i], fh_counters[i].text);
+	}
+	fputc('\n', o->o.f);
+	for (int i = FH_CNT_FIRST_DROPPED; i < FH_CNT_MAX; i++)
+		dropped |= c->v[i] != 0;
+	if (!dropped)
+		return;
+	fputs("not tracked (limits reached): ", o->o.f);
+	for (int i = FH_CNT_FIRST_DROPPED; i < FH_CNT_MAX; i++)
+		fprintf(o->o.f, "%s%" PRIu64 " %s", i > FH_CNT_FIRST_DROPPED ? ", " : "", c->v[i],
+			fh_counters[i].text);
+	fputc('\n', o->o.f);
 }
 
 void output_start(struct output *o)

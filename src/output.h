@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include "forkhazard.h"
 
+struct fh_container;
+struct fh_counts;
 struct jw;
 struct syms;
 struct ustacks;
@@ -25,23 +27,15 @@ struct output_opts {
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
-	/* More members for a JSON fork, child or deadlock event (container.c,
-	 * daemon.c), added just before its object closes; ev is its record. */
-	void (*decorate)(void *ctx, struct jw *w, const char *type, const void *ev);
-	void *decorate_ctx;
 };
 
-struct fh_summary {
-	uint64_t time_ns;		/* CLOCK_MONOTONIC */
-	uint64_t forks, mt_forks, hazards, deadlocks, lost;
-	uint64_t lost_forks;		/* fork events among `lost`: mt_forks = shown + these */
-	uint64_t untracked_locks;	/* acquisitions not tracked: slots full */
-	uint64_t untraced_procs;	/* processes not traced: table full */
-	uint64_t unfollowed_children;	/* children not followed: table full */
-	uint64_t stacks_lost;
-	uint64_t pending_evicted;	/* forks dropped from the correlation table */
-	uint64_t unwinds_skipped;	/* stack copies not unwound: rate limit */
-	int probed_procs_refused;	/* processes denied lock probes (--max-procs) */
+/*
+ * What the caller knows of an event beyond its record, written with it in
+ * JSON (docs/json.md): where the process runs, and the daemon's site.
+ */
+struct output_meta {
+	const char *site;			/* the site's id (16 hex digits), or NULL */
+	const struct fh_container *container;	/* cgroup and container; NULL: unknown */
 };
 
 struct output;
@@ -65,18 +59,24 @@ bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev);
 
 /*
  * A fork; in text mode `fate` and `deadlock`, when known, are printed under
- * it as its verdict. `deadlock_lock` is the entry of ev that deadlocked.
+ * it as its verdict. meta may be NULL (nothing more is known), as below.
  */
 void output_fork(struct output *o, const struct fh_fork_event *ev,
-		 const struct fh_child_event *fate, const struct fh_deadlock_event *deadlock);
+		 const struct fh_child_event *fate, const struct fh_deadlock_event *deadlock,
+		 const struct output_meta *meta);
 /* A child's fate on its own line (its fork was printed earlier, or lost). */
-void output_child(struct output *o, const struct fh_child_event *ev);
+void output_child(struct output *o, const struct fh_child_event *ev,
+		  const struct output_meta *meta);
 /* A confirmed deadlock; `lock`/`fork` are the matching lock of the parent's
  * fork event and that event, when known. */
 void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
-		     const struct fh_lock *lock, const struct fh_fork_event *fork);
+		     const struct fh_lock *lock, const struct fh_fork_event *fork,
+		     const struct output_meta *meta);
 void output_lost(struct output *o, uint64_t events, uint64_t now_ns);
-void output_summary(struct output *o, const struct fh_summary *s);
+/* The summary at the end: every counter of counters.h. */
+void output_summary(struct output *o, uint64_t now_ns, const struct fh_counts *c);
+/* Does JSON go out (else text)? */
+bool output_json(const struct output *o);
 void output_flush(struct output *o);
 /* Write to f from now on (the file was reopened); forgets an earlier failure. */
 void output_set_file(struct output *o, FILE *f);

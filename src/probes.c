@@ -12,11 +12,13 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-#include <linux/bpf.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "bpf_compat.h"
+#include "clib.h"
 #include "elfsyms.h"
 #include "forkhazard.h"
+#include "lockabi.h"
 #include "log.h"
 #include "placement.h"
 #include "probes.h"
@@ -32,10 +34,6 @@ enum lock_op {
 /* lock_fn.how */
 #define FN_POINTS	0x1	/* at its success points where it has them (placement.h) */
 #define FN_MUSL		0x2	/* probed in musl only: glibc's word names the holder */
-
-/* pthread_rwlock_t.__cur_writer in glibc (bpf/fh.bpf.h reads it too): the
- * writer half of pthread_rwlock_unlock clears it before releasing. */
-#define GLIBC_RWLOCK_CUR_WRITER	24
 
 /*
  * The lock functions probed in each C library. A kind is a few rows here and
@@ -294,21 +292,12 @@ void probes_free(struct probes *p)
 	free(p);
 }
 
-static const char *base_name(const char *path)
-{
-	const char *base = strrchr(path, '/');
-
-	return base ? base + 1 : path;
-}
-
 /* Is this mapping a C library whose lock functions we probe? */
 static bool is_c_library(const char *path)
 {
-	const char *base = base_name(path);
+	enum clib_file k = clib_file_of(path);
 
-	return !strncmp(base, "libc.so", 7) || !strncmp(base, "libc-2.", 7) ||
-	       !strncmp(base, "libpthread.so", 13) || !strncmp(base, "libpthread-", 11) ||
-	       !strncmp(base, "ld-musl-", 8) || !strncmp(base, "libc.musl-", 10);
+	return k == CLIB_GLIBC || k == CLIB_MUSL;
 }
 
 /* Where to probe one lock function: the cheapest point every call passes
@@ -419,6 +408,8 @@ static int add_success_points(struct probes *p, struct lock_module *mod,
 	if (p->at_entry || !f->size[alias])
 		return 0;
 	n = placement_success_points(&code, f->file_offset[alias], f->size[alias],
+				     /* the writer half of pthread_rwlock_unlock
+				      * clears __cur_writer before releasing */
 				     op == OP_RELEASE && layout == FH_LAYOUT_GLIBC ?
 				     GLIBC_RWLOCK_CUR_WRITER : -1, sp, MAX_FN_POINTS);
 	for (int i = 0; i < n; i++) {
@@ -484,9 +475,7 @@ static void add_function(struct probes *p, struct lock_module *mod, const struct
 static enum fh_layout detect_layout(int fd, const char *path)
 {
 	struct elf_func musl = { .name = "__init_libc" };
-	const char *base = base_name(path);
-
-	if (!strncmp(base, "ld-musl-", 8) || !strncmp(base, "libc.musl-", 10))
+	if (clib_file_of(path) == CLIB_MUSL)
 		return FH_LAYOUT_MUSL;
 	if (elf_find_funcs(fd, &musl, 1) == 0 && musl.n)
 		return FH_LAYOUT_MUSL;
@@ -585,50 +574,6 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 	err = resolve_fd(p, fd, dev, m->inode, m->path, out);
 	close(fd);
 	return err;
-}
-
-/*
- * BPF_LINK_CREATE for an uprobe_multi link: libbpf 1.1 predates the API, so
- * this is the syscall itself (kernel >= 6.6). The layout is that of
- * union bpf_attr's link_create member.
- */
-struct link_create_uprobe_multi {
-	__u32 prog_fd;
-	__u32 target_fd;
-	__u32 attach_type;
-	__u32 flags;
-	__u64 path;
-	__u64 offsets;
-	__u64 ref_ctr_offsets;
-	__u64 cookies;
-	__u32 cnt;
-	__u32 multi_flags;
-	__u32 pid;
-	__u32 _pad;
-	__u8 rest[64];		/* zeroed tail of union bpf_attr */
-};
-#define FH_BPF_TRACE_UPROBE_MULTI	48
-#define FH_BPF_F_UPROBE_MULTI_RETURN	1
-
-static int uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets,
-			     const __u64 *cookies, int cnt, pid_t pid, bool ret)
-{
-	struct link_create_uprobe_multi attr;
-	int fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.prog_fd = (__u32)prog_fd;
-	attr.attach_type = FH_BPF_TRACE_UPROBE_MULTI;
-	attr.path = (__u64)(unsigned long)path;
-	attr.offsets = (__u64)(unsigned long)offsets;
-	attr.cookies = (__u64)(unsigned long)cookies;
-	attr.cnt = (__u32)cnt;
-	attr.multi_flags = ret ? FH_BPF_F_UPROBE_MULTI_RETURN : 0;
-	attr.pid = (__u32)pid;	/* 0: every process */
-	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	if (fd < 0)
-		return errno == EINVAL || errno == ENOSYS ? -ENOTSUP : -errno;
-	return fd;
 }
 
 /* The links of one module, for one process (pid, counted in lock_hits slot
@@ -739,7 +684,7 @@ static int attach_mapping(const struct fh_mapping *m, void *ctx)
 	char path[96];
 	int err;
 
-	if (m->path[0] == '/' && !strncmp(base_name(m->path), "ld-linux", 8))
+	if (m->path[0] == '/' && clib_file_of(m->path) == CLIB_LOADER)
 		w->loader = true;
 	if (!is_candidate(w, m))
 		return 0;

@@ -148,19 +148,24 @@ int procfs_parse_stat(const char *buf, struct fh_proc_stat *st)
 	return i > 22 ? 0 : -EINVAL;
 }
 
-int procfs_read_stat(pid_t pid, pid_t tid, struct fh_proc_stat *st)
+/* /proc/PID/NAME, or /proc/PID/task/TID/NAME (tid not 0), into buf. */
+static ssize_t read_task_file(pid_t pid, pid_t tid, const char *name, char *buf, size_t size)
 {
-	char path[64], buf[1024];
-	ssize_t n;
+	char path[64];
 
 	if (tid)
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/%s", (int)pid, (int)tid, name);
 	else
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	n = procfs_read_file(path, buf, sizeof(buf));
-	if (n < 0)
-		return (int)n;
-	return procfs_parse_stat(buf, st);
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	return procfs_read_file(path, buf, size);
+}
+
+int procfs_read_stat(pid_t pid, pid_t tid, struct fh_proc_stat *st)
+{
+	char buf[1024];
+	ssize_t n = read_task_file(pid, tid, "stat", buf, sizeof(buf));
+
+	return n < 0 ? (int)n : procfs_parse_stat(buf, st);
 }
 
 int procfs_parse_syscall(const char *buf, struct fh_syscall *sc)
@@ -192,14 +197,10 @@ int procfs_parse_syscall(const char *buf, struct fh_syscall *sc)
 
 int procfs_read_syscall(pid_t pid, pid_t tid, struct fh_syscall *sc)
 {
-	char path[64], buf[512];
-	ssize_t n;
+	char buf[512];
+	ssize_t n = read_task_file(pid, tid, "syscall", buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
-	n = procfs_read_file(path, buf, sizeof(buf));
-	if (n < 0)
-		return (int)n;
-	return procfs_parse_syscall(buf, sc);
+	return n < 0 ? (int)n : procfs_parse_syscall(buf, sc);
 }
 
 bool procfs_pid_exists(pid_t pid)
@@ -260,26 +261,16 @@ int procfs_parse_status(const char *buf, struct fh_proc_status *st)
 
 int procfs_read_status(pid_t pid, pid_t tid, struct fh_proc_status *st)
 {
-	char path[64], buf[4096];
-	ssize_t n;
+	char buf[4096];
+	ssize_t n = read_task_file(pid, tid, "status", buf, sizeof(buf));
 
-	if (tid)
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	else
-		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	n = procfs_read_file(path, buf, sizeof(buf));
-	if (n < 0)
-		return (int)n;
-	return procfs_parse_status(buf, st);
+	return n < 0 ? (int)n : procfs_parse_status(buf, st);
 }
 
 int procfs_read_wchan(pid_t pid, pid_t tid, char *buf, size_t size)
 {
-	char path[64];
-	ssize_t n;
+	ssize_t n = read_task_file(pid, tid, "wchan", buf, size);
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/wchan", (int)pid, (int)tid);
-	n = procfs_read_file(path, buf, size);
 	if (n < 0)
 		return (int)n;
 	buf[strcspn(buf, "\n")] = '\0';
@@ -287,6 +278,57 @@ int procfs_read_wchan(pid_t pid, pid_t tid, char *buf, size_t size)
 	if (!strcmp(buf, "0"))
 		buf[0] = '\0';
 	return 0;
+}
+
+ssize_t procfs_read_exe(pid_t pid, char *path, size_t size)
+{
+	char link[64];
+	ssize_t n;
+
+	if (size < 2)
+		return -ENAMETOOLONG;
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	n = readlink(link, path, size - 1);
+	if (n < 0)
+		return -errno;
+	path[n] = '\0';
+	if (n > 10 && !strcmp(path + n - 10, " (deleted)"))
+		path[n -= 10] = '\0';
+	return n;
+}
+
+int procfs_parse_statm(const char *buf, long page_size, uint64_t *rss_bytes)
+{
+	unsigned long long field[2];
+	const char *s = buf;
+	char *end;
+
+	/* "size resident shared text lib data dt\n", in pages: whole numbers */
+	for (int i = 0; i < 2; i++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		errno = 0;
+		field[i] = strtoull(s, &end, 10);
+		if (errno || *end != ' ')
+			return -EINVAL;
+		s = end + 1;
+	}
+	if (page_size <= 0 || field[1] > field[0] || field[1] > UINT64_MAX / (uint64_t)page_size)
+		return -EINVAL;
+	*rss_bytes = (uint64_t)field[1] * (uint64_t)page_size;
+	return 0;
+}
+
+int procfs_read_rss(pid_t pid, uint64_t *rss_bytes)
+{
+	char path[64], buf[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	n = procfs_read_file(path, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	return procfs_parse_statm(buf, sysconf(_SC_PAGESIZE), rss_bytes);
 }
 
 int procfs_read_pid_max(void)

@@ -67,6 +67,14 @@ int procfs_read_status(pid_t pid, pid_t tid, struct fh_proc_status *st);
  * running or hidden. Returns 0 or -errno. */
 int procfs_read_wchan(pid_t pid, pid_t tid, char *buf, size_t size);
 
+/* The path of pid's executable (/proc/PID/exe), without the " (deleted)"
+ * the kernel appends to a file replaced since. Returns its length or -errno. */
+ssize_t procfs_read_exe(pid_t pid, char *path, size_t size);
+/* Resident memory from /proc/PID/statm (its second field, in pages). The
+ * peak (getrusage's ru_maxrss) never comes down; this does. 0 or -errno. */
+int procfs_parse_statm(const char *buf, long page_size, uint64_t *rss_bytes);
+int procfs_read_rss(pid_t pid, uint64_t *rss_bytes);
+
 /* /proc/sys/kernel/pid_max; 4194304 (the largest possible) if unreadable. */
 int procfs_read_pid_max(void);
 

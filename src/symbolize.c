@@ -140,14 +140,6 @@ static struct snap *snap_slot(struct syms *s)
 	return victim;
 }
 
-static void ident_of(const struct stat *st, struct symmod_ident *id)
-{
-	id->dev = st->st_dev;
-	id->ino = st->st_ino;
-	id->size = (uint64_t)st->st_size;
-	id->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-}
-
 /*
  * Open a mapped file as the process sees it: /proc/PID/map_files works for
  * deleted files and other mount namespaces alike; /proc/PID/root + path is
@@ -178,7 +170,7 @@ static int open_mapped(pid_t pid, const struct snap_map *m, uint64_t maps_dev,
 		if (!fstat(fd, st) && S_ISREG(st->st_mode)) {
 			struct symmod_ident id;
 
-			ident_of(st, &id);
+			symmod_ident_of(st, &id);
 			if (m->has_id ? !memcmp(&id, &m->id, sizeof(id)) :
 			    (id.ino == maps_ino && id.dev == maps_dev))
 				return fd;
@@ -205,7 +197,7 @@ static struct symmod *map_module(struct syms *s, pid_t pid, struct snap_map *m)
 		return NULL;
 	}
 	if (!m->has_id) {
-		ident_of(&st, &m->id);
+		symmod_ident_of(&st, &m->id);
 		m->has_id = true;
 	}
 	mod = symmod_open(s->mods, fd, &m->id, m->path, &err);
@@ -266,7 +258,7 @@ static int collect_mapping(const struct fh_mapping *fm, void *ctx)
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
 		 (unsigned long long)m->start, (unsigned long long)m->end);
 	if (!stat(path, &st) && S_ISREG(st.st_mode)) {
-		ident_of(&st, &m->id);
+		symmod_ident_of(&st, &m->id);
 		m->has_id = true;
 	} else {
 		m->id.dev = makedev(fm->dev_major, fm->dev_minor);

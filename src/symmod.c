@@ -457,7 +457,7 @@ static void sanitize(struct symmod_cache *c, Elf *elf, int fd)
 	}
 }
 
-static void ident_of(const struct stat *st, struct symmod_ident *id)
+void symmod_ident_of(const struct stat *st, struct symmod_ident *id)
 {
 	id->dev = st->st_dev;
 	id->ino = st->st_ino;
@@ -539,7 +539,7 @@ struct symmod *symmod_open(struct symmod_cache *c, int fd, const struct symmod_i
 		refuse(c, -EINVAL, err);
 		return NULL;
 	}
-	ident_of(&st, &own);
+	symmod_ident_of(&st, &own);
 	if (!id)
 		id = &own;
 	m = symmod_find(c, id, NULL);

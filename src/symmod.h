@@ -28,6 +28,10 @@ struct symmod_ident {
 	int64_t mtime_ns;
 };
 
+struct stat;
+/* A file's identity from its stat(). */
+void symmod_ident_of(const struct stat *st, struct symmod_ident *id);
+
 /* A weak reference: valid while the slot still holds the same generation. */
 struct symmod_ref {
 	uint32_t slot, gen;

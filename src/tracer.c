@@ -17,9 +17,12 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "bpf_compat.h"
 #include "caps.h"
+#include "clock.h"
 #include "cli.h"
 #include "command.h"
+#include "counters.h"
 #include "container.h"
 #include "correlate.h"
 #include "daemon.h"
@@ -28,6 +31,7 @@
 #include "events.h"
 #include "forkhazard.skel.h"
 #include "log.h"
+#include "outfile.h"
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
@@ -37,7 +41,6 @@
 
 #define TICK_MS			100
 #define STACK_MAP_RESET_LOSSES	256	/* empty the stack map after this many losses */
-#define FH_BPF_TRACE_UPROBE_MULTI 48	/* enum bpf_attach_type, newer than libbpf 1.1 */
 
 struct tracer {
 	const struct fh_config *cfg;
@@ -51,8 +54,7 @@ struct tracer {
 	struct events events;
 	FILE *outf;
 	struct command cmd;
-	bool has_cmd, filtering;
-	bool adaptive;		/* whole system, lock probes where processes need them */
+	bool has_cmd;
 	int epfd, sigfd, timerfd;
 	int stop_signal;
 	bool stop;
@@ -65,23 +67,6 @@ struct tracer {
 	bool reopen;			/* SIGHUP: reopen the outputs */
 	uint64_t output_errors, output_reopens, output_retry_ns;
 };
-
-static uint64_t now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t mono_to_real(void)
-{
-	struct timespec mono, real;
-
-	clock_gettime(CLOCK_MONOTONIC, &mono);
-	clock_gettime(CLOCK_REALTIME, &real);
-	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000ll + (real.tv_nsec - mono.tv_nsec);
-}
 
 static void read_stats(struct tracer *t, uint64_t out[FH_STAT_MAX])
 {
@@ -142,116 +127,15 @@ static int preflight(const struct fh_config *cfg)
 	return 0;
 }
 
-/* Users whose files and directories root may write into: root, the real
- * user, and the user sudo ran us for. */
-static bool trusted_owner(uid_t uid)
-{
-	const char *sudo = getenv("SUDO_UID");
-	pid_t sudo_uid;
-
-	if (uid == 0 || uid == getuid())
-		return true;
-	return getuid() == 0 && sudo && !cli_parse_pid(sudo, &sudo_uid) && uid == (uid_t)sudo_uid;
-}
-
-/*
- * -o FILE, written with our privileges: nothing in it may be redirected by
- * another user. The directory is opened once and the file created in it
- * (no race between a check and the open): the directory must belong to a
- * trusted user and be writable by nobody else, unless sticky (/tmp). The
- * file is new (O_CREAT|O_EXCL), never a symlink (O_NOFOLLOW), never a FIFO
- * or a device (O_NONBLOCK, then S_ISREG); an existing one is overwritten only
- * if it is a regular file of a trusted user with no other hard link.
- */
-static int open_output_file(const char *path, const char **why)
-{
-	char dir[PATH_MAX];
-	const char *base = strrchr(path, '/');
-	struct stat st;
-	int dfd, fd, flags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-
-	*why = NULL;
-	if (!base) {
-		snprintf(dir, sizeof(dir), ".");
-		base = path;
-	} else {
-		if ((size_t)(base - path) >= sizeof(dir))
-			return -ENAMETOOLONG;
-		memcpy(dir, path, (size_t)(base - path));
-		dir[base - path] = '\0';
-		if (!dir[0])
-			snprintf(dir, sizeof(dir), "/");
-		base++;
-	}
-	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
-		return -EISDIR;
-	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	if (fstat(dfd, &st)) {
-		fd = -errno;
-		goto out;
-	}
-	if (!trusted_owner(st.st_uid) || ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
-					  !(st.st_mode & S_ISVTX))) {
-		*why = "its directory can be changed by another user";
-		fd = -EPERM;
-		goto out;
-	}
-	fd = openat(dfd, base, flags | O_CREAT | O_EXCL, 0644);
-	if (fd < 0 && errno == EEXIST)
-		fd = openat(dfd, base, flags);
-	if (fd < 0) {
-		fd = -errno;
-		if (fd == -ELOOP)
-			*why = "it is a symbolic link";
-		else if (fd == -ENXIO)	/* a FIFO nobody reads, a device */
-			*why = "not a regular file";
-		goto out;
-	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		*why = "not a regular file";
-	} else if (!trusted_owner(st.st_uid)) {
-		*why = "it belongs to another user";
-	} else if (st.st_nlink != 1) {
-		*why = "it has other hard links";
-	} else if (ftruncate(fd, 0) || fcntl(fd, F_SETFL, O_WRONLY)) {
-		*why = strerror(errno);
-	}
-	if (*why) {
-		close(fd);
-		fd = -EPERM;
-	}
-out:
-	close(dfd);
-	return fd;
-}
-
+/* -o FILE: a user's, truncated; the service's, appended to (outfile.h). */
 static int open_output(struct tracer *t)
 {
-	const char *why;
-	int fd;
-
 	if (!t->cfg->output) {
 		t->outf = stdout;
 		return 0;
 	}
-	if (t->cfg->svc.daemon)	/* appended to, reopened on SIGHUP */
-		return daemon_open_events(t->cfg->output, &t->outf);
-	fd = open_output_file(t->cfg->output, &why);
-	if (fd < 0) {
-		char name[256];
-
-		term_escape(t->cfg->output, (size_t)-1, name, sizeof(name));
-		log_error("cannot write %s: %s", name, why ? why : strerror(-fd));
-		return fd;
-	}
-	t->outf = fdopen(fd, "w");
-	if (!t->outf) {
-		close(fd);
-		return -errno;
-	}
-	return 0;
+	t->outf = outfile_open(t->cfg->output, t->cfg->svc.daemon ? OUTFILE_SERVICE : OUTFILE_USER);
+	return t->outf ? 0 : -EPERM;
 }
 
 /*
@@ -277,6 +161,49 @@ static int check_kernel(void)
 	return err;
 }
 
+/* Are lock probes placed at all? */
+static bool tracks_locks(enum fh_trace_mode mode)
+{
+	switch (mode) {
+	case FH_TRACE_LIGHT:
+	case FH_TRACE_TARGETS_LIGHT:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* What the kernel side is told of the trace mode: whom it traces, whether it
+ * tracks locks, and when it asks for lock probes. */
+static void set_trace_mode(struct forkhazard_bpf *skel, enum fh_trace_mode mode)
+{
+	bool targets = false, global = false;
+	enum fh_request_mode request = FH_REQ_NONE;
+
+	switch (mode) {
+	case FH_TRACE_ADAPTIVE:
+		request = FH_REQ_MT_FORK;
+		break;
+	case FH_TRACE_ALL:
+		request = FH_REQ_NEW_MT_EXE;
+		global = true;
+		break;
+	case FH_TRACE_LIGHT:
+		break;
+	case FH_TRACE_TARGETS:
+		targets = true;
+		request = FH_REQ_TRACED_THREADS;
+		break;
+	case FH_TRACE_TARGETS_LIGHT:
+		targets = true;
+		break;
+	}
+	skel->rodata->filter_pids = targets;
+	skel->rodata->track_locks = tracks_locks(mode);
+	skel->rodata->request_mode = request;
+	skel->rodata->global_lock_probes = global;
+}
+
 static int load_bpf(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -292,19 +219,9 @@ static int load_bpf(struct tracer *t)
 	err = check_kernel();
 	if (err)
 		return err;
-	skel->rodata->filter_pids = t->filtering;
-	skel->rodata->track_locks = !cfg->light;
+	set_trace_mode(skel, cfg->trace_mode);
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
-	if (cfg->light)
-		skel->rodata->request_mode = FH_REQ_NONE;
-	else if (t->filtering)
-		skel->rodata->request_mode = FH_REQ_TRACED_THREADS;
-	else if (t->adaptive)
-		skel->rodata->request_mode = FH_REQ_MT_FORK;
-	else
-		skel->rodata->request_mode = FH_REQ_NEW_MT_EXE;
-	skel->rodata->global_lock_probes = cfg->track_all;
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
@@ -324,7 +241,7 @@ static int load_bpf(struct tracer *t)
 		};
 
 		for (size_t i = 0; i < sizeof(lock_progs) / sizeof(lock_progs[0]); i++) {
-			if (cfg->light)
+			if (!tracks_locks(cfg->trace_mode))
 				bpf_program__set_autoload(lock_progs[i], false);
 			else
 				bpf_program__set_expected_attach_type(lock_progs[i],
@@ -385,17 +302,21 @@ static void on_probe_request(void *ctx, pid_t pid)
 	int n;
 
 	log_debug("probe request for PID %d", (int)pid);
+	if (!t->probes)
+		return;	/* no lock probes in this mode: no request either */
 	/* A PID recycled before the tick reaped its previous owner must not
 	 * find that process's probes and be taken as probed already. */
-	if (t->probes)
-		probes_reap_exited(t->probes);
+	probes_reap_exited(t->probes);
 
-	if (t->filtering || t->adaptive) {
-		n = probe_process(t, pid);
-	} else {
+	switch (t->cfg->trace_mode) {
+	case FH_TRACE_ALL:	/* its libraries, for every process */
 		n = probes_attach_process(t->probes, pid, false);
 		if (n == -ENODATA)
 			log_debug("PID %d maps no C library with lock functions", (int)pid);
+		break;
+	default:		/* for this process only */
+		n = probe_process(t, pid);
+		break;
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
@@ -472,58 +393,52 @@ static int check_lock_fn(const char *spec, const char **why)
 	return 0;
 }
 
-static int attach_targets(struct tracer *t)
+/* The lock probes' owner, with the --lock-fn functions checked. */
+static int new_probes(struct tracer *t)
+{
+	const struct fh_config *cfg = t->cfg;
+	struct probes_opts po = {
+		.acquire_fd = bpf_program__fd(t->skel->progs.lock_acquire),
+		.acquired_fd = bpf_program__fd(t->skel->progs.lock_acquired),
+		.release_fd = bpf_program__fd(t->skel->progs.lock_release),
+		.hits_fd = bpf_map__fd(t->skel->maps.lock_hits),
+		.max_procs = cfg->max_procs,
+		.at_entry = cfg->probe_at_entry,
+	};
+	int n;
+
+	t->probes = probes_new(&po);
+	if (!t->probes)
+		return -ENOMEM;
+	for (int i = 0; i < cfg->nlock_fns; i++) {
+		char spec[256];
+		const char *why = NULL;
+
+		n = probes_add_lock_fn(t->probes, cfg->lock_fns[i]);
+		if (!n)
+			n = check_lock_fn(cfg->lock_fns[i], &why);
+		if (n) {
+			term_escape(cfg->lock_fns[i], (size_t)-1, spec, sizeof(spec));
+			log_error("--lock-fn %s: %s", spec, why ? why :
+				  n == -EINVAL ? "expected BINARY:ACQUIRE:RELEASE[:TRY] with "
+						 "BINARY a regular file" : strerror(-n));
+			return n;
+		}
+	}
+	return 0;
+}
+
+/* -p PIDs and the COMMAND: traced, and (with lock tracking) probed. */
+static int attach_pids(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
 	int n;
-
-	if (!cfg->light) {
-		struct probes_opts po = {
-			.acquire_fd = bpf_program__fd(t->skel->progs.lock_acquire),
-			.acquired_fd = bpf_program__fd(t->skel->progs.lock_acquired),
-			.release_fd = bpf_program__fd(t->skel->progs.lock_release),
-			.hits_fd = bpf_map__fd(t->skel->maps.lock_hits),
-			.max_procs = cfg->max_procs,
-			.at_entry = cfg->probe_at_entry,
-		};
-
-		t->probes = probes_new(&po);
-		if (!t->probes)
-			return -ENOMEM;
-		for (int i = 0; i < cfg->nlock_fns; i++) {
-			char spec[256];
-			const char *why = NULL;
-
-			n = probes_add_lock_fn(t->probes, cfg->lock_fns[i]);
-			if (!n)
-				n = check_lock_fn(cfg->lock_fns[i], &why);
-			if (n) {
-				term_escape(cfg->lock_fns[i], (size_t)-1, spec, sizeof(spec));
-				log_error("--lock-fn %s: %s", spec, why ? why :
-					  n == -EINVAL ? "expected BINARY:ACQUIRE:RELEASE[:TRY] with "
-							 "BINARY a regular file" : strerror(-n));
-				return n;
-			}
-		}
-	}
-	if (t->adaptive)
-		return probe_named_processes(t);
-	if (!t->filtering) {
-		if (cfg->light)
-			return 0;
-		n = probes_attach_everywhere(t->probes);
-		if (n == -ENOTSUP) {
-			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
-			return n;
-		}
-		return n < 0 ? n : 0;
-	}
 
 	for (int i = 0; i < cfg->npids + (t->has_cmd ? 1 : 0); i++) {
 		pid_t pid = i < cfg->npids ? cfg->pids[i] : t->cmd.pid;
 
 		set_proc_flags(t, pid, FH_PROC_TRACED);
-		if (cfg->light)
+		if (!t->probes)
 			continue;
 		n = probe_process(t, pid);
 		if (n == -ENOENT) {
@@ -551,6 +466,65 @@ static int attach_targets(struct tracer *t)
 	return 0;
 }
 
+static int attach_targets(struct tracer *t)
+{
+	int n;
+
+	if (tracks_locks(t->cfg->trace_mode) && (n = new_probes(t)))
+		return n;
+	switch (t->cfg->trace_mode) {
+	case FH_TRACE_ADAPTIVE:
+		return probe_named_processes(t);
+	case FH_TRACE_ALL:
+		n = probes_attach_everywhere(t->probes);
+		if (n == -ENOTSUP) {
+			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
+			return n;
+		}
+		return n < 0 ? n : 0;
+	case FH_TRACE_LIGHT:
+		return 0;
+	case FH_TRACE_TARGETS:
+	case FH_TRACE_TARGETS_LIGHT:
+		return attach_pids(t);
+	}
+	return 0;
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+static sigset_t mask_before_hold;
+
+/* What the event loop reads from its signalfd: the stops (SIGINT, SIGTERM)
+ * and SIGHUP (reopen the outputs). */
+static void loop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
+void tracer_hold_signals(void)
+{
+	sigset_t set;
+
+	loop_signals(&set);
+	/* A signal ignored when we were started (a background job of a
+	 * script) would never reach the signalfd: take them back first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	sigprocmask(SIG_BLOCK, &set, &mask_before_hold);
+	signal(SIGPIPE, SIG_IGN);	/* a closed output is a write error, seen in the loop */
+}
+
+void tracer_release_signals(void)
+{
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &mask_before_hold, NULL);
+}
+
 static int epoll_add(int epfd, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
@@ -566,18 +540,8 @@ static int setup_loop(struct tracer *t)
 	};
 	sigset_t mask;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	/* A signal ignored when we were started (a background job of a
-	 * script) would never reach the signalfd: take them back first. */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL))
-		return -errno;
-	signal(SIGPIPE, SIG_IGN);	/* a closed output is a write error, seen below */
+	/* held since main() began: one that came meanwhile is read at once */
+	loop_signals(&mask);
 	t->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	t->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	t->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -597,11 +561,11 @@ static int setup_loop(struct tracer *t)
 
 /* ---- the loop ---------------------------------------------------------- */
 
-static void report_lost(struct tracer *t, const uint64_t stats[FH_STAT_MAX], uint64_t now)
+static void report_lost(struct tracer *t, uint64_t lost, uint64_t now)
 {
-	if (stats[FH_STAT_LOST] > t->lost_reported) {
-		output_lost(t->out, stats[FH_STAT_LOST] - t->lost_reported, now);
-		t->lost_reported = stats[FH_STAT_LOST];
+	if (lost > t->lost_reported) {
+		output_lost(t->out, lost - t->lost_reported, now);
+		t->lost_reported = lost;
 	}
 }
 
@@ -651,11 +615,11 @@ static void warn_full(struct tracer *t, const uint64_t stats[FH_STAT_MAX])
 
 static void tick(struct tracer *t)
 {
-	uint64_t stats[FH_STAT_MAX], now = now_mono();
+	uint64_t stats[FH_STAT_MAX], now = clock_mono_ns();
 
 	correlate_tick(t->corr, now);
 	read_stats(t, stats);
-	report_lost(t, stats, now);
+	report_lost(t, stats[FH_STAT_LOST], now);
 	warn_full(t, stats);
 	maintain_stacks(t, stats);
 	if (t->daemon)
@@ -687,11 +651,12 @@ static void reopen_outputs(struct tracer *t)
 	FILE *f;
 
 	t->reopen = false;
-	daemon_log_reopen(t->cfg);
+	log_reopen_file(t->cfg->svc.log_file);
 	if (!t->daemon || !t->cfg->output)
 		return;
 	output_flush(t->out);
-	if (daemon_open_events(t->cfg->output, &f))
+	f = outfile_open(t->cfg->output, OUTFILE_SERVICE);
+	if (!f)
 		return;	/* reported; the old file goes on */
 	fclose(t->outf);
 	t->outf = f;
@@ -704,7 +669,7 @@ static void reopen_outputs(struct tracer *t)
  * write meanwhile. */
 static void output_failure(struct tracer *t)
 {
-	uint64_t now = now_mono();
+	uint64_t now = clock_mono_ns();
 	FILE *f;
 
 	if (now < t->output_retry_ns)
@@ -715,7 +680,7 @@ static void output_failure(struct tracer *t)
 	if (!t->cfg->output) {
 		clearerr(stdout);
 		output_set_file(t->out, stdout);
-	} else if (!daemon_open_events(t->cfg->output, &f)) {
+	} else if ((f = outfile_open(t->cfg->output, OUTFILE_SERVICE))) {
 		fclose(t->outf);
 		t->outf = f;
 		output_set_file(t->out, f);
@@ -754,7 +719,7 @@ static int run_loop(struct tracer *t)
 		 * goes straight to the bounded drain at exit. What is left past
 		 * 200 ms is read at the next turn. */
 		if (events_ready && !t->stop_signal) {
-			t->events.until_ns = now_mono() + 200000000ull;
+			t->events.until_ns = clock_mono_ns() + 200000000ull;
 			ring_buffer__consume(t->rb);
 		}
 		output_flush(t->out);
@@ -787,53 +752,52 @@ static uint64_t drain_ns(void)
 	return 3000000000ull;
 }
 
+/* Every counter of the summary and the metrics (counters.h), now: the
+ * kernel's, and userspace's own. */
+static void collect_counts(struct tracer *t, struct fh_counts *c)
+{
+	uint64_t stats[FH_STAT_MAX];
+	struct probes_stats ps = { 0 };
+	struct ustacks_stats us = { 0 };
+
+	read_stats(t, stats);
+	for (int i = 0; i < FH_CNT_MAX; i++)
+		c->v[i] = fh_counters[i].stat >= 0 ? stats[fh_counters[i].stat] : 0;
+	/* what the drain at exit left unread, counted as lost */
+	c->v[FH_CNT_LOST] += t->events.unread;
+	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
+	c->v[FH_CNT_CORRELATION_EVICTED] = correlate_evicted(t->corr);
+	if (t->ustacks)
+		ustacks_get_stats(t->ustacks, &us);
+	c->v[FH_CNT_UNWINDS_SKIPPED] = us.rate_limited;
+	if (t->probes)
+		probes_get_stats(t->probes, &ps);
+	c->v[FH_CNT_UNPROBED_PROCS] = (uint64_t)ps.procs_refused;
+}
+
 static void finish(struct tracer *t)
 {
-	uint64_t stats[FH_STAT_MAX], now;
-	struct fh_summary s = { 0 };
-	struct probes_stats ps = { 0 };
+	struct fh_counts c;
+	uint64_t now;
 
 	/* Drain, but for 3 s at most: under a flood it would never end. What
 	 * is left then is counted (cheap) and reported lost, never dropped
 	 * silently. */
-	t->events.until_ns = now_mono() + drain_ns();
+	t->events.until_ns = clock_mono_ns() + drain_ns();
 	ring_buffer__consume(t->rb);
 	t->events.count_only = true;
 	ring_buffer__consume(t->rb);
-	now = now_mono();
+	now = clock_mono_ns();
 	correlate_finish(t->corr, now);
-	read_stats(t, stats);
-	stats[FH_STAT_LOST] += t->events.unread;
-	stats[FH_STAT_FORKS_LOST] += t->events.unread_forks;
+	collect_counts(t, &c);
 	if (t->events.unread)
 		log_warn("%llu events still in the ring buffer after the drain at exit (%llu ms): "
 			 "reported as lost", (unsigned long long)t->events.unread,
 			 (unsigned long long)(drain_ns() / 1000000));
-	report_lost(t, stats, now);
-	if (t->probes)
-		probes_get_stats(t->probes, &ps);
-	s.time_ns = now;
-	s.forks = stats[FH_STAT_FORKS];
-	s.mt_forks = stats[FH_STAT_MT_FORKS];
-	s.hazards = stats[FH_STAT_HAZARDS];
-	s.deadlocks = stats[FH_STAT_DEADLOCKS];
-	s.lost = stats[FH_STAT_LOST];
-	s.lost_forks = stats[FH_STAT_FORKS_LOST];
-	s.untracked_locks = stats[FH_STAT_HELD_FULL];
-	s.untraced_procs = stats[FH_STAT_PROCS_FULL];
-	s.unfollowed_children = stats[FH_STAT_CHILDREN_FULL];
-	s.stacks_lost = stats[FH_STAT_STACKS_LOST];
-	s.pending_evicted = correlate_evicted(t->corr);
-	{
-		struct ustacks_stats us;
-
-		ustacks_get_stats(t->ustacks, &us);
-		s.unwinds_skipped = us.rate_limited;
-	}
-	s.probed_procs_refused = ps.procs_refused;
+	report_lost(t, c.v[FH_CNT_LOST], now);
 	if (t->daemon)
 		daemon_finish(t->daemon, now);
-	output_summary(t->out, &s);
+	output_summary(t->out, now, &c);
 	output_flush(t->out);
 	if (t->events.malformed)
 		log_warn("%llu malformed records from the kernel side (a bug: please report)",
@@ -859,7 +823,7 @@ static void cleanup(struct tracer *t)
 		fclose(t->outf);
 	daemon_free(t->daemon);
 	containers_free(t->containers);
-	daemon_log_close();
+	log_close_file();
 }
 
 static void raise_fd_limit(void)
@@ -873,16 +837,41 @@ static void raise_fd_limit(void)
 	}
 }
 
-/* The daemon's metrics read the tracer's health here. */
-static void tracer_health(void *ctx, struct daemon_health *h)
+/* Entries of a hash map (its keys are at most 8 bytes; the buffer is generous). */
+static uint64_t map_entries(const struct bpf_map *map)
+{
+	uint8_t key[64], next[64];
+	uint32_t max = bpf_map__max_entries(map);
+	int fd = bpf_map__fd(map);
+	uint64_t n = 0;
+	void *prev = NULL;
+
+	while (n <= max && !bpf_map_get_next_key(fd, prev, next)) {
+		memcpy(key, next, sizeof(key));
+		prev = key;
+		n++;
+	}
+	return n;
+}
+
+/* The daemon's metrics read the tracer's part here: the counters, its health
+ * and the fill of the kernel's tables. */
+static void tracer_health(void *ctx, struct exposition *e)
 {
 	struct tracer *t = ctx;
+	const struct bpf_map *maps[] = {
+		t->skel->maps.procs, t->skel->maps.children, t->skel->maps.seen_exes,
+		t->skel->maps.stacks,
+	};
 
-	read_stats(t, h->stats);
-	h->corr_pending = correlate_pending(t->corr);
-	h->corr_evicted = correlate_evicted(t->corr);
-	h->output_errors = t->output_errors;
-	h->output_reopens = t->output_reopens;
+	collect_counts(t, &e->counts);
+	e->corr_pending = correlate_pending(t->corr);
+	e->output_errors = t->output_errors;
+	e->output_reopens = t->output_reopens;
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]) && i < EXPOSITION_MAX_MAPS; i++)
+		e->maps[e->nmaps++] = (struct exposition_map){
+			bpf_map__name(maps[i]), map_entries(maps[i]), bpf_map__max_entries(maps[i]),
+		};
 }
 
 int tracer_run(const struct fh_config *cfg)
@@ -893,14 +882,12 @@ int tracer_run(const struct fh_config *cfg)
 	int err, status = FH_EXIT_ERROR;
 
 	libbpf_set_print(log_libbpf);
-	if (cfg->svc.daemon && daemon_log_open(cfg))
+	if (cfg->svc.daemon && log_open_file(cfg->svc.log_file))
 		return FH_EXIT_ERROR;
 	err = preflight(cfg);
 	if (err)
 		return FH_EXIT_ERROR;
 	raise_fd_limit();
-	t.filtering = cfg->npids > 0 || cfg->command;
-	t.adaptive = !t.filtering && !cfg->track_all && !cfg->light;
 	if (open_output(&t))
 		return FH_EXIT_ERROR;
 	if (cfg->command) {
@@ -928,36 +915,22 @@ int tracer_run(const struct fh_config *cfg)
 	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
-		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks, .mono_to_real_ns = mono_to_real(),
+		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
+		.mono_to_real_ns = clock_mono_to_real_ns(),
 	};
+	t.out = output_new(&oo);
 	t.containers = containers_new();
-	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers) {
+	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers && t.out) {
 		struct daemon_opts dopts = {
-			.cfg = cfg, .syms = t.syms, .ustacks = t.ustacks,
+			.cfg = cfg, .out = t.out, .syms = t.syms, .ustacks = t.ustacks,
 			.containers = t.containers, .mono_to_real_ns = oo.mono_to_real_ns,
 			.health = tracer_health, .health_ctx = &t,
 		};
-		struct bpf_map *maps[] = {
-			t.skel->maps.procs, t.skel->maps.children, t.skel->maps.seen_exes,
-			t.skel->maps.stacks,
-		};
 
-		for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
-			dopts.maps[dopts.nmaps++] = (struct daemon_map){
-				bpf_map__name(maps[i]), bpf_map__fd(maps[i]),
-				bpf_map__max_entries(maps[i]),
-			};
 		t.daemon = daemon_new(&dopts);
 		if (!t.daemon)
 			goto out;
 	}
-	if (cfg->json && t.containers) {	/* cgroup, container, namespace PIDs */
-		oo.decorate = t.daemon ? daemon_decorate : containers_decorate;
-		oo.decorate_ctx = t.daemon ? (void *)t.daemon : (void *)t.containers;
-	}
-	t.out = output_new(&oo);
-	if (t.daemon && t.out)
-		daemon_set_output(t.daemon, t.out);
 	co = (struct corr_opts){
 		.hold_ns = cfg->json ? 0 : (uint64_t)cfg->hold_ms * 1000000ull,
 		.max_pending = 4096, .max_bytes = 16u << 20,
@@ -973,6 +946,8 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.corr = t.corr;
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
+	if (cfg->json)	/* JSON events say where their processes run */
+		t.events.containers = t.containers;
 	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr) {
 		log_error("out of memory");
 		goto out;
@@ -994,7 +969,7 @@ int tracer_run(const struct fh_config *cfg)
 		goto out;
 	}
 	if (cfg->duration > 0)
-		t.deadline_ns = now_mono() + (uint64_t)(cfg->duration * 1e9);
+		t.deadline_ns = clock_mono_ns() + (uint64_t)(cfg->duration * 1e9);
 
 	if (t.has_cmd) {
 		char name[256];
@@ -1011,7 +986,8 @@ int tracer_run(const struct fh_config *cfg)
 			cfg->npids, cfg->npids == 1 ? "" : "es");
 	} else {
 		fprintf(stderr, "Tracing fork hazards system-wide%s... Hit Ctrl-C to end.\n",
-			cfg->light ? " (light)" : cfg->track_all ? " (all locks)" :
+			cfg->trace_mode == FH_TRACE_LIGHT ? " (light)" :
+			cfg->trace_mode == FH_TRACE_ALL ? " (all locks)" :
 			" (adaptive: locks tracked in processes that fork while multithreaded)");
 	}
 	output_start(t.out);

@@ -10,6 +10,7 @@ import time
 
 BUILD = os.environ.get("FH_BUILD", "build")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA = os.path.join(ROOT, "docs", "json.schema.json")
 
 
 class TestFailure(AssertionError):
@@ -24,6 +25,42 @@ def check(cond, msg, *ctx):
     if not cond:
         detail = "".join("\n    " + str(c)[:2000] for c in ctx)
         raise TestFailure(msg + detail)
+
+
+_validator = []
+
+
+def validator():
+    """docs/json.schema.json's validator (None without the jsonschema module)."""
+    if not _validator:
+        try:
+            import jsonschema
+        except ImportError:
+            return None
+        with open(SCHEMA) as f:
+            _validator.append(jsonschema.Draft202012Validator(json.load(f)))
+    return _validator[0]
+
+
+def validate_event(ev, where="a record"):
+    """Fail unless ev is a record docs/json.schema.json allows."""
+    v = validator()
+    check(v is not None, "the jsonschema module (Debian python3-jsonschema: make deps)")
+    err = next(iter(v.iter_errors(ev)), None)
+    if err is not None:
+        check(False, "%s breaks docs/json.schema.json at %s: %s" %
+              (where, "/".join(str(p) for p in err.absolute_path) or "top", err.message[:500]),
+              json.dumps(ev)[:1500])
+
+
+def parse_event(line, where="a record"):
+    """One JSON line of forkhazard's, checked against the schema."""
+    try:
+        ev = json.loads(line)
+    except ValueError as e:
+        raise TestFailure("%s is not JSON: %s: %r" % (where, e, line[:300]))
+    validate_event(ev, where)
+    return ev
 
 
 def binary():
@@ -121,10 +158,7 @@ class Result:
         self.events = []
         if raw and raw.lstrip().startswith(b"{"):
             for i, line in enumerate(raw.splitlines()):
-                try:
-                    self.events.append(json.loads(line))
-                except ValueError as e:
-                    raise TestFailure("output line %d is not JSON: %s: %r" % (i + 1, e, line[:300]))
+                self.events.append(parse_event(line, "output line %d" % (i + 1)))
 
     def of(self, type_, **match):
         return [e for e in self.events if e.get("type") == type_ and
@@ -214,17 +248,22 @@ class Hung:
         self.facts = json.loads(line)
 
     def close(self):
-        child = self.facts.get("child")
-        if child:
-            try:
-                with open("/proc/%d/stat" % child) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid:   # not a reused PID
-                    os.kill(child, signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
+        kill_child_of(self.proc.pid, self.facts.get("child"))
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+def kill_child_of(parent, child):
+    """SIGKILL child if it still is parent's child (not a reused PID)."""
+    if not child:
+        return
+    try:
+        with open("/proc/%d/stat" % child) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        if ppid == parent:
+            os.kill(child, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass

@@ -21,7 +21,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build", help="build directory (build-asan for ASan)")
     ap.add_argument("-k", dest="pattern", help="run only cases whose name matches this regex")
-    ap.add_argument("--unit-only", action="store_true")
+    ap.add_argument("--unit-only", action="store_true",
+                    help="the unit tests, and the Python tests that need no BPF (UNIT = True)")
     ap.add_argument("--valgrind", action="store_true", help="run unit tests under valgrind")
     args = ap.parse_args()
     os.environ["FH_BUILD"] = args.build
@@ -43,13 +44,16 @@ def main():
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         cases = 0
         for line in p.stdout.splitlines():
-            m = re.match(r"(PASS|FAIL) (\S+)(.*)", line)
+            m = re.match(r"(PASS|FAIL|SKIP) (\S+?):?( .*|$)", line)
             if not m or (pat and not pat.search(name + "." + m.group(2))):
                 continue
             cases += 1
-            print("%s %s.%s%s" % (m.group(1), name, m.group(2), m.group(3)), flush=True)
+            print("%s %s.%s%s" % (m.group(1), name, m.group(2),
+                                  (":" if m.group(3) else "") + m.group(3)), flush=True)
             if m.group(1) == "PASS":
                 passed += 1
+            elif m.group(1) == "SKIP":
+                skipped += 1
             else:
                 failed += 1
                 failures.append(name + "." + m.group(2))
@@ -62,34 +66,35 @@ def main():
             print("FAIL %s: ran no cases" % name, flush=True)
             failed += 1
 
-    if not args.unit_only:
-        for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
-            modname = os.path.splitext(os.path.basename(path))[0]
-            spec = importlib.util.spec_from_file_location(modname, path)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            for fname in [n for n in vars(mod) if n.startswith("test_")]:
-                full = "%s.%s" % (modname, fname)
-                if pat and not pat.search(full):
-                    continue
-                t0 = time.time()
-                try:
-                    getattr(mod, fname)()
-                except fh.Skip as e:
-                    skipped += 1
-                    print("SKIP %s: %s" % (full, e), flush=True)
-                    continue
-                except Exception as e:  # noqa: BLE001 - a failing test, whatever raised
-                    failed += 1
-                    failures.append(full)
-                    if isinstance(e, fh.TestFailure):
-                        msg = str(e)
-                    else:
-                        msg = "".join(traceback.format_exception(type(e), e, e.__traceback__))[-3000:]
-                    print("FAIL %s (%.1fs): %s" % (full, time.time() - t0, msg), flush=True)
-                    continue
-                passed += 1
-                print("PASS %s (%.1fs)" % (full, time.time() - t0), flush=True)
+    for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
+        modname = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(modname, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        if args.unit_only and not getattr(mod, "UNIT", False):
+            continue
+        for fname in [n for n in vars(mod) if n.startswith("test_")]:
+            full = "%s.%s" % (modname, fname)
+            if pat and not pat.search(full):
+                continue
+            t0 = time.time()
+            try:
+                getattr(mod, fname)()
+            except fh.Skip as e:
+                skipped += 1
+                print("SKIP %s: %s" % (full, e), flush=True)
+                continue
+            except Exception as e:  # noqa: BLE001 - a failing test, whatever raised
+                failed += 1
+                failures.append(full)
+                if isinstance(e, fh.TestFailure):
+                    msg = str(e)
+                else:
+                    msg = "".join(traceback.format_exception(type(e), e, e.__traceback__))[-3000:]
+                print("FAIL %s (%.1fs): %s" % (full, time.time() - t0, msg), flush=True)
+                continue
+            passed += 1
+            print("PASS %s (%.1fs)" % (full, time.time() - t0), flush=True)
 
     print("")
     if failures:

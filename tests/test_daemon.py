@@ -18,7 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
-from fh import ROOT, Skip, TestFailure, binary, check, check_sanitizers, prog
+from fh import (ROOT, Skip, TestFailure, binary, check, check_sanitizers, parse_event,
+                prog)
 
 PROMTOOL = shutil.which("promtool")
 
@@ -109,10 +110,7 @@ def read_events(*paths):
             raw = f.read()
         check(not raw or raw.endswith(b"\n"), "%s ends with a whole line" % path, raw[-200:])
         for i, line in enumerate(raw.splitlines()):
-            try:
-                events.append(json.loads(line))
-            except ValueError as e:
-                raise TestFailure("%s line %d is not JSON: %s: %r" % (path, i + 1, e, line[:300]))
+            events.append(parse_event(line, "%s line %d" % (path, i + 1)))
     return events
 
 
@@ -614,6 +612,66 @@ def test_daemon_config_file():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def signals_held(pid):
+    """Has the process blocked SIGTERM yet (forkhazard's first act)?"""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def test_stop_at_any_moment_of_start_up():
+    """A stop at any point of start-up (systemd stopping a unit that is still
+    activating) ends forkhazard as any stop does: the summary (and the
+    daemon's site table) written, status 0. Start-up takes a few hundred
+    milliseconds (loading and attaching the programs): the first stops land
+    in it."""
+    during = 0
+    cases = [("--daemon", signal.SIGTERM, d) for d in (0, 0.05, 0.15, 0.3, 0.6)] + \
+            [("-j", signal.SIGINT, d) for d in (0, 0.1)]
+    for mode, sig, delay in cases:
+        tmp = tempfile.mkdtemp(prefix="fh-stop-")
+        out, err = os.path.join(tmp, "events.jsonl"), os.path.join(tmp, "stderr")
+        try:
+            with open(err, "w") as ef:
+                # reports only for a name nobody has: the machine's forks stay out
+                p = subprocess.Popen([binary(), mode, "-o", out, "--filter-comm" if
+                                      mode == "--daemon" else "--comm",
+                                      "fhstop%05d" % (os.getpid() % 100000)],
+                                     stdout=subprocess.DEVNULL, stderr=ef)
+            try:
+                deadline = time.time() + 10
+                while not signals_held(p.pid) and p.poll() is None and time.time() < deadline:
+                    time.sleep(0.001)
+                time.sleep(delay)
+                with open(err) as ef:
+                    starting = "Tracing" not in ef.read()
+                p.send_signal(sig)
+                p.wait(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            with open(err) as ef:
+                stderr = ef.read()
+            check_sanitizers(stderr)
+            check(p.returncode == 0, "%s, %s after %.2fs: exit 0" % (mode, sig.name, delay),
+                  p.returncode, stderr)
+            events = read_events(out)
+            check(events and events[-1]["type"] == "summary",
+                  "%s, %s after %.2fs: the summary written" % (mode, sig.name, delay), events[-3:])
+            check(mode != "--daemon" or any(e["type"] == "site_table" for e in events),
+                  "the daemon's final site table too", events[-3:])
+            during += starting
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    check(during >= 2, "stops during start-up, before tracing began: %d" % during)
+
+
 def test_daemon_survives_a_full_disk():
     """Writes fail (ENOSPC): the daemon says so, counts, goes on, and exits 0."""
     port = free_port()
@@ -657,7 +715,7 @@ def test_daemon_json_lines_on_stdout():
     finally:
         d.close()
     check(d.proc.returncode == 0, "exit 0")
-    events = [json.loads(l) for l in out.splitlines()]
+    events = [parse_event(l, "stdout") for l in out.splitlines()]
     check([e["type"] for e in events if e["type"] == "fork"] == ["fork"] and
           events[-1]["type"] == "summary", "JSON Lines on stdout", events[-3:])
     check(not any(b"Tracing" in l for l in out.splitlines()), "diagnostics stay on stderr")
@@ -680,7 +738,8 @@ def test_make_install_destdir_and_uninstall():
         want = ["usr/sbin/forkhazard", "usr/share/man/man8/forkhazard.8",
                 "usr/share/bash-completion/completions/forkhazard",
                 "usr/lib/systemd/system/forkhazard.service", "etc/forkhazard.conf",
-                "etc/logrotate.d/forkhazard"]
+                "etc/logrotate.d/forkhazard", "usr/share/forkhazard/prometheus/forkhazard.rules.yml",
+                "usr/share/forkhazard/grafana/forkhazard.json"]
         for w in want:
             check(os.path.isfile(os.path.join(dest, w)), "installed: " + w)
         check(os.access(os.path.join(dest, want[0]), os.X_OK), "the binary is executable")
@@ -807,7 +866,9 @@ def test_debian_package_builds_installs_removes():
             for f in ("/usr/sbin/forkhazard", "/lib/systemd/system/forkhazard.service",
                       "/etc/forkhazard.conf", "/usr/share/man/man8/forkhazard.8.gz",
                       "/usr/share/bash-completion/completions/forkhazard",
-                      "/etc/logrotate.d/forkhazard"):
+                      "/etc/logrotate.d/forkhazard",
+                      "/usr/share/forkhazard/prometheus/forkhazard.rules.yml",
+                      "/usr/share/forkhazard/grafana/forkhazard.json"):
                 check(f in files, "packaged: " + f, files)
             check(os.path.islink("/etc/systemd/system/multi-user.target.wants/"
                                  "forkhazard.service"), "the service is enabled")

@@ -11,8 +11,8 @@ import subprocess
 import tempfile
 import time
 
-from fh import (BUILD, Background, TestFailure, Tracer, addr, binary, check, prog, run,
-                wait_until)
+from fh import (BUILD, Background, TestFailure, Tracer, addr, binary, check, parse_event, prog,
+                run, wait_until)
 
 # What tracing needs at start, and what it keeps once attached (src/caps.h).
 NEEDED = ["bpf", "perfmon", "sys_ptrace", "checkpoint_restore", "dac_read_search"]
@@ -445,7 +445,7 @@ def as_nobody(caps, args, timeout=60):
 def test_exact_capabilities_suffice():
     p = as_nobody(NEEDED, ["-j", "--", prog("hostile"), "sigfork"])
     check(p.returncode == 0, "works as nobody with exactly %s" % NEEDED, p.returncode, p.stderr)
-    events = [json.loads(l) for l in p.stdout.splitlines() if l.startswith('{"type"')]
+    events = [parse_event(l) for l in p.stdout.splitlines() if l.startswith('{"type"')]
     facts = [json.loads(l) for l in p.stdout.splitlines() if l.startswith('{"pid"')][-1]
     hz = [e for e in events if e["type"] == "fork" and e["pid"] == facts["pid"]]
     check(len(hz) == 1 and hz[0]["severity"] == "hazard" and

@@ -4,7 +4,6 @@ root's writes, a process that unmaps memory while it is read, and the /proc
 parsers under libFuzzer."""
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from fh import BUILD, ROOT, Tracer, addr, check, prog, run
+from fh import BUILD, ROOT, Tracer, addr, check, parse_event, prog, run
 from test_hardening import hostile, read_ready, traced
 
 # A file name no terminal should see raw: ESC sequences (clear the screen,
@@ -269,7 +268,7 @@ def test_output_path_policy():
         st = os.stat(new)
         check(stat.S_ISREG(st.st_mode) and st.st_uid == 0, "created", st)
         with open(new) as f:
-            check(json.loads(f.read().splitlines()[-1])["type"] == "summary", "written")
+            check(parse_event(f.read().splitlines()[-1])["type"] == "summary", "written")
         # our own existing file: truncated and rewritten
         with open(new, "a") as f:
             f.write("x" * 100000)
@@ -313,7 +312,7 @@ def test_inspect_process_unmapping_memory():
             p = run(["inspect", "--json", str(proc.pid)], timeout=60)
             check(p.returncode in (0, 1), "inspect exits cleanly", p.returncode, p.stderr)
             if p.returncode == 0:
-                ev = json.loads(p.stdout.splitlines()[-1])
+                ev = parse_event(p.stdout.splitlines()[-1])
                 check(ev["type"] == "inspect" and ev["pid"] == proc.pid, "a verdict", ev)
     finally:
         proc.kill()

@@ -1,21 +1,20 @@
 """`forkhazard inspect PID`: diagnosis of processes that were started without
 any tracer (tests/progs/hung), from /proc, their memory and their stacks."""
 
-import json
 import os
 import re
 import subprocess
 import sys
 import time
 
-from fh import (Hung, addr, binary, check, check_sanitizers, run, thread_syscall,
+from fh import (Hung, addr, binary, check, check_sanitizers, parse_event, run, thread_syscall,
                 wait_until)
 
 CONTRACT = {"type": str, "time": str, "pid": int, "comm": str, "verdict": str,
-            "threads": list, "explanation": str}
+            "python": (str, type(None)), "threads": list, "explanation": str}
 THREAD_CONTRACT = {"tid": int, "comm": str, "state": str, "futex": (str, type(None)),
                    "owner_tid": (int, type(None)), "owner_alive": (bool, type(None)),
-                   "stack": list}
+                   "py_thread": (str, type(None)), "py_stack": list, "stack": list}
 FRAME_CONTRACT = {"addr": str, "symbol": (str, type(None)), "offset": (int, type(None)),
                   "module": (str, type(None))}
 HEX = re.compile(r"^0x[0-9a-f]+$")
@@ -56,7 +55,7 @@ def inspect_json(pid, expect_status=0):
           p.stderr, p.stdout)
     lines = p.stdout.splitlines()
     check(len(lines) == 1, "one JSON line", p.stdout)
-    ev = json.loads(lines[0])
+    ev = parse_event(lines[0])
     check_contract(ev)
     check(ev["pid"] == pid, "pid", ev["pid"], pid)
     return ev, p.stderr
@@ -284,7 +283,7 @@ def test_inspect_thread_id_means_its_process():
         wait_until(lambda: blocked_on(pid, waiter, h.facts["lock"]), 5, "waiter blocked")
         p = run(["inspect", "--json", str(waiter)])
         check(p.returncode == 0, "status", p.stderr)
-        ev = json.loads(p.stdout)
+        ev = parse_event(p.stdout)
         check(ev["pid"] == pid and ev["verdict"] == "blocked", "the whole process", ev)
         check("thread of PID %d" % pid in p.stderr, "a note says so", p.stderr)
     finally:

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from fh import Background, Tracer, addr, check, prog, run, run_scenario
+from fh import Background, Tracer, addr, check, parse_event, prog, run, run_scenario
 
 
 def trace_command(args, extra=()):
@@ -310,8 +310,7 @@ def test_duration_stops_and_summarizes():
     p = run(["-j", "-d", "1"])
     check(p.returncode == 0, "status", p.stderr)
     check(time.time() - t0 < 15, "stopped after about a second")
-    import json
-    last = json.loads(p.stdout.splitlines()[-1])
+    last = parse_event(p.stdout.splitlines()[-1])
     check(last["type"] == "summary", "summary at the end", p.stdout[-500:])
 
 

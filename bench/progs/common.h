@@ -6,6 +6,11 @@
  * that a tracer can attach to the PID (forkhazard -p, bpftrace -p) before
  * any measured work starts. SIGUSR1 is blocked before any thread exists, so
  * every thread inherits the mask and only the sigwait() below takes it.
+ *
+ * Counting runs (FH_BENCH_PAUSE in the environment) also stop at the edges
+ * of each measured loop: the program prints {"pause":"before"|"after",
+ * "loop":N} and waits for SIGUSR1 again, so that the runner reads the
+ * tracer's probe hit counters while the program does nothing.
  */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
@@ -35,6 +40,25 @@ static inline void wait_for_go(void)
 	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	printf("{\"ready\":%d}\n", (int)getpid());
+	fflush(stdout);
+	if (sigwait(&set, &sig)) {
+		perror("sigwait");
+		exit(1);
+	}
+}
+
+/* After wait_for_go(): SIGUSR1 is blocked in every thread. */
+static inline void pause_at(const char *edge, int loop)
+{
+	sigset_t set;
+	int sig;
+
+	if (!getenv("FH_BENCH_PAUSE"))
+		return;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	printf("{\"pause\":\"%s\",\"loop\":%d}\n", edge, loop);
 	fflush(stdout);
 	if (sigwait(&set, &sig)) {
 		perror("sigwait");

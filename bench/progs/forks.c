@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 		unsigned long forks = parse_count(argv[a + 3], "forks");
 		size_t size = mb << 20;
 		volatile char *heap;
-		uint64_t t0;
+		uint64_t t0, t;
 
 		if (threads > MAX_THREADS) {
 			fprintf(stderr, "forks: at most %d threads\n", MAX_THREADS);
@@ -116,10 +116,13 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < size; i += 4096)
 			heap[i] = (char)i;
 		start_holders((int)threads - 1);
+		pause_at("before", 0);
 		t0 = now_ns();
 		for (unsigned long i = 0; i < forks; i++)
 			fork_and_wait();
-		print_result(forks, now_ns() - t0);
+		t = now_ns();
+		pause_at("after", 0);
+		print_result(forks, t - t0);
 		return 0;
 	}
 	if (a + 2 == argc && !strcmp(argv[a], "storm")) {
@@ -130,6 +133,7 @@ int main(int argc, char **argv)
 		if (wait)
 			wait_for_go();
 		start_holders(1);
+		pause_at("before", 0);
 		t0 = now_ns();
 		end = t0 + secs * 1000000000ull;
 		/* A few children in flight: the next fork overlaps the last
@@ -148,6 +152,7 @@ int main(int argc, char **argv)
 		} while ((t = now_ns()) < end);
 		for (unsigned long i = 0; i < n && i < STORM_IN_FLIGHT; i++)
 			reap_one();
+		pause_at("after", 0);
 		print_result(n, t - t0);
 		return 0;
 	}

@@ -89,7 +89,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void run_loop(const char *name, enum kind kind, unsigned long iters, int threads)
+static void run_loop(int idx, const char *name, enum kind kind, unsigned long iters,
+		     int threads)
 {
 	static struct loop l;
 	pthread_t tids[MAX_THREADS];
@@ -106,6 +107,7 @@ static void run_loop(const char *name, enum kind kind, unsigned long iters, int 
 		pthread_rwlock_init(&l.own[i].rw, NULL);
 	}
 	pthread_barrier_init(&l.start, NULL, (unsigned)threads + 1);
+	pause_at("before", idx);
 	for (int i = 0; i < threads; i++) {
 		ws[i] = (struct worker){ .loop = &l, .idx = i };
 		if (pthread_create(&tids[i], NULL, worker_main, &ws[i])) {
@@ -122,6 +124,7 @@ static void run_loop(const char *name, enum kind kind, unsigned long iters, int 
 		t1 = ws[i].end > t1 ? ws[i].end : t1;
 	}
 	pthread_barrier_destroy(&l.start);
+	pause_at("after", idx);
 	printf("{\"name\":\"%s\",\"threads\":%d,\"iters\":%lu,\"elapsed_ns\":%llu}\n", name,
 	       threads, iters, (unsigned long long)(t1 - t0));
 	fflush(stdout);
@@ -169,7 +172,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			if (pass == 1)
-				run_loop(name, kinds[k].kind, n, (int)t);
+				run_loop(a - first, name, kinds[k].kind, n, (int)t);
 		}
 	}
 	return 0;

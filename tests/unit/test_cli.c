@@ -91,7 +91,8 @@ UNIT_TEST(defaults)
 	CHECK_INT(r.cfg.mode, FH_MODE_TRACE);
 	CHECK_INT(r.cfg.npids, 0);
 	CHECK(r.cfg.command == NULL);
-	CHECK(!r.cfg.json && !r.cfg.light);
+	CHECK(!r.cfg.json);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_ADAPTIVE);
 	CHECK(r.cfg.output == NULL);
 	CHECK(r.cfg.duration == 0);
 	CHECK_INT(r.cfg.verbose, 0);
@@ -243,11 +244,11 @@ UNIT_TEST(light_and_probe_at_entry)
 	static struct run r;
 
 	CHECK_OK("--light");
-	CHECK(r.cfg.light);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_LIGHT);
 	CHECK(!r.cfg.probe_at_entry);
 	CHECK_OK("--probe-at-entry");
 	CHECK(r.cfg.probe_at_entry);
-	CHECK(!r.cfg.light);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_ADAPTIVE);
 	CHECK_USAGE("--light", "--light=yes");
 }
 
@@ -271,10 +272,10 @@ UNIT_TEST(track_all_and_comm)
 	static struct run r;
 
 	CHECK_OK("--track-all");
-	CHECK(r.cfg.track_all);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_ALL);
 	CHECK_INT(r.cfg.ncomms, 0);
 	CHECK_OK("--comm", "python3", "--comm=123456789012345");	/* 15: the longest comm */
-	CHECK(!r.cfg.track_all);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_ADAPTIVE);
 	CHECK_INT(r.cfg.ncomms, 2);
 	CHECK_STR(r.cfg.comms[0], "python3");
 	CHECK_STR(r.cfg.comms[1], "123456789012345");
@@ -416,7 +417,7 @@ UNIT_TEST(parse_again_after_an_error)
 	CHECK_INT(r.rc, FH_EXIT_USAGE);
 	CHECK_OK("--light");
 	CHECK(!r.cfg.json);
-	CHECK(r.cfg.light);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_LIGHT);
 }
 
 UNIT_TEST(help_and_version)

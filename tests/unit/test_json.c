@@ -10,7 +10,7 @@ static const char *str_json(struct jw *w, const char *s, size_t n)
 {
 	jw_reset(w);
 	jw_strn(w, NULL, s, n);
-	return w->buf;
+	return w->out.buf;
 }
 
 UNIT_TEST(nested_objects_and_arrays)
@@ -37,11 +37,11 @@ UNIT_TEST(nested_objects_and_arrays)
 	jw_null(&w, "c");
 	jw_raw(&w, "d", "1.5");
 	jw_obj_end(&w);
-	CHECK(!w.oom);
+	CHECK(!w.out.oom);
 	CHECK_INT(w.depth, 0);
-	CHECK_STR(w.buf, "{\"type\":\"fork\",\"locks\":[{\"tid\":7,\"stack\":[]},{},-3],"
+	CHECK_STR(w.out.buf, "{\"type\":\"fork\",\"locks\":[{\"tid\":7,\"stack\":[]},{},-3],"
 		  "\"empty\":{},\"a\":true,\"b\":false,\"c\":null,\"d\":1.5}");
-	CHECK_INT(w.len, strlen(w.buf));
+	CHECK_INT(w.out.len, strlen(w.out.buf));
 	jw_free(&w);
 }
 
@@ -57,10 +57,10 @@ UNIT_TEST(reset_starts_a_new_line)
 	jw_obj_begin(&w, NULL);
 	jw_int(&w, "x", 2);
 	jw_obj_end(&w);
-	CHECK_STR(w.buf, "{\"x\":2}");
+	CHECK_STR(w.out.buf, "{\"x\":2}");
 	jw_free(&w);
-	CHECK(w.buf == NULL);
-	CHECK_INT(w.len, 0);
+	CHECK(w.out.buf == NULL);
+	CHECK_INT(w.out.len, 0);
 }
 
 UNIT_TEST(integers_at_their_limits)
@@ -74,7 +74,7 @@ UNIT_TEST(integers_at_their_limits)
 	jw_int(&w, NULL, 0);
 	jw_uint(&w, NULL, ULLONG_MAX);
 	jw_arr_end(&w);
-	CHECK_STR(w.buf, "[-9223372036854775808,9223372036854775807,0,18446744073709551615]");
+	CHECK_STR(w.out.buf, "[-9223372036854775808,9223372036854775807,0,18446744073709551615]");
 	jw_free(&w);
 }
 
@@ -88,7 +88,7 @@ UNIT_TEST(addresses_are_lowercase_hex_strings)
 	jw_addr(&w, "b", 0);
 	jw_addr(&w, "c", UINT64_MAX);
 	jw_obj_end(&w);
-	CHECK_STR(w.buf, "{\"a\":\"0x7fabcdef0123\",\"b\":\"0x0\",\"c\":\"0xffffffffffffffff\"}");
+	CHECK_STR(w.out.buf, "{\"a\":\"0x7fabcdef0123\",\"b\":\"0x0\",\"c\":\"0xffffffffffffffff\"}");
 	jw_free(&w);
 }
 
@@ -101,7 +101,7 @@ UNIT_TEST(null_string_is_null)
 	jw_str(&w, "comm", NULL);
 	jw_str(&w, "path", "");
 	jw_obj_end(&w);
-	CHECK_STR(w.buf, "{\"comm\":null,\"path\":\"\"}");
+	CHECK_STR(w.out.buf, "{\"comm\":null,\"path\":\"\"}");
 	jw_free(&w);
 }
 
@@ -151,7 +151,7 @@ UNIT_TEST(embedded_nul_bytes_with_strn)
 	/* jw_str stops at the first NUL, as a C string does */
 	jw_reset(&w);
 	jw_str(&w, NULL, "ab\0cd");
-	CHECK_STR(w.buf, "\"ab\"");
+	CHECK_STR(w.out.buf, "\"ab\"");
 	/* n limits the read: bytes past it are never looked at */
 	CHECK_STR(str_json(&w, "abcdef", 3), "\"abc\"");
 	CHECK_STR(str_json(&w, "", 0), "\"\"");
@@ -213,7 +213,7 @@ UNIT_TEST(keys_are_escaped_too)
 	jw_obj_begin(&w, NULL);
 	jw_int(&w, "a\"\n\xff", 1);
 	jw_obj_end(&w);
-	CHECK_STR(w.buf, "{\"a\\\"\\n\\ufffd\":1}");
+	CHECK_STR(w.out.buf, "{\"a\\\"\\n\\ufffd\":1}");
 	jw_free(&w);
 }
 
@@ -229,10 +229,10 @@ UNIT_TEST(long_strings_grow_the_buffer)
 	jw_init(&w);
 	str_json(&w, in, N);
 	free(in);
-	CHECK(!w.oom);
-	CHECK_INT(w.len, N + 3);	/* quotes, and '\n' written as two bytes */
-	CHECK(w.buf[0] == '"' && w.buf[1] == 'q' && w.buf[N - 1] == 'q');
-	CHECK_STR(w.buf + N, "\\n\"");
+	CHECK(!w.out.oom);
+	CHECK_INT(w.out.len, N + 3);	/* quotes, and '\n' written as two bytes */
+	CHECK(w.out.buf[0] == '"' && w.out.buf[1] == 'q' && w.out.buf[N - 1] == 'q');
+	CHECK_STR(w.out.buf + N, "\\n\"");
 	jw_free(&w);
 }
 
@@ -243,9 +243,9 @@ UNIT_TEST(nesting_deeper_than_supported_is_refused)
 	jw_init(&w);
 	for (int i = 0; i < JW_MAX_DEPTH - 1; i++)
 		jw_arr_begin(&w, NULL);
-	CHECK(!w.oom);
+	CHECK(!w.out.oom);
 	jw_arr_begin(&w, NULL);
-	CHECK(w.oom);
+	CHECK(w.out.oom);
 	jw_free(&w);
 }
 
@@ -477,10 +477,10 @@ UNIT_TEST(random_bytes_always_give_valid_json)
 		long ngot;
 
 		str_json(&w, (const char *)in, n);
-		CHECK(!w.oom);
-		ngot = json_string_decode(w.buf, got, MAXLEN + 1, &why);
+		CHECK(!w.out.oom);
+		ngot = json_string_decode(w.out.buf, got, MAXLEN + 1, &why);
 		if (ngot < 0)
-			FAIL("case %d: %s in %s", t, why, w.buf);
+			FAIL("case %d: %s in %s", t, why, w.out.buf);
 		nwant = expected_cps(in, n, want);
 		if ((size_t)ngot != nwant || memcmp(got, want, nwant * sizeof(want[0])))
 			FAIL("case %d: decodes to other characters than the input's", t);

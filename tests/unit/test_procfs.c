@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include "procfs.h"
@@ -362,6 +363,60 @@ UNIT_TEST(read_file_bounds)
 	n = procfs_read_file("/proc/self/comm", big, sizeof(big));
 	CHECK_INT(n, strlen(want));
 	CHECK_STR(big, want);
+}
+
+/* ---- procfs_parse_statm, procfs_read_rss ---------------------------------- */
+
+UNIT_TEST(statm_resident_in_bytes)
+{
+	uint64_t rss = 1;
+
+	CHECK_INT(procfs_parse_statm("2048 431 403 5 0 123 0\n", 4096, &rss), 0);
+	CHECK(rss == 431ull * 4096);
+	CHECK_INT(procfs_parse_statm("1 0 0 0 0 0 0\n", 4096, &rss), 0);
+	CHECK(rss == 0);
+}
+
+UNIT_TEST(statm_garbage_rejected)
+{
+	static const char *const bad[] = {
+		"", "\n", "2048", "2048 431", "2048 431\n", "-1 5 0 0 0 0 0\n", "x 1 0\n",
+		"2048 4x31 0\n", "10 20 0 0 0 0 0\n",	/* resident beyond size */
+		"99999999999999999999 1 0\n",
+	};
+	uint64_t rss = 7;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK_INT(procfs_parse_statm(bad[i], 4096, &rss), -EINVAL);
+	CHECK_INT(procfs_parse_statm("2048 431 0\n", 0, &rss), -EINVAL);
+	CHECK(rss == 7);	/* untouched on error */
+}
+
+UNIT_TEST(read_rss_of_self_follows_vmrss)
+{
+	char status[4096];
+	const char *line;
+	unsigned long long vmrss_kb = 0;
+	uint64_t before, after;
+	size_t big = 64u << 20;
+	char *p;
+
+	CHECK_INT(procfs_read_rss(getpid(), &before), 0);
+	CHECK(procfs_read_file("/proc/self/status", status, sizeof(status)) > 0);
+	line = strstr(status, "\nVmRSS:");
+	CHECK(line && sscanf(line + 7, "%llu", &vmrss_kb) == 1);
+	/* the same count (VmRSS in kB), read a moment apart */
+	CHECK(before / 1024 + 256 > vmrss_kb && vmrss_kb + 256 > before / 1024);
+	/* it grows with touched memory and comes down when it is returned */
+	p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(p != MAP_FAILED);
+	memset(p, 1, big);
+	CHECK_INT(procfs_read_rss(getpid(), &after), 0);
+	CHECK(after >= before + big / 2);
+	munmap(p, big);	/* not free(): sanitizers and valgrind keep freed memory */
+	CHECK_INT(procfs_read_rss(getpid(), &after), 0);
+	CHECK(after < before + big / 2);
+	CHECK_INT(procfs_read_rss(NO_SUCH_PID, &after), -ENOENT);
 }
 
 struct blocked {

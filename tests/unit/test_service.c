@@ -2,7 +2,8 @@
 /* Service mode's pure parts: the site table, the configuration file's lines
  * and filters, cgroup paths and container IDs, Prometheus label escaping. */
 #include <errno.h>
-#include "config.h"
+#include "conffile.h"
+#include "filter.h"
 #include "container.h"
 #include "metrics.h"
 #include "sites.h"
@@ -64,16 +65,16 @@ UNIT_TEST(config_lines)
 	     l3[] = "no equals sign\n", l4[] = "daemon=yes", l5[] = "Bad Key = 1\n", l6[] = "   \n";
 	char *k, *v;
 
-	CHECK(config_parse_line(l1, &k, &v) == 1);
+	CHECK(conffile_parse_line(l1, &k, &v) == 1);
 	CHECK_STR(k, "metrics-file");
 	CHECK_STR(v, "/var/lib/x.prom");
-	CHECK(config_parse_line(l2, &k, &v) == 0);
-	CHECK(config_parse_line(l3, &k, &v) == -1);
-	CHECK(config_parse_line(l4, &k, &v) == 1);
+	CHECK(conffile_parse_line(l2, &k, &v) == 0);
+	CHECK(conffile_parse_line(l3, &k, &v) == -1);
+	CHECK(conffile_parse_line(l4, &k, &v) == 1);
 	CHECK_STR(k, "daemon");
 	CHECK_STR(v, "yes");
-	CHECK(config_parse_line(l5, &k, &v) == -1);
-	CHECK(config_parse_line(l6, &k, &v) == 0);
+	CHECK(conffile_parse_line(l5, &k, &v) == -1);
+	CHECK(conffile_parse_line(l6, &k, &v) == 0);
 }
 
 UNIT_TEST(config_filters)
@@ -81,16 +82,16 @@ UNIT_TEST(config_filters)
 	const char *inc[] = { "python*", "java" }, *exc[] = { "!sshd" };
 	const char *both[] = { "/usr/*", "!/usr/sbin/*" };
 
-	CHECK(config_filter_match(NULL, 0, "anything"));
-	CHECK(config_filter_match(inc, 2, "python3.11"));
-	CHECK(!config_filter_match(inc, 2, "node"));
-	CHECK(!config_filter_match(inc, 2, NULL));
-	CHECK(config_filter_match(exc, 1, "bash"));
-	CHECK(!config_filter_match(exc, 1, "sshd"));
-	CHECK(config_filter_match(exc, 1, NULL));
-	CHECK(config_filter_match(both, 2, "/usr/bin/python3"));
-	CHECK(!config_filter_match(both, 2, "/usr/sbin/sshd"));
-	CHECK(!config_filter_match(both, 2, "/opt/x"));
+	CHECK(filter_match(NULL, 0, "anything"));
+	CHECK(filter_match(inc, 2, "python3.11"));
+	CHECK(!filter_match(inc, 2, "node"));
+	CHECK(!filter_match(inc, 2, NULL));
+	CHECK(filter_match(exc, 1, "bash"));
+	CHECK(!filter_match(exc, 1, "sshd"));
+	CHECK(filter_match(exc, 1, NULL));
+	CHECK(filter_match(both, 2, "/usr/bin/python3"));
+	CHECK(!filter_match(both, 2, "/usr/sbin/sshd"));
+	CHECK(!filter_match(both, 2, "/opt/x"));
 }
 
 UNIT_TEST(container_cgroup_paths)
@@ -146,8 +147,8 @@ UNIT_TEST(prometheus_samples_and_listen_addresses)
 	prom_family(&p, "fh_total", "counter", "Things.");
 	prom_sample_u64(&p, "fh_total", labels, 2, 18446744073709551615ull);
 	prom_sample(&p, "fh_g", NULL, 0, 0.5);
-	CHECK(!p.oom);
-	CHECK_STR(p.buf, "# HELP fh_total Things.\n# TYPE fh_total counter\n"
+	CHECK(!p.out.oom);
+	CHECK_STR(p.out.buf, "# HELP fh_total Things.\n# TYPE fh_total counter\n"
 			 "fh_total{site=\"00ff\",exe=\"/bin/\\\"x\\\"\"} 18446744073709551615\n"
 			 "fh_g 0.5\n");
 	prom_free(&p);

@@ -12,7 +12,9 @@
  * each prints "PASS name" or "FAIL name: reason" on one line, the reason
  * being the first failed check with its line. A failed check ends its case,
  * so later checks never run on a state the failure already broke. A case
- * that checked nothing fails: a test that asserts nothing is a bug. The
+ * that checked nothing fails: a test that asserts nothing is a bug. SKIP
+ * ends a case that cannot run here ("SKIP name: reason"): only for what
+ * the machine or the user truly lacks (root, for a case that needs it). The
  * program exits 1 if any case failed. An argument runs only the cases whose
  * name contains it.
  */
@@ -35,6 +37,7 @@ struct unit_case {
 
 static struct unit_case *unit_cases;
 static bool unit_failed;	/* the running case failed */
+static bool unit_skipped;	/* the running case cannot run here */
 static int unit_checks;		/* checks made by the running case */
 static char unit_reason[1024];
 
@@ -150,6 +153,14 @@ static inline bool unit_str_eq(int line, const char *expr, const char *got, size
 			return;							\
 	} while (0)
 
+/* The case cannot run here: say why and end it. */
+#define SKIP(...)								\
+	do {									\
+		unit_skipped = true;						\
+		snprintf(unit_reason, sizeof(unit_reason), __VA_ARGS__);	\
+		return;								\
+	} while (0)
+
 /* A failure found by a helper outside CHECK: record it and end the case. */
 #define FAIL(...)								\
 	do {									\
@@ -224,13 +235,15 @@ int main(int argc, char **argv)
 	for (struct unit_case *c = unit_cases; c; c = c->next) {
 		if (argc > 1 && !strstr(c->name, argv[1]))
 			continue;
-		unit_failed = false;
+		unit_failed = unit_skipped = false;
 		unit_checks = 0;
 		unit_reason[0] = '\0';
 		c->fn();
-		if (!unit_failed && unit_checks == 0)
+		if (!unit_failed && !unit_skipped && unit_checks == 0)
 			unit_fail(c->line, "the case checked nothing");
-		if (unit_failed) {
+		if (unit_skipped && !unit_failed) {
+			printf("SKIP %s: %s\n", c->name, unit_reason);
+		} else if (unit_failed) {
 			printf("FAIL %s: %s\n", c->name, unit_reason);
 			failed++;
 		} else {

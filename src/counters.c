@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "counters.h"
+#include "forkhazard.h"
+
+#define DROPPED	"forkhazard_dropped_total"
+
+const struct fh_counter_info fh_counters[FH_CNT_MAX] = {
+	[FH_CNT_FORKS] = { "forks", "forkhazard_forks_total",
+			   "New processes forked by traced processes.", "forks", FH_STAT_FORKS },
+	[FH_CNT_MT_FORKS] = { "mt_forks", "forkhazard_multithreaded_forks_total",
+			      "Forks whose parent was multithreaded.",
+			      "from multithreaded processes", FH_STAT_MT_FORKS },
+	[FH_CNT_HAZARDS] = { "hazards", "forkhazard_hazards_total",
+			     "Forks while another thread of the parent held a lock (kernel count).",
+			     "hazards", FH_STAT_HAZARDS },
+	[FH_CNT_DEADLOCKS] = { "deadlocks", "forkhazard_deadlocks_total",
+			       "Forked children confirmed deadlocked.", "deadlocks",
+			       FH_STAT_DEADLOCKS },
+	[FH_CNT_LOST] = { "lost", "forkhazard_lost_events_total",
+			  "Events dropped because the ring buffer was full.",
+			  "events lost", FH_STAT_LOST },
+	[FH_CNT_LOST_FORKS] = { "lost_forks", "forkhazard_lost_fork_events_total",
+				"Fork events among the lost events.", "of them forks",
+				FH_STAT_FORKS_LOST, FH_CNT_ASIDE },
+	[FH_CNT_UNTRACKED_LOCKS] = { "untracked_locks", DROPPED,
+				     "Locks forgotten: a thread held more than 16 (the oldest made room).",
+				     "locks", FH_STAT_HELD_FULL },
+	[FH_CNT_UNTRACED_PROCS] = { "untraced_procs", DROPPED,
+				    "Processes not traced: the process table was full.",
+				    "processes", FH_STAT_PROCS_FULL },
+	[FH_CNT_UNFOLLOWED_CHILDREN] = { "unfollowed_children", DROPPED,
+					 "Children not followed: the children table was full.",
+					 "children", FH_STAT_CHILDREN_FULL },
+	[FH_CNT_STACKS_LOST] = { "stacks", DROPPED, "Stacks not recorded: the stack map was full.",
+				 "stacks", FH_STAT_STACKS_LOST },
+	[FH_CNT_CORRELATION_EVICTED] = { "correlation_evicted", DROPPED,
+					 "Forks dropped from the correlation table.",
+					 "correlations", -1 },
+	[FH_CNT_UNWINDS_SKIPPED] = { "unwinds", DROPPED,
+				     "Stack copies not unwound (rate limit): frame pointers instead.",
+				     "stack copies not unwound", -1 },
+	[FH_CNT_UNPROBED_PROCS] = { "unprobed_procs", DROPPED,
+				    "Processes left without lock probes (--max-procs).",
+				    "processes without lock probes", -1 },
+};

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "hazard.h"
+
+enum hazard_lock hazard_lock_role(const struct fh_fork_event *ev, const struct fh_lock *l)
+{
+	(void)ev;
+	return l->flags & FH_LOCK_OWN ? HAZARD_LOCK_OWN : HAZARD_LOCK_FOREIGN;
+}
+
+uint32_t hazard_foreign_locks(const struct fh_fork_event *ev)
+{
+	uint32_t n = ev->locks_omitted;
+
+	for (uint32_t i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++)
+		n += hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN;
+	return n;
+}
+
+bool hazard_fork(const struct fh_fork_event *ev)
+{
+	return hazard_foreign_locks(ev) > 0;
+}

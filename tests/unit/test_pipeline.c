@@ -1,0 +1,683 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The pipeline without BPF and without root: made-up records (and stack
+ * copies of this very process) fed through the ring buffer's handler
+ * (events.c), correlation, the daemon and output into memory, under the
+ * options that shape output: -j or text, -v, -vv, --stack-depth, --hold-ms,
+ * --light's records, --daemon with its site table, rate limits and
+ * evictions. Each case checks what it must see; with FH_PIPELINE_DIR set,
+ * it also leaves its output there as NAME.jsonl or NAME.txt, which
+ * tests/test_schema.py validates against docs/json.schema.json and checks
+ * that every record type and every field of the schema was produced.
+ *
+ * The processes the records name are this one (so that stacks symbolize,
+ * with CFI, DWARF lines and inlined calls) and a forked copy of it (a
+ * "child" with the same code); lock callers in a "python" library and in a
+ * stripped binary are this program's code and symprog-stripped mapped here.
+ */
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include "cli.h"
+#include "clock.h"
+#include "container.h"
+#include "correlate.h"
+#include "counters.h"
+#include "daemon.h"
+#include "events.h"
+#include "forkhazard.h"
+#include "output.h"
+#include "symbolize.h"
+#include "ustacks.h"
+#include "unit.h"
+
+/* ---- the pipeline, put together as tracer.c does --------------------------------- */
+
+struct pipeline {
+	struct fh_config cfg;
+	struct syms *syms;
+	struct ustacks *ustacks;
+	struct containers *containers;
+	struct output *out;
+	struct daemon *daemon;
+	struct correlate *corr;
+	struct events ev;
+	FILE *f;
+	char *buf;
+	size_t len;
+};
+
+/* The command line args (NULL-terminated, without argv[0]) parsed by cli.c,
+ * and the pipeline tracer.c would build for it. */
+static bool pipeline_open(struct pipeline *p, const char *const *args)
+{
+	char *argv[32] = { "forkhazard" };
+	int argc = 1;
+	struct output_opts oo;
+	struct corr_opts co;
+
+	memset(p, 0, sizeof(*p));
+	while (*args && argc < 31)
+		argv[argc++] = (char *)*args++;
+	if (cli_parse(argc, argv, &p->cfg) != -1)
+		return false;
+	p->f = open_memstream(&p->buf, &p->len);
+	p->syms = syms_new(-1);
+	p->ustacks = p->syms ? ustacks_new(p->syms, 256, 200) : NULL;
+	p->containers = containers_new();
+	if (!p->f || !p->ustacks || !p->containers)
+		return false;
+	oo = (struct output_opts){
+		.f = p->f, .json = p->cfg.json, .verbose = p->cfg.verbose,
+		.stack_depth = p->cfg.stack_depth, .syms = p->syms, .ustacks = p->ustacks,
+		.mono_to_real_ns = clock_mono_to_real_ns(),
+	};
+	p->out = output_new(&oo);
+	if (!p->out)
+		return false;
+	if (p->cfg.svc.daemon) {
+		struct daemon_opts d = {
+			.cfg = &p->cfg, .out = p->out, .syms = p->syms, .ustacks = p->ustacks,
+			.containers = p->containers, .mono_to_real_ns = oo.mono_to_real_ns,
+		};
+
+		p->daemon = daemon_new(&d);
+		if (!p->daemon)
+			return false;
+		p->ev.accept = daemon_accept;
+		p->ev.accept_ctx = p->daemon;
+	}
+	co = (struct corr_opts){
+		.hold_ns = p->cfg.json ? 0 : (uint64_t)p->cfg.hold_ms * 1000000ull,
+		.max_pending = 4096, .max_bytes = 16u << 20,
+	};
+	p->corr = p->daemon ? correlate_new(&co, &daemon_sink, p->daemon) :
+			      correlate_new(&co, &events_sink, &p->ev);
+	p->ev.corr = p->corr;
+	p->ev.out = p->out;
+	p->ev.ustacks = p->ustacks;
+	if (p->cfg.json)
+		p->ev.containers = p->containers;
+	output_start(p->out);
+	return p->corr != NULL;
+}
+
+static void feed(struct pipeline *p, const void *rec, size_t size)
+{
+	events_handle(&p->ev, (void *)rec, size);
+}
+
+/* The end of a run, as tracer.c's finish(); the output, NUL-terminated. */
+static const char *pipeline_finish(struct pipeline *p, uint64_t now)
+{
+	struct fh_counts c;
+
+	for (int i = 0; i < FH_CNT_MAX; i++)
+		c.v[i] = (uint64_t)i;
+	correlate_tick(p->corr, now);
+	correlate_finish(p->corr, now);
+	if (p->daemon)
+		daemon_finish(p->daemon, now);
+	output_summary(p->out, now, &c);
+	output_flush(p->out);
+	return p->buf ? p->buf : "";
+}
+
+/* FH_PIPELINE_DIR/name: what the case wrote, for tests/test_schema.py. */
+static void keep(const struct pipeline *p, const char *name)
+{
+	const char *dir = getenv("FH_PIPELINE_DIR");
+	char path[512];
+	FILE *f;
+
+	if (!dir || !p->buf)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.%s", dir, name, p->cfg.json ? "jsonl" : "txt");
+	f = fopen(path, "w");
+	if (f) {
+		fwrite(p->buf, 1, p->len, f);
+		fclose(f);
+	}
+}
+
+static void pipeline_close(struct pipeline *p)
+{
+	correlate_free(p->corr);
+	daemon_free(p->daemon);
+	output_free(p->out);
+	containers_free(p->containers);
+	ustacks_free(p->ustacks);
+	syms_free(p->syms);
+	if (p->f)
+		fclose(p->f);
+	free(p->buf);
+	cli_free();
+}
+
+/* ---- code to point at ------------------------------------------------------------- */
+
+/* Where the made-up locks were taken: functions of this program, long
+ * enough for the return addresses below to fall inside them. */
+__attribute__((noinline)) void pipeline_lock_site_a(void)
+{
+	__asm__ volatile(".rept 64\n\tnop\n\t.endr" ::: "memory");
+}
+
+__attribute__((noinline)) void pipeline_lock_site_b(void)
+{
+	__asm__ volatile(".rept 64\n\tnop\n\t.endr" ::: "memory");
+}
+
+/* A return address inside f: its entry plus a little, as a caller's is. */
+static uint64_t ret_in(void (*f)(void), int k)
+{
+	return (uint64_t)(uintptr_t)f + 1 + (uint64_t)k;
+}
+
+/* Our registers and the top of our stack, as the kernel copies them at a
+ * hazard fork or a deadlocked wait: taken in inlined code, so that the
+ * innermost frame has an inlined call. */
+static inline __attribute__((always_inline)) void capture_registers(struct fh_ustack_event *ev)
+{
+#if defined(__x86_64__)
+	uint64_t ip, sp, bp;
+
+	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
+			 : "=r"(ip), "=r"(sp), "=r"(bp));
+	ev->ip = ip;
+	ev->sp = sp;
+	ev->bp = bp;
+#else
+	ev->ip = ev->sp = ev->bp = 0;
+#endif
+}
+
+__attribute__((noinline)) void pipeline_fork_call_site(struct fh_ustack_event *ev)
+{
+	static const size_t sizes[] = { FH_USTACK_BYTES, FH_USTACK_BYTES / 4, 512 };
+
+	capture_registers(ev);
+	ev->len = 0;
+	/* as the kernel does: a shallower stack ends in an unmapped page */
+	for (size_t i = 0; i < 3 && ev->sp && !ev->len; i++) {
+		struct iovec local = { ev->data, sizes[i] };
+		struct iovec remote = { (void *)(uintptr_t)ev->sp, sizes[i] };
+
+		if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizes[i])
+			ev->len = (__u32)sizes[i];
+	}
+	__asm__ volatile("" ::: "memory");
+}
+
+/* A copy of file mapped executable here, as one image (text at its file
+ * offset): the code of a library by another name. 0 on failure. */
+static uint64_t map_copy(const char *file, const char *as)
+{
+	char cmd[1024];
+	struct stat st;
+	void *m;
+	int fd;
+
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", file, as);
+	if (system(cmd))
+		return 0;
+	fd = open(as, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	m = fstat(fd, &st) ? MAP_FAILED : mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_EXEC,
+					       MAP_PRIVATE, fd, 0);
+	close(fd);
+	return m == MAP_FAILED ? 0 : (uint64_t)(uintptr_t)m;
+}
+
+static int first_object(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+	(void)size;
+	*(uint64_t *)ctx = info->dlpi_addr;
+	return 1;	/* the main program comes first */
+}
+
+/* This program's load bias: vaddr = address - bias. */
+static uint64_t load_bias(void)
+{
+	uint64_t bias = 0;
+
+	dl_iterate_phdr(first_object, &bias);
+	return bias;
+}
+
+/* The entry point's file offset in an ELF executable (its _start: no
+ * symbol in a stripped one). */
+static uint64_t entry_of(const char *file)
+{
+	Elf64_Ehdr eh;
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	bool ok = fd >= 0 && pread(fd, &eh, sizeof(eh), 0) == sizeof(eh);
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? eh.e_entry : 0;
+}
+
+static const char *self_dir(void)
+{
+	static char dir[512];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+
+	if (n <= 0)
+		return ".";
+	dir[n] = '\0';
+	*strrchr(dir, '/') = '\0';
+	return dir;
+}
+
+static struct {
+	bool ready;
+	uint64_t python_caller;	/* in "libpython3.11-fh-pipeline.so" */
+	uint64_t stripped_caller;	/* in a stripped binary: no symbol */
+	char python_file[64], stripped_file[64];
+} code;
+
+/* The foreign code, mapped once; removed at exit. */
+static void code_cleanup(void)
+{
+	unlink(code.python_file);
+	unlink(code.stripped_file);
+}
+
+static bool code_setup(void)
+{
+	char prog[600];
+	uint64_t base;
+
+	if (code.ready)
+		return true;
+	snprintf(code.python_file, sizeof(code.python_file), "/tmp/libpython3.11-fh-%d.so",
+		 (int)getpid());
+	snprintf(code.stripped_file, sizeof(code.stripped_file), "/tmp/fh-stripped-%d",
+		 (int)getpid());
+	atexit(code_cleanup);
+	{
+		char self[600];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		if (n <= 0)
+			return false;
+		self[n] = '\0';
+		base = map_copy(self, code.python_file);
+	}
+	if (!base)
+		return false;
+	code.python_caller = base + ret_in(pipeline_lock_site_b, 2) - load_bias();
+	snprintf(prog, sizeof(prog), "%s/../symprog-stripped", self_dir());
+	base = map_copy(prog, code.stripped_file);
+	if (!base || !entry_of(prog))
+		return false;
+	code.stripped_caller = base + entry_of(prog) + 4;
+	code.ready = true;
+	return true;
+}
+
+/* A forked copy of this process, waiting to be killed: a child with our code. */
+static pid_t spawn_child(void)
+{
+	pid_t pid = fork();
+
+	while (pid == 0)
+		pause();
+	return pid;
+}
+
+static void end_child(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+/* ---- records ------------------------------------------------------------------------ */
+
+static __u32 gettid_(void)
+{
+	return (__u32)syscall(SYS_gettid);
+}
+
+static struct fh_fork_event forkev;	/* too big for the stack */
+
+static size_t fork_size(const struct fh_fork_event *ev)
+{
+	return offsetof(struct fh_fork_event, locks) + ev->nr_locks * sizeof(struct fh_lock);
+}
+
+static void fork_event(struct fh_fork_event *ev, __u32 pid, __u32 child, uint64_t t,
+		       const char *exe)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = FH_EV_FORK;
+	ev->pid = pid;
+	ev->tid = pid == (__u32)getpid() ? gettid_() : pid;
+	ev->child_pid = child;
+	ev->time_ns = t;
+	ev->threads = 3;
+	ev->stack_id = -1;
+	ev->ppid = (__u32)getppid();
+	ev->walked = 3;
+	snprintf(ev->comm, sizeof(ev->comm), "pipeline");
+	ev->ns_pid = pid;
+	ev->ns_child_pid = child;
+	snprintf(ev->exe_name, sizeof(ev->exe_name), "%s", exe);
+}
+
+static struct fh_lock *add_lock(struct fh_fork_event *ev, uint64_t addr, unsigned int kind,
+				uint64_t caller, bool own)
+{
+	struct fh_lock *l = &ev->locks[ev->nr_locks++];
+
+	memset(l, 0, sizeof(*l));
+	l->addr = addr;
+	l->acquired_ns = ev->time_ns - 1500000;
+	l->caller = caller;
+	l->stack_id = -1;
+	l->holder_tid = own ? ev->tid : ev->tid + 1;
+	l->kind = (__u16)kind;
+	l->flags = (own ? FH_LOCK_OWN : 0) | (kind == FH_KIND_MUTEX ? FH_LOCK_CONFIRMED : 0);
+	l->depth = 1;
+	snprintf(l->holder_comm, sizeof(l->holder_comm), own ? "pipeline" : "worker\x1b[31m");
+	if (own)
+		ev->nr_own++;
+	return l;
+}
+
+static void send_stack(struct pipeline *p, __u32 pid, __u32 tid, uint64_t t)
+{
+	static struct fh_ustack_event us;
+
+	memset(&us, 0, offsetof(struct fh_ustack_event, data));
+	us.type = FH_EV_USTACK;
+	us.pid = pid;
+	us.tid = tid;
+	us.time_ns = t;
+	pipeline_fork_call_site(&us);
+	feed(p, &us, offsetof(struct fh_ustack_event, data) + us.len);
+}
+
+static void child_event(struct pipeline *p, __u32 pid, __u32 parent, unsigned int outcome,
+			int status, uint64_t fork_t, uint64_t t)
+{
+	struct fh_child_event c = {
+		.type = FH_EV_CHILD, .pid = pid, .parent_pid = parent, .outcome = outcome,
+		.time_ns = t, .fork_ns = fork_t, .exit_code = status,
+	};
+
+	feed(p, &c, sizeof(c));
+}
+
+static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t futex,
+			   __u32 owner, uint64_t fork_t, uint64_t t, const char *exe)
+{
+	struct fh_deadlock_event d = {
+		.type = FH_EV_DEADLOCK, .pid = pid, .tid = pid, .parent_pid = parent,
+		.time_ns = t, .fork_ns = fork_t, .futex = futex, .owner_tid = owner,
+		.flags = owner ? FH_DL_OWNER_KNOWN : 0, .stack_id = -1, .syscall = 202,
+		.ns_pid = pid,
+	};
+
+	snprintf(d.comm, sizeof(d.comm), "pipeline");
+	snprintf(d.exe_name, sizeof(d.exe_name), "%s", exe);
+	send_stack(p, pid, pid, t);
+	feed(p, &d, sizeof(d));
+}
+
+/* A hazard of this process with every kind of lock entry: a recursive
+ * mutex taken in this program (with its frame-pointer callers), a Python
+ * semaphore, a lock taken in code without symbols, one of our own, and
+ * more than the event holds. Its fork call's stack copy goes first. */
+static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
+{
+	struct fh_lock *l;
+
+	fork_event(&forkev, (__u32)getpid(), child, t, "test_pipeline");
+	l = add_lock(&forkev, 0x7f0000001000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_a, 3),
+		     false);
+	l->depth = 3;
+	l->fp[0] = ret_in(pipeline_lock_site_b, 4);
+	l->fp[1] = ret_in(pipeline_lock_site_a, 6);
+	add_lock(&forkev, 0x7f0000002000ull, FH_KIND_SEM, code.python_caller, false);
+	add_lock(&forkev, 0x7f0000003000ull, FH_KIND_RWLOCK_WRITE, code.stripped_caller, false);
+	add_lock(&forkev, 0x7f0000004000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 1), true);
+	forkev.locks_omitted = 2;
+	forkev.flags = FH_FORK_TRUNCATED;
+	send_stack(p, forkev.pid, forkev.tid, t);
+	feed(p, &forkev, fork_size(&forkev));
+}
+
+/* A hazard of process pid (not this one: its frames stay unknown) with one
+ * lock, its executable named exe. */
+static void plain_hazard(struct pipeline *p, __u32 pid, __u32 child, uint64_t t, const char *exe)
+{
+	fork_event(&forkev, pid, child, t, exe);
+	add_lock(&forkev, 0x1000, FH_KIND_MUTEX, 0x1234, false);
+	feed(p, &forkev, fork_size(&forkev));
+}
+
+/* The first of the NULL-terminated strings that out lacks, or NULL. */
+static const char *lacks(const char *out, const char *const *want)
+{
+	for (; *want; want++)
+		if (!strstr(out, *want))
+			return *want;
+	return NULL;
+}
+
+#define CHECK_HAS(out, ...)							\
+	do {									\
+		const char *const want_[] = { __VA_ARGS__, NULL };		\
+		const char *missing_ = lacks(out, want_);			\
+		if (missing_)							\
+			FAIL("the output lacks %s", missing_);			\
+	} while (0)
+
+/* ---- the cases ---------------------------------------------------------------------- */
+
+static const char *json_args[] = { "-j", NULL };
+
+UNIT_TEST(json_every_event_type)
+{
+	static struct pipeline p;
+	pid_t child = spawn_child();
+	uint64_t t = clock_mono_ns();
+	const char *out;
+	char short_rec[2] = { 1, 0 };
+
+	CHECK(child > 0 && code_setup());
+	CHECK(pipeline_open(&p, json_args));
+	/* a hazard whose child deadlocks on the mutex, owner named by the lock word */
+	hazard_fork(&p, (__u32)child, t);
+	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000001000ull, forkev.tid + 1, t,
+		       t + 4000000, "test_pipeline");
+	child_event(&p, (__u32)child, (__u32)getpid(), FH_CHILD_EXIT, SIGKILL, t, t + 9000000);
+	/* an info fork (own lock only), its child exec'd */
+	fork_event(&forkev, (__u32)getpid(), 424242, t + 100, "test_pipeline");
+	add_lock(&forkev, 0x7f0000005000ull, FH_KIND_SPIN, ret_in(pipeline_lock_site_a, 1), true);
+	feed(&p, &forkev, fork_size(&forkev));
+	child_event(&p, 424242, (__u32)getpid(), FH_CHILD_EXEC, 0, t + 100, t + 200);
+	/* locks not tracked (--light, or a process's first fork in adaptive mode);
+	 * its child exits with a status */
+	fork_event(&forkev, (__u32)getpid(), 424243, t + 300, "test_pipeline");
+	forkev.flags = FH_FORK_LIGHT;
+	feed(&p, &forkev, fork_size(&forkev));
+	child_event(&p, 424243, (__u32)getpid(), FH_CHILD_EXIT, 3 << 8, t + 300, t + 400);
+	/* a fork whose child was killed by a signal */
+	fork_event(&forkev, (__u32)getpid(), 424246, t + 450, "test_pipeline");
+	feed(&p, &forkev, fork_size(&forkev));
+	child_event(&p, 424246, (__u32)getpid(), FH_CHILD_EXIT, SIGKILL, t + 450, t + 460);
+	/* a fork whose child is still there at the end: "alive" */
+	fork_event(&forkev, (__u32)getpid(), 424244, t + 500, "test_pipeline");
+	add_lock(&forkev, 0x7f0000006000ull, FH_KIND_CUSTOM, ret_in(pipeline_lock_site_a, 2), false);
+	feed(&p, &forkev, fork_size(&forkev));
+	/* a deadlock of a fork never seen: no lock, no owner */
+	deadlock_event(&p, 424245, 1, 0x7f0000007000ull, 0, t, t + 600, "");
+	/* a record too short for its type, a probe request, an unknown type */
+	feed(&p, short_rec, sizeof(short_rec));
+	{
+		struct fh_probe_request r = { .type = FH_EV_PROBE_REQUEST, .pid = (__u32)getpid() };
+		__u32 unknown = 99;
+
+		feed(&p, &r, sizeof(r));
+		feed(&p, &unknown, sizeof(unknown));
+	}
+	output_lost(p.out, 7, t + 700);
+	out = pipeline_finish(&p, t + 800);
+	keep(&p, "json_every_event_type");
+	end_child(child);
+	CHECK_INT(p.ev.malformed, 2);
+	CHECK_HAS(out, "{\"type\":\"fork\"", "{\"type\":\"child\"", "{\"type\":\"deadlock\"",
+		  "{\"type\":\"lost\"", "{\"type\":\"summary\"",
+		  /* the fork: its locks by role, the python one named, the escape */
+		  "\"severity\":\"hazard\",\"locks\":[{\"addr\":\"0x7f0000001000\"",
+		  "\"runtime\":\"python\"", "\"depth\":3", "\"holder_comm\":\"worker\\u001b[31m\"",
+		  "\"own_locks\":[{\"addr\":\"0x7f0000004000\"",
+		  "\"locks_omitted\":2,\"threads_truncated\":true",
+		  "\"symbol\":\"pipeline_fork_call_site\"", "\"locks\":null,\"own_locks\":null",
+		  /* the deadlock names the mutex of the fork and its owner */
+		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
+		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
+		  "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9");
+	pipeline_close(&p);
+}
+
+UNIT_TEST(text_holds_a_fork_for_its_fate)
+{
+	static struct pipeline p;
+	static const char *args[] = { "--hold-ms", "1000", NULL };
+	uint64_t t = clock_mono_ns();
+	const char *out, *fork_line, *verdict;
+
+	CHECK(code_setup());
+	CHECK(pipeline_open(&p, args));
+	hazard_fork(&p, 424250, t);
+	child_event(&p, 424250, (__u32)getpid(), FH_CHILD_EXEC, 0, t, t + 41000);
+	/* an info fork is not shown without -v, nor is its child's fate */
+	fork_event(&forkev, (__u32)getpid(), 424251, t + 10, "test_pipeline");
+	feed(&p, &forkev, fork_size(&forkev));
+	child_event(&p, 424251, (__u32)getpid(), FH_CHILD_EXIT, 0, t + 10, t + 20);
+	out = pipeline_finish(&p, t + 100000);
+	keep(&p, "text_holds_a_fork_for_its_fate");
+	fork_line = strstr(out, "HAZARD: 5 foreign locks");
+	verdict = strstr(out, "-> child 424250 exec'd after 41.0us (benign)");
+	CHECK(strncmp(out, "TIME     PID", 12) == 0);
+	CHECK(fork_line && verdict && fork_line < verdict);
+	CHECK(strstr(out, "python sem 0x7f0000002000 held by"));
+	CHECK(strstr(out, "(worker\\x1b[31m)"));	/* escaped for the terminal */
+	CHECK(strstr(out, "mutex 0x7f0000001000 held by") && strstr(out, "(recursive)"));
+	CHECK(strstr(out, "... and 2 more locks"));
+	CHECK(strstr(out, "own: mutex 0x7f0000004000"));
+	CHECK(strstr(out, "fork called from:"));
+	CHECK(!strstr(out, "424251"));
+	CHECK(strstr(out, "events lost"));
+	pipeline_close(&p);
+}
+
+UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
+{
+	static struct pipeline p;
+	static const char *args[] = { "-vv", "--stack-depth", "1", "--hold-ms", "0", NULL };
+	uint64_t t = clock_mono_ns();
+	const char *out;
+
+	CHECK(code_setup());
+	CHECK(pipeline_open(&p, args));
+	fork_event(&forkev, (__u32)getpid(), 424260, t, "test_pipeline");
+	add_lock(&forkev, 0x7f0000001000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_a, 3), true);
+	forkev.locks[0].fp[0] = ret_in(pipeline_lock_site_b, 4);
+	send_stack(&p, forkev.pid, forkev.tid, t);
+	feed(&p, &forkev, fork_size(&forkev));
+	child_event(&p, 424260, (__u32)getpid(), FH_CHILD_EXIT, SIGSEGV, t, t + 5);
+	fork_event(&forkev, (__u32)getpid(), 424261, t + 1, "test_pipeline");
+	forkev.flags = FH_FORK_LIGHT;
+	feed(&p, &forkev, fork_size(&forkev));
+	out = pipeline_finish(&p, t + 10);
+	keep(&p, "text_verbose_shows_info_forks_and_depth_bounds_stacks");
+	CHECK(strstr(out, "fork, no foreign lock held"));
+	CHECK(strstr(out, "fork (locks not tracked)"));
+	CHECK(strstr(out, "child of"));
+	/* -vv: the stack of a fork that is no hazard too, one frame deep */
+	CHECK(strstr(out, "fork called from:\n        #0 "));
+	CHECK(!strstr(out, "        #1 "));
+	pipeline_close(&p);
+}
+
+UNIT_TEST(daemon_sites_limits_and_aggregates)
+{
+	static struct pipeline p;
+	static char prom[64];
+	static const char *args[] = {
+		"--daemon", "--max-sites", "16", "--metrics-sites", "0", "--report-interval", "0.1",
+		"--rate-limit", "1000", "--site-rate-limit", "2", "--metrics-file", prom,
+		"--filter-comm", "!filtered*", NULL,
+	};
+	static char log[16384], none[16];
+	struct unit_capture cap;
+	pid_t child = spawn_child();
+	uint64_t t = clock_mono_ns();
+	const char *out;
+	char exe[32];
+
+	snprintf(prom, sizeof(prom), "/tmp/fh-pipeline-%d.prom", (int)getpid());
+	CHECK(child > 0 && code_setup());
+	CHECK(pipeline_open(&p, args));
+	CHECK(p.cfg.json);
+	CHECK(unit_capture_begin(&cap));	/* the daemon's log lines */
+	/* a site reported in full, then its deadlock, then only counted */
+	hazard_fork(&p, (__u32)child, t);
+	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000001000ull, forkev.tid + 1, t,
+		       t + 1000, "test_pipeline");
+	for (int i = 0; i < 3; i++)
+		hazard_fork(&p, 424300 + (__u32)i, t + 2000 + (uint64_t)i);
+	child_event(&p, 424300, (__u32)getpid(), FH_CHILD_EXEC, 0, t + 2000, t + 3000);
+	/* five distinct lock sites: four described, one more counted */
+	fork_event(&forkev, (__u32)getpid(), 424310, t + 4000, "manylocks");
+	for (int i = 0; i < 5; i++)
+		add_lock(&forkev, 0x7f0000010000ull + (uint64_t)i * 64, FH_KIND_MUTEX,
+			 ret_in(i % 2 ? pipeline_lock_site_a : pipeline_lock_site_b, 8 * i), false);
+	feed(&p, &forkev, fork_size(&forkev));
+	/* one site in 20 processes: counted exactly up to 16, then estimated */
+	for (int i = 0; i < 20; i++)
+		plain_hazard(&p, 500000 + (__u32)i, 600000 + (__u32)i, t + 5000, "manyprocs");
+	/* a deadlock whose fork was no hazard: a site of its own kind */
+	deadlock_event(&p, 424320, 1, 0x7f0000020000ull, 0, t, t + 6000, "nohazard");
+	daemon_tick(p.daemon, clock_mono_ns() + 1000000000ull);	/* periodic aggregates */
+	/* more sites than the table holds: the least recent evicted, said first */
+	for (int i = 0; i < 20; i++) {
+		snprintf(exe, sizeof(exe), "evict%d", i);
+		plain_hazard(&p, 700000 + (__u32)i, 800000 + (__u32)i, t + 7000, exe);
+	}
+	/* filtered by thread name before any work */
+	fork_event(&forkev, 900000, 900001, t + 8000, "filtered");
+	snprintf(forkev.comm, sizeof(forkev.comm), "filtered-out");
+	add_lock(&forkev, 0x1000, FH_KIND_MUTEX, 0x1234, false);
+	feed(&p, &forkev, fork_size(&forkev));
+	out = pipeline_finish(&p, clock_mono_ns() + 2000000000ull);
+	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
+	keep(&p, "daemon_sites_limits_and_aggregates");
+	end_child(child);
+	CHECK(strstr(log, "forkhazard: warning: fork hazard, new site "));
+	CHECK(strstr(log, "forkhazard: DEADLOCK at site "));
+	CHECK(strstr(log, "20 hazards (+20), 0 deadlocks (+0) in 20 processes: manyprocs"));
+	CHECK(!strstr(out, "{\"type\":\"child\""));	/* aggregated, not written */
+	CHECK_HAS(out, "{\"type\":\"fork\"", "\"site\":\"", "{\"type\":\"deadlock\"",
+		  "\"reason\":\"periodic\"", "\"reason\":\"evicted\"", "\"reason\":\"final\"",
+		  "\"kind\":\"deadlock\"", "\"lock_sites_omitted\":1", "\"processes_estimated\":true",
+		  "{\"type\":\"site_table\"", "\"filtered\":1", "\"site_rate_limit\":");
+	CHECK(!access(prom, R_OK));
+	unlink(prom);
+	pipeline_close(&p);
+}
