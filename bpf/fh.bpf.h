@@ -162,21 +162,61 @@ static __always_inline bool is_traced(__u32 tgid)
 	return bpf_map_lookup_elem(&procs, &tgid) != NULL;
 }
 
-/* Semaphores are released by whichever thread posts them: the last time a
- * thread other than the acquirer posted each one. LRU-bounded; an evicted
- * entry only means an old acquisition may be reported as unconfirmed. */
-struct sem_key {
+/*
+ * Locks whose word cannot name their holder and whose releases are not
+ * probed (semaphores, spinlocks): each one's newest successful acquisition in
+ * its process. An exclusive lock that is taken is held by the thread that
+ * took it last; a semaphore with no count left, by the thread that took the
+ * last unit (posts need no probe: whoever takes it after a post becomes the
+ * newest). LRU-bounded: an evicted entry leaves an old acquisition reported
+ * as unconfirmed, as if nothing newer had been seen. tid 0: nobody (the
+ * semaphore was destroyed).
+ */
+struct owner_key {
 	__u32 tgid;
 	__u32 _pad;
 	__u64 addr;
 };
 
+struct lock_owner {
+	__u32 tid;		/* initial-namespace TID of the acquirer */
+	__u32 _pad;
+	__u64 acquired_ns;	/* its fh_held_lock.acquired_ns */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct sem_key);
+	__type(key, struct owner_key);
+	__type(value, struct lock_owner);
+} lock_owners SEC(".maps") __weak;
+
+/* Kinds whose holder is the newest acquirer (lock_owners). */
+static __always_inline bool owner_by_newest(__u32 kind)
+{
+	return kind == FH_KIND_SEM || kind == FH_KIND_SPIN;
+}
+
+/*
+ * Lock probe hits per traced process, per CPU, indexed by the slot its probe
+ * cookies carry (slot 0: system-wide probes), for the overhead governor: a
+ * hit is a trap the process paid. Sized by userspace.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, __u64);
-} sem_posts SEC(".maps") __weak;
+} lock_hits SEC(".maps") __weak;
+
+static __always_inline void count_hit(__u64 cookie)
+{
+	__u32 slot = FH_COOKIE_HIT_SLOT(cookie);
+	__u64 *n = bpf_map_lookup_elem(&lock_hits, &slot);
+
+	if (n)
+		*n += 1;	/* per-CPU: no atomic needed */
+}
 
 enum held_verdict { HELD_NO, HELD_YES, HELD_UNKNOWN };
 
@@ -262,13 +302,83 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 	}
 }
 
-/* A semaphore slot older than the last post by another thread was released. */
-static __always_inline bool sem_posted_since(__u32 tgid, const struct fh_held_lock *l)
+/*
+ * The depth of a recursive mutex that `l` names and its holder holds, from
+ * the lock word: glibc counts a recursive mutex's acquisitions in __count;
+ * other types keep 0 there. Musl's mutexes are release-probed: their depth
+ * is counted in the slot.
+ */
+static __always_inline __u32 mutex_depth(const struct fh_held_lock *l)
 {
-	struct sem_key key = { .tgid = tgid, .addr = l->addr };
-	__u64 *posted = bpf_map_lookup_elem(&sem_posts, &key);
+	bool ok;
+	__s32 count;
 
-	return posted && *posted > l->acquired_ns;
+	if (l->kind != FH_KIND_MUTEX || l->layout != FH_LAYOUT_GLIBC)
+		return l->depth;
+	count = read_s32(l->addr + GLIBC_MUTEX_COUNT, &ok);
+	return ok && count > 1 ? (__u32)count : 1;
+}
+
+/* Does the word prove who holds it, so that its releases are not probed?
+ * (Then the slot's depth is not counted either.) */
+static __always_inline bool word_names_holder(const struct fh_held_lock *l)
+{
+	return l->layout == FH_LAYOUT_GLIBC &&
+	       (l->kind == FH_KIND_MUTEX || l->kind == FH_KIND_RWLOCK_WRITE);
+}
+
+/* For a lock kind held by its newest acquirer: is slot `l` of thread tid
+ * (initial namespace) that acquisition? An unknown lock (evicted from the
+ * LRU) is given the benefit of the doubt. */
+static __always_inline bool newest_acquirer(__u32 tgid, const struct fh_held_lock *l, __u32 tid)
+{
+	struct owner_key key = { .tgid = tgid, .addr = l->addr };
+	struct lock_owner *o = bpf_map_lookup_elem(&lock_owners, &key);
+
+	return !o || (o->tid == tid && o->acquired_ns == l->acquired_ns);
+}
+
+/* Remember the current thread as the newest acquirer of l. */
+static __always_inline void set_newest_acquirer(__u64 pid_tgid, const struct fh_held_lock *l)
+{
+	struct owner_key key = { .tgid = pid_tgid >> 32, .addr = l->addr };
+	struct lock_owner *o = bpf_map_lookup_elem(&lock_owners, &key);
+	struct lock_owner v = { .tid = (__u32)pid_tgid, .acquired_ns = l->acquired_ns };
+
+	if (o) {	/* in place: no LRU update for a lock taken again */
+		o->tid = v.tid;
+		o->acquired_ns = v.acquired_ns;
+	} else {
+		bpf_map_update_elem(&lock_owners, &key, &v, BPF_ANY);
+	}
+}
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_futex	202
+#define SYSCALL_NR(regs)	((regs)->orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_futex	98
+#define SYSCALL_NR(regs)	((regs)->syscallno)
+#endif
+
+#define FH_TASK_SLEEPING	0x3	/* TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE */
+
+/* The futex word a thread is asleep on (futex(2) or futex_wait(2), any op
+ * that waits), read from its saved user registers; 0 if it sleeps in none. */
+static __always_inline __u64 sleeping_futex(struct task_struct *t)
+{
+	struct pt_regs *regs;
+	long nr;
+
+	if (!(BPF_CORE_READ(t, __state) & FH_TASK_SLEEPING))
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	if (!regs)
+		return 0;
+	nr = SYSCALL_NR(regs);
+	if (nr != NR_futex && nr != NR_futex_wait)
+		return 0;
+	return PT_REGS_PARM1_CORE_SYSCALL(regs);
 }
 
 /* t's thread ID in its own (innermost) PID namespace: what the C library

@@ -27,6 +27,7 @@ struct snapshot_ctx {
 	__u64 start_ns;		/* when the thread was created */
 	__u32 tid, tgid;
 	__u32 ns_tid;		/* tid as the lock words have it (PID namespace) */
+	__u64 waits_on;		/* the futex word the thread sleeps on, or 0 */
 	bool own;
 	bool leader;		/* the main thread: its start is not its program's */
 	char comm[FH_COMM_LEN];
@@ -81,12 +82,12 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 		return 0;
 	verdict = lock_word_verdict(h, c->ns_tid);
 	if (verdict == HELD_NO)
-		return 0;	/* waiting, failed trylock, or inside cond_wait */
-	if (h->kind == FH_KIND_SEM &&
-	    (sem_posted_since(c->tgid, h) || c->tl->pending.addr == h->addr))
-		return 0;	/* another thread posted it since; or its holder
-				 * waits to take it again: a wake-up signal
-				 * (threading.Condition), not a lock */
+		return 0;	/* released, waiting, failed trylock, or inside cond_wait */
+	if (owner_by_newest(h->kind) && !newest_acquirer(c->tgid, h, c->tid))
+		return 0;	/* another thread took it since */
+	if (h->kind == FH_KIND_SEM && (c->waits_on == h->addr || c->tl->pending.addr == h->addr))
+		return 0;	/* its taker waits to take it again: a wake-up
+				 * signal (threading.Condition), not a lock */
 	if (thread_sentinel(c, h))
 		return 0;
 	n = ev->nr_locks;
@@ -102,7 +103,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	l->stack_id = h->stack_gen == stack_gen ? h->stack_id : -1;
 	l->holder_tid = c->tid;
 	l->kind = h->kind;
-	l->depth = h->depth;
+	l->depth = verdict == HELD_YES ? mutex_depth(h) : h->depth;
 	l->flags = (c->own ? FH_LOCK_OWN : 0) | (verdict == HELD_YES ? FH_LOCK_CONFIRMED : 0);
 	__builtin_memcpy(l->holder_comm, c->comm, sizeof(l->holder_comm));
 	ev->nr_locks = n + 1;
@@ -122,6 +123,7 @@ static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct tas
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
 	if (!c.tl)
 		return;
+	c.waits_on = sleeping_futex(t);
 	bpf_probe_read_kernel(c.comm, sizeof(c.comm), t->comm);
 	bpf_loop(FH_HELD_SLOTS, snapshot_slot, &c, 0);
 }

@@ -10,14 +10,8 @@
 /* fork.bpf.c: the thread of a process by the TID its namespace gives it. */
 extern __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3);
 
-#if defined(__TARGET_ARCH_x86)
-#define NR_futex	202
-#define SYSCALL_NR(regs)	((regs)->orig_ax)
-#elif defined(__TARGET_ARCH_arm64)
-#define NR_futex	98
-#define SYSCALL_NR(regs)	((regs)->syscallno)
-#endif
-/* NR_futex_waitv, NR_futex_wait and the futex flags: lockabi.h */
+/* NR_futex and SYSCALL_NR: fh.bpf.h; NR_futex_waitv, NR_futex_wait and the
+ * futex flags: lockabi.h */
 #define WAITV_MAX		8	/* futex_waitv vectors checked in full */
 
 static __always_inline __u32 read_u32(__u64 addr)

@@ -2,19 +2,33 @@
 /*
  * Lock probes: keep, per thread, the locks it has taken and not released.
  *
- * These programs run on every lock call of every traced process, so they do
- * the least that the fork snapshot needs: no map lookups beyond the thread's
- * own storage (but for a semaphore its holder takes again, and a post by a
- * thread that did not take it: one LRU hash lookup or update, which never
- * waits), a few frames by frame pointer, the kernel's stack walk only when
- * asked for. Whether a call succeeded is, for most kinds, read from the
- * lock word at the fork (lock_word_verdict) rather than from a uretprobe;
- * only kinds whose word cannot tell a holder from a waiter (semaphores,
- * spinlocks, user-defined try-locks) confirm their acquisitions on return.
+ * These programs run on lock calls of traced processes, and every run is a
+ * trap the process pays (~5 us on a guest whose hypervisor takes every
+ * exception): so as few of them run as can, one per lock+unlock pair of a
+ * mutex, an rwlock writer, a semaphore or a spinlock, and each does little
+ * (its own task storage, a few user reads, one LRU lookup for a semaphore).
+ *
+ * - Whether a call succeeded is, for most kinds, read from the lock word at
+ *   the fork (lock_word_verdict) rather than from a return probe. A glibc
+ *   mutex's or write lock's word names its holder: their unlocks are not
+ *   probed; a thread's records of locks it released since are stale, and are
+ *   replaced when it takes the same lock again, or pruned (by re-reading
+ *   their words) when its table is full.
+ * - Semaphores and spinlocks are held by their newest acquirer (lock_owners
+ *   in fh.bpf.h): their releases are not probed either. Their words cannot
+ *   tell a holder from a waiter, so an acquisition counts only once it
+ *   succeeded: at a success point (a probe on the conditional jump after the
+ *   atomic instruction that took the lock, which reads ZF: one trap; a failed
+ *   try never reaches it) where the function has one, else on return.
+ * - Read locks are released at the reader half's success point of
+ *   pthread_rwlock_unlock (writers pass elsewhere, for free), or at its
+ *   entry; musl's mutexes and rwlocks (whose words name no holder) and
+ *   --lock-fn locks keep their release probes.
  *
  * Userspace attaches them with uprobe_multi links; the cookie of each probe
  * point carries the lock kind, its layout, the return address's place on the
- * stack and whether the return value confirms the acquisition.
+ * stack, how the point tells success, and the process's hit-counter slot
+ * (include/forkhazard.h).
  */
 #include "fh.bpf.h"
 
@@ -55,9 +69,6 @@ static __always_inline void walk_frame_pointers(struct pt_regs *ctx, __u64 calle
  * timedlock, which calls its trylock; C11 mtx_lock calls pthread_mutex_lock)
  * make one call: the inner ones sit deeper on the stack, close by. */
 #define NEST_MAX_BYTES	4096
-/* ...and follow their outer call at once when nothing waits: a recursive
- * re-lock from a deeper frame comes later than this. */
-#define NEST_MAX_NS	200000
 
 static __always_inline __u64 ret_addr_slot(struct pt_regs *ctx, __u64 cookie)
 {
@@ -97,7 +108,7 @@ static __always_inline void describe_call(struct pt_regs *ctx, __u64 addr, __u64
 	l->flags = FH_COOKIE_FLAGS(cookie) & FH_PROBE_TRY ? FH_HELD_TRY : 0;
 	l->acquired_ns = now;
 	l->caller = caller_of(ra);
-	if (lock_stack == FH_LOCK_STACK_FP) {
+	if (lock_stack == FH_LOCK_STACK_FP && !(FH_COOKIE_FLAGS(cookie) & FH_PROBE_NO_FP)) {
 		walk_frame_pointers(ctx, l->caller, l->fp);
 	} else {
 		for (int i = 0; i < FH_LOCK_FP_FRAMES; i++)
@@ -107,29 +118,62 @@ static __always_inline void describe_call(struct pt_regs *ctx, __u64 addr, __u64
 	l->stack_gen = stack_gen;
 }
 
-/* Free the slots whose lock word says this thread no longer holds them:
- * failed trylocks and timed-out waits are only noticed here, when the
- * thread's table is full. Returns a free slot or -1. */
-static __always_inline int reclaim_slot(struct fh_thread_locks *tl, __u32 tid)
+/* Is slot l of this thread (ns TID for words, pid_tgid for owners) known
+ * not to be held any more? */
+static __always_inline bool stale(const struct fh_held_lock *l, __u32 ns_tid, __u64 pid_tgid)
 {
-	int free_slot = -1;
-
-	for (int i = 0; i < FH_HELD_SLOTS; i++) {
-		if (lock_word_verdict(&tl->slot[i], tid) == HELD_NO) {
-			tl->slot[i].addr = 0;
-			free_slot = i;
-		}
-	}
-	return free_slot;
+	if (lock_word_verdict(l, ns_tid) == HELD_NO)
+		return true;
+	return owner_by_newest(l->kind) && !newest_acquirer(pid_tgid >> 32, l, (__u32)pid_tgid);
 }
 
-/* The slot this thread has for lock addr, or NULL. */
-static __always_inline struct fh_held_lock *find_slot(struct fh_thread_locks *tl, __u64 addr)
+struct reclaim_ctx {
+	struct fh_thread_locks *tl;
+	__u64 pid_tgid;
+	int free_slot;
+};
+
+/* One slot of the reclaim (a bpf_loop callback: verified once, where an
+ * inlined 16-slot loop of word reads multiplies the verifier's states). */
+static long reclaim_one(__u32 i, struct reclaim_ctx *c)
 {
-	for (int i = 0; i < FH_HELD_SLOTS; i++)
-		if (tl->slot[i].addr == addr)
-			return &tl->slot[i];
-	return NULL;
+	struct fh_held_lock *l;
+
+	if (i >= FH_HELD_SLOTS)
+		return 1;
+	l = &c->tl->slot[i];
+	if (stale(l, c->tl->ns_tid, c->pid_tgid)) {
+		l->addr = 0;
+		c->free_slot = (int)i;
+	}
+	return 0;
+}
+
+/* Free the slots this thread no longer holds: released locks whose unlock
+ * is not probed, failed trylocks and timed-out waits are only noticed here,
+ * when the thread's table is full. Returns a free slot or -1. */
+static __always_inline int reclaim_slot(struct fh_thread_locks *tl, __u64 pid_tgid)
+{
+	struct reclaim_ctx c = { .tl = tl, .pid_tgid = pid_tgid, .free_slot = -1 };
+
+	bpf_loop(FH_HELD_SLOTS, reclaim_one, &c, 0);
+	return c.free_slot;
+}
+
+/* The slot of the oldest acquisition: the one to forget when every slot
+ * may still be held. */
+static __always_inline int oldest_slot(const struct fh_thread_locks *tl)
+{
+	__u64 oldest = ~0ULL;
+	int slot = 0;
+
+	for (int i = 0; i < FH_HELD_SLOTS; i++) {
+		if (tl->slot[i].acquired_ns < oldest) {
+			oldest = tl->slot[i].acquired_ns;
+			slot = i;
+		}
+	}
+	return slot;
 }
 
 /* Does a slot for the same lock make this acquisition a recursive one? */
@@ -147,9 +191,23 @@ static __always_inline bool recursive(const struct fh_held_lock *l, __u32 tid)
 	}
 }
 
-/* Put an acquisition into the thread's table. `call` may be the table's own
- * pending entry, so it is copied field by field after the slot is chosen. */
-static __always_inline void hold(struct fh_thread_locks *tl, __u32 tid,
+/* Kinds that can be the same lock: a read and a write lock are (a record of
+ * another kind at the address is of memory reused since). */
+static __always_inline bool same_family(__u32 a, __u32 b)
+{
+	return a == b || ((a == FH_KIND_RWLOCK_READ || a == FH_KIND_RWLOCK_WRITE) &&
+			  (b == FH_KIND_RWLOCK_READ || b == FH_KIND_RWLOCK_WRITE));
+}
+
+/*
+ * Put an acquisition into the thread's table. A record of the same lock is
+ * either a level of recursion (its word says this thread holds it already)
+ * or stale (released since, unprobed; or an attempt that failed): the new
+ * acquisition replaces it, with its own time and stack. A semaphore or
+ * spinlock taken again is a new acquisition too. `call` may be the table's
+ * own pending entry, so it is copied after the slot is chosen.
+ */
+static __always_inline void hold(struct fh_thread_locks *tl, __u64 pid_tgid,
 				 const struct fh_held_lock *call)
 {
 	struct fh_held_lock *l;
@@ -158,17 +216,11 @@ static __always_inline void hold(struct fh_thread_locks *tl, __u32 tid,
 	for (int i = 0; i < FH_HELD_SLOTS; i++) {
 		l = &tl->slot[i];
 		if (l->addr == call->addr) {
-			if (call->kind == FH_KIND_SEM) {
-				/* Retaken by its holder: a wake-up signal
-				 * received, and nobody holds it as a lock.
-				 * Otherwise another thread posted it since:
-				 * this is a new acquisition. */
-				if (!call->depth) {
-					l->addr = 0;
-					return;
-				}
-			} else if (recursive(l, tid)) {
-				l->depth++;
+			if (same_family(l->kind, call->kind) && !owner_by_newest(call->kind) &&
+			    recursive(l, tl->ns_tid)) {
+				/* a glibc mutex's depth is in its word */
+				if (!word_names_holder(l))
+					l->depth++;
 				return;
 			}
 			free_slot = i;
@@ -177,13 +229,13 @@ static __always_inline void hold(struct fh_thread_locks *tl, __u32 tid,
 		if (!l->addr && free_slot < 0)
 			free_slot = i;
 	}
-	if (call->kind == FH_KIND_SEM && !call->depth)
-		return;
 	if (free_slot < 0)
-		free_slot = reclaim_slot(tl, tid);
+		free_slot = reclaim_slot(tl, pid_tgid);
 	if (free_slot < 0) {
+		/* Every slot may still be held: forget the oldest, counted,
+		 * rather than the lock just taken. */
+		free_slot = oldest_slot(tl);
 		stat_inc(FH_STAT_HELD_FULL);
-		return;
 	}
 	l = &tl->slot[free_slot & (FH_HELD_SLOTS - 1)];
 	*l = *call;
@@ -207,131 +259,186 @@ static __always_inline struct fh_thread_locks *thread_locks(bool create)
 
 /*
  * Is this call made from inside the thread's lock call in flight on the same
- * lock? A tail call, or deeper on the stack and either the lock is not ours
- * yet (the outer call is still trying) or it is ours but the outer call has
- * just been made (a recursive re-lock passes through all the nested functions
- * at once).
+ * lock (one lock function calling or jumping to another)? The outer call is
+ * in flight as long as its return address is still in its place on the stack
+ * (once it returns, the next call its caller makes overwrites that place; a
+ * return probe may have replaced the address with the uprobe trampoline, and
+ * caller_of() sees through that). A new call of the same function from the
+ * same frame is a new call; so is one from a shallower frame.
  */
 static __always_inline bool nested_call(struct fh_thread_locks *tl, __u64 addr, __u64 ra,
-					__u64 ip, __u64 now, __u32 tid)
+					__u64 ip)
 {
-	struct fh_held_lock *l;
-
-	if (tl->call_addr != addr)
+	if (tl->call_addr != addr || ra > tl->call_ra)
 		return false;
-	/* One lock function jumping into another (musl's sem_wait into
-	 * sem_timedwait, its pthread_mutex_lock into pthread_mutex_timedlock):
-	 * the same return address, another function, at once. A return probe
-	 * of the first has replaced that address on the stack already: the
-	 * caller is known. Two calls in a row from one frame hit the same
-	 * function, or come later. */
-	if (ra == tl->call_ra)
-		return ip != tl->call_ip && now - tl->call_ns < NEST_MAX_NS;
-	if (ra > tl->call_ra || tl->call_ra - ra > NEST_MAX_BYTES)
+	if (ra == tl->call_ra && ip == tl->call_ip)
 		return false;
-	l = find_slot(tl, addr);
-	if (l && lock_word_verdict(l, tid) == HELD_YES && now - tl->call_ns > NEST_MAX_NS)
+	if (tl->call_ra - ra > NEST_MAX_BYTES)
 		return false;
-	return true;
+	return caller_of(tl->call_ra) == tl->call_ret;
 }
 
-/* Entry of every lock function. */
+#define X86_EFLAGS_ZF	0x40
+
+/* One saved register, loaded at its fixed place in the context: written as
+ * plain field reads, a choice among them can become a variable offset into
+ * the context, which the verifier refuses. (x86-64's pt_regs is the ptrace
+ * layout: its offsets never change.) */
+#define CTX_REG(ctx, field) ({							\
+	__u64 __v;								\
+	asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(__v)			\
+		     : "r"(ctx), "i"(__builtin_offsetof(struct pt_regs, field)));	\
+	__v;									\
+})
+
+/* At a success point: did the atomic instruction just before succeed (ZF),
+ * and which register holds the lock's address? Returns the address, or 0 for
+ * a failed attempt (its retry loop comes back here). The registers are copied
+ * in their hardware order and one is picked by index: one path for the
+ * verifier, where a switch is sixteen. */
+static __always_inline __u64 success_point_lock(struct pt_regs *ctx, __u64 cookie)
+{
+#if defined(__TARGET_ARCH_x86)
+	__u64 regs[16];
+
+	if (!(CTX_REG(ctx, flags) & X86_EFLAGS_ZF))
+		return 0;
+	regs[0] = CTX_REG(ctx, ax);
+	regs[1] = CTX_REG(ctx, cx);
+	regs[2] = CTX_REG(ctx, dx);
+	regs[3] = CTX_REG(ctx, bx);
+	regs[4] = 0;		/* rsp is never a lock's address */
+	regs[5] = CTX_REG(ctx, bp);
+	regs[6] = CTX_REG(ctx, si);
+	regs[7] = CTX_REG(ctx, di);
+	regs[8] = CTX_REG(ctx, r8);
+	regs[9] = CTX_REG(ctx, r9);
+	regs[10] = CTX_REG(ctx, r10);
+	regs[11] = CTX_REG(ctx, r11);
+	regs[12] = CTX_REG(ctx, r12);
+	regs[13] = CTX_REG(ctx, r13);
+	regs[14] = CTX_REG(ctx, r14);
+	regs[15] = CTX_REG(ctx, r15);
+	return regs[FH_COOKIE_REG(cookie) & 15];
+#else
+	return 0;	/* userspace places success points on x86-64 only */
+#endif
+}
+
+/* Every lock acquisition probe: a function's entry (or the first point every
+ * call passes), or a success point. */
 SEC("uprobe")
 int lock_acquire(struct pt_regs *ctx)
 {
-	__u64 addr = PT_REGS_PARM1(ctx), ip = PT_REGS_IP(ctx);
-	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx), pid_tgid = bpf_get_current_pid_tgid();
+	bool point = FH_COOKIE_FLAGS(cookie) & FH_PROBE_ZF_SUCCESS;
+	__u64 addr, ip = PT_REGS_IP(ctx), ra, now;
 	struct fh_thread_locks *tl;
-	struct fh_held_lock call, *l;
-	__u64 ra, now;
-	__u32 tid;
+	struct fh_held_lock call;
 
+	count_hit(cookie);
 	/* --track-all probes every process, ours included: keep out of it */
-	if (!addr || (__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid)
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	addr = point ? success_point_lock(ctx, cookie) : PT_REGS_PARM1(ctx);
+	if (!addr)
 		return 0;
 	tl = thread_locks(true);
 	if (!tl)
 		return 0;
-	tid = tl->ns_tid;
 	ra = ret_addr_slot(ctx, cookie);
 	now = bpf_ktime_get_ns();
-	if (nested_call(tl, addr, ra, ip, now, tid))
-		return 0;
-	tl->call_addr = addr;
-	tl->call_ra = ra;
-	tl->call_ip = ip;
-	tl->call_ns = now;
+	if (!point) {
+		if (nested_call(tl, addr, ra, ip))
+			return 0;
+		tl->call_addr = addr;
+		tl->call_ra = ra;
+		tl->call_ip = ip;
+	}
 	if (FH_COOKIE_FLAGS(cookie) & FH_PROBE_CONFIRM_RET) {
 		/* Confirmed by lock_acquired() when (and if) it returns 0. */
 		describe_call(ctx, addr, cookie, ra, now, &tl->pending);
 		tl->pending_ra = ra;
-		/* A semaphore its holder takes again, with no post by another
-		 * thread since: the threading.Condition waiter pattern (taken
-		 * once, then waited on until another thread posts it). What
-		 * this call gets is a signal, not a lock. */
-		if (FH_COOKIE_KIND(cookie) == FH_KIND_SEM) {
-			l = find_slot(tl, addr);
-			if (l && !sem_posted_since(bpf_get_current_pid_tgid() >> 32, l))
-				tl->pending.depth = 0;
-		}
+		tl->call_ret = tl->pending.caller;
 		return 0;
 	}
 	describe_call(ctx, addr, cookie, ra, now, &call);
-	hold(tl, tid, &call);
+	if (!point)
+		tl->call_ret = call.caller;
+	hold(tl, pid_tgid, &call);
+	if (owner_by_newest(call.kind))
+		set_newest_acquirer(pid_tgid, &call);
 	return 0;
 }
 
-/* Return of the lock functions whose return value confirms the acquisition. */
+/* Return of the lock functions whose return value confirms the acquisition
+ * (those without a success point). */
 SEC("uretprobe")
 int lock_acquired(struct pt_regs *ctx)
 {
-	struct fh_thread_locks *tl = thread_locks(false);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct fh_thread_locks *tl;
 
+	count_hit(bpf_get_attach_cookie(ctx));
+	tl = thread_locks(false);
 	if (!tl || !tl->pending.addr)
 		return 0;
 	/* A lock function nested in the pending call returns: the stack
 	 * pointer is still below the outer call's return address. */
 	if (PT_REGS_SP(ctx) <= tl->pending_ra)
 		return 0;
-	if ((__s32)PT_REGS_RC(ctx) == 0)	/* an int: the upper half is not defined */
-		hold(tl, tl->ns_tid, &tl->pending);
+	if ((__s32)PT_REGS_RC(ctx) == 0) {	/* an int: the upper half is not defined */
+		hold(tl, pid_tgid, &tl->pending);
+		if (owner_by_newest(tl->pending.kind))
+			set_newest_acquirer(pid_tgid, &tl->pending);
+	}
 	tl->pending.addr = 0;
 	if (tl->call_ra == tl->pending_ra)
 		tl->call_addr = 0;	/* the outer call is over */
 	return 0;
 }
 
+/* Releases that are probed: read locks (at pthread_rwlock_unlock's reader
+ * success point, or its entry), musl's mutexes and rwlocks, --lock-fn locks;
+ * and sem_destroy (a semaphore freed while taken: a timed-out Condition
+ * waiter of CPython), which makes its semaphore nobody's. */
 SEC("uprobe")
 int lock_release(struct pt_regs *ctx)
 {
-	__u64 addr = PT_REGS_PARM1(ctx);
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	struct fh_thread_locks *tl = thread_locks(false);
+	__u64 cookie = bpf_get_attach_cookie(ctx), pid_tgid = bpf_get_current_pid_tgid();
+	struct fh_thread_locks *tl;
+	__u64 addr;
 
-	if (tl) {
-		if (tl->call_addr == addr)
-			tl->call_addr = 0;	/* the next call on it is a new one */
-		for (int i = 0; i < FH_HELD_SLOTS; i++) {
-			struct fh_held_lock *l = &tl->slot[i];
+	count_hit(cookie);
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	addr = FH_COOKIE_FLAGS(cookie) & FH_PROBE_ZF_SUCCESS ? success_point_lock(ctx, cookie) :
+								 PT_REGS_PARM1(ctx);
+	if (!addr)
+		return 0;
+	if (owner_by_newest(FH_COOKIE_KIND(cookie))) {
+		/* destroyed: nobody's (a semaphore never taken has no entry) */
+		struct owner_key key = { .tgid = pid_tgid >> 32, .addr = addr };
+		struct lock_owner *o = bpf_map_lookup_elem(&lock_owners, &key);
 
-			if (l->addr != addr)
-				continue;
-			if (l->depth > 1)
-				l->depth--;
-			else
-				l->addr = 0;
-			return 0;
-		}
+		if (o)
+			o->tid = 0;
 	}
-	if (FH_COOKIE_KIND(cookie) == FH_KIND_SEM &&
-	    (__u32)(bpf_get_current_pid_tgid() >> 32) != self_tgid) {
-		/* Posted (or destroyed) by a thread that did not take it:
-		 * whoever did no longer holds it (sem_posted_since() at the
-		 * fork, and when its taker takes it again). */
-		struct sem_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .addr = addr };
-		__u64 now = bpf_ktime_get_ns();
+	tl = thread_locks(false);
+	if (!tl)
+		return 0;
+	if (tl->call_addr == addr)
+		tl->call_addr = 0;	/* the next call on it is a new one */
+	for (int i = 0; i < FH_HELD_SLOTS; i++) {
+		struct fh_held_lock *l = &tl->slot[i];
 
-		bpf_map_update_elem(&sem_posts, &key, &now, BPF_ANY);
+		if (l->addr != addr)
+			continue;
+		if (l->depth > 1)
+			l->depth--;
+		else
+			l->addr = 0;
+		return 0;
 	}
 	return 0;
 }

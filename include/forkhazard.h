@@ -69,16 +69,35 @@ enum fh_layout {
  *              probe point, in 8-byte words (0 at a function's entry)
  *   bits 16-23 enum fh_layout
  *   bits 24-31 FH_PROBE_* flags
+ *   bits 32-39 with FH_PROBE_ZF_SUCCESS: the x86-64 register number holding
+ *              the lock's address at the point (0 rax, 1 rcx, 2 rdx, 3 rbx,
+ *              4 rsp, 5 rbp, 6 rsi, 7 rdi, 8-15 r8-r15); otherwise 0 and the
+ *              address is the first argument
+ *   bits 40-63 the process's slot in the `lock_hits` map (0: not counted
+ *              per process: a system-wide probe)
  */
 #define FH_PROBE_CONFIRM_RET	0x1	/* the acquisition counts only if it returns 0 */
 #define FH_PROBE_TRY		0x2	/* a try function: never waits */
+/* A success point (src/placement.h): a conditional jump right after the
+ * atomic instruction that takes (or, for a release probe, releases) the lock;
+ * the operation happened exactly when ZF is set. */
+#define FH_PROBE_ZF_SUCCESS	0x4
+/* %rbp is not the caller's frame pointer at this point (a success point
+ * inside code that uses it for data): record no frame-pointer frames. */
+#define FH_PROBE_NO_FP		0x8
 
 #define FH_COOKIE(kind, ret_slot, layout, flags) \
 	((__u64)(kind) | ((__u64)(ret_slot) << 8) | ((__u64)(layout) << 16) | ((__u64)(flags) << 24))
+#define FH_COOKIE_REG_SHIFT		32
+#define FH_COOKIE_HIT_SLOT_SHIFT	40
 #define FH_COOKIE_KIND(c)		((__u32)((c) & 0xff))
 #define FH_COOKIE_RET_SLOT(c)		((__u32)(((c) >> 8) & 0xff))
 #define FH_COOKIE_LAYOUT(c)		((__u32)(((c) >> 16) & 0xff))
 #define FH_COOKIE_FLAGS(c)		((__u32)(((c) >> 24) & 0xff))
+#define FH_COOKIE_REG(c)		((__u32)(((c) >> FH_COOKIE_REG_SHIFT) & 0xff))
+#define FH_COOKIE_HIT_SLOT(c)		((__u32)((c) >> FH_COOKIE_HIT_SLOT_SHIFT))
+/* Per-process hit slots the cookie can name (24 bits, 0 reserved). */
+#define FH_MAX_HIT_SLOTS		((1u << 24) - 1)
 
 /* One lock a thread is believed to hold; kept in task storage. */
 struct fh_held_lock {
@@ -90,9 +109,9 @@ struct fh_held_lock {
 	__u32 stack_gen;	/* stack map generation stack_id belongs to */
 	__u8 kind;		/* enum fh_lock_kind */
 	__u8 layout;		/* enum fh_layout */
-	__u16 depth;		/* recursive acquisitions still to release; in
-				 * `pending`, 0 marks a semaphore retaken by its
-				 * holder: a wake-up signal, not a lock */
+	__u16 depth;		/* recursive acquisitions still to release, for
+				 * kinds whose releases are probed (a glibc
+				 * mutex's depth is read from its word) */
 	__u32 flags;		/* FH_HELD_* */
 };
 
@@ -110,7 +129,8 @@ struct fh_thread_locks {
 	__u64 call_addr;	/* its lock; 0: none */
 	__u64 call_ra;		/* stack address of its return address */
 	__u64 call_ip;		/* the probe it hit (which function) */
-	__u64 call_ns;		/* when it was made */
+	__u64 call_ret;		/* the return address it had: while the stack
+				 * still holds it there, the call is in flight */
 	/* This thread's TID in its own PID namespace: what lock words hold
 	 * (0 until the first lock call sets it). */
 	__u32 ns_tid;
@@ -251,7 +271,8 @@ enum fh_stat {
 	FH_STAT_HAZARDS,	/* ... of which another thread held a lock */
 	FH_STAT_DEADLOCKS,	/* children found blocked forever */
 	FH_STAT_LOST,		/* events dropped: ring buffer full */
-	FH_STAT_HELD_FULL,	/* acquisitions not tracked: thread's slots full */
+	FH_STAT_HELD_FULL,	/* locks forgotten: a thread's slots were full of
+				 * locks it may still hold (the oldest made room) */
 	FH_STAT_PROCS_FULL,	/* processes not traced: `procs` map full */
 	FH_STAT_CHILDREN_FULL,	/* children not followed: `children` map full */
 	FH_STAT_STACKS_LOST,	/* stacks not recorded: stack map full or error */

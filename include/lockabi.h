@@ -50,6 +50,9 @@
  */
 #define GLIBC_MUTEX_OWNER	8
 #define GLIBC_MUTEX_KIND	16
+/* __count at 4: a recursive mutex's acquisitions by its holder (0 for the
+ * other types) */
+#define GLIBC_MUTEX_COUNT	4
 /* every bit __kind may have: type, robust, PI, PP, pshared, elision */
 #define GLIBC_MUTEX_KIND_BITS	0x3ffu
 
@@ -91,6 +94,8 @@
 #define MUSL_RWLOCK_WRITER	0x7fffffff
 
 /* Semaphores, glibc and musl: the value in the first 32 bits (musl sets the
- * sign bit while a thread waits); above 0, nobody holds it as a lock. */
+ * sign bit while a thread waits); above 0, nobody holds it as a lock. A
+ * waiter sleeps on the futex at the semaphore's own address (glibc's 64-bit
+ * sem_t: the value is the low half, first on little-endian machines). */
 
 #endif /* FH_LOCKABI_H */

@@ -12,10 +12,13 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include "bpf_compat.h"
 #include "clib.h"
 #include "elfsyms.h"
 #include "forkhazard.h"
+#include "lockabi.h"
 #include "log.h"
 #include "placement.h"
 #include "probes.h"
@@ -24,9 +27,13 @@
 /* How a probed function moves a lock. */
 enum lock_op {
 	OP_ACQUIRE,		/* the lock word tells at the fork whether it worked */
-	OP_ACQUIRE_RET,		/* counts only if it returns 0 */
+	OP_ACQUIRE_RET,		/* counts only if it succeeds (returns 0) */
 	OP_RELEASE,
 };
+
+/* lock_fn.how */
+#define FN_POINTS	0x1	/* at its success points where it has them (placement.h) */
+#define FN_MUSL		0x2	/* probed in musl only: glibc's word names the holder */
 
 /*
  * The lock functions probed in each C library. A kind is a few rows here and
@@ -34,51 +41,56 @@ enum lock_op {
  * std::shared_mutex call the pthread functions. C11 mtx_lock calls
  * pthread_mutex_lock in glibc, but takes a free mutex itself in musl: it is
  * probed too, and the probes see one call where lock functions call each
- * other on the same lock (bpf/locks.bpf.c, nested_call). mtx_unlock calls
- * pthread_mutex_unlock in both: not probed, or a recursive mutex would be
- * released twice.
+ * other on the same lock (bpf/locks.bpf.c, nested_call).
+ *
+ * Releases cost a trap each, so only those the fork snapshot needs are
+ * probed. A glibc mutex's and write lock's word names its holder: unlocking
+ * them is not probed (musl's normal mutexes and rwlocks name nobody: it is
+ * there). Read locks are released at pthread_rwlock_unlock's reader success
+ * point (the writer half branches away before it). A semaphore or spinlock is
+ * held by its newest acquirer (bpf/fh.bpf.h, lock_owners): sem_post and
+ * pthread_spin_unlock are not probed; sem_destroy is (a semaphore freed while
+ * taken: a timed-out Condition waiter of CPython). mtx_unlock calls
+ * pthread_mutex_unlock in both libraries: never probed.
  */
 static const struct lock_fn {
 	const char *name;
 	enum fh_lock_kind kind;
 	enum lock_op op;
 	unsigned int flags;	/* FH_PROBE_TRY */
+	unsigned int how;	/* FN_* */
 } lock_fns[] = {
 	{ "pthread_mutex_lock",         FH_KIND_MUTEX,        OP_ACQUIRE },
-	{ "pthread_mutex_trylock",      FH_KIND_MUTEX,        OP_ACQUIRE, FH_PROBE_TRY },
+	{ "pthread_mutex_trylock",      FH_KIND_MUTEX,        OP_ACQUIRE, FH_PROBE_TRY, FN_POINTS },
 	{ "pthread_mutex_timedlock",    FH_KIND_MUTEX,        OP_ACQUIRE },
 	{ "pthread_mutex_clocklock",    FH_KIND_MUTEX,        OP_ACQUIRE },
-	{ "pthread_mutex_unlock",       FH_KIND_MUTEX,        OP_RELEASE },
+	{ "pthread_mutex_unlock",       FH_KIND_MUTEX,        OP_RELEASE, 0, FN_MUSL },
 	{ "mtx_lock",                   FH_KIND_MUTEX,        OP_ACQUIRE },
-	{ "mtx_trylock",                FH_KIND_MUTEX,        OP_ACQUIRE, FH_PROBE_TRY },
+	{ "mtx_trylock",                FH_KIND_MUTEX,        OP_ACQUIRE, FH_PROBE_TRY, FN_POINTS },
 	{ "mtx_timedlock",              FH_KIND_MUTEX,        OP_ACQUIRE },
 	{ "pthread_rwlock_rdlock",      FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
-	{ "pthread_rwlock_tryrdlock",   FH_KIND_RWLOCK_READ,  OP_ACQUIRE, FH_PROBE_TRY },
+	{ "pthread_rwlock_tryrdlock",   FH_KIND_RWLOCK_READ,  OP_ACQUIRE, FH_PROBE_TRY, FN_POINTS },
 	{ "pthread_rwlock_timedrdlock", FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
 	{ "pthread_rwlock_clockrdlock", FH_KIND_RWLOCK_READ,  OP_ACQUIRE },
 	{ "pthread_rwlock_wrlock",      FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
-	{ "pthread_rwlock_trywrlock",   FH_KIND_RWLOCK_WRITE, OP_ACQUIRE, FH_PROBE_TRY },
+	{ "pthread_rwlock_trywrlock",   FH_KIND_RWLOCK_WRITE, OP_ACQUIRE, FH_PROBE_TRY, FN_POINTS },
 	{ "pthread_rwlock_timedwrlock", FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
 	{ "pthread_rwlock_clockwrlock", FH_KIND_RWLOCK_WRITE, OP_ACQUIRE },
-	{ "pthread_rwlock_unlock",      FH_KIND_RWLOCK_READ,  OP_RELEASE },
-	/* A semaphore's word cannot tell its holder from a waiter: confirm
-	 * on return. sem_post releases whichever thread took it; so does
-	 * sem_destroy (a lock freed while taken: a timed-out Condition
-	 * waiter of CPython). */
-	{ "sem_wait",                   FH_KIND_SEM,          OP_ACQUIRE_RET },
-	{ "sem_trywait",                FH_KIND_SEM,          OP_ACQUIRE_RET, FH_PROBE_TRY },
-	{ "sem_timedwait",              FH_KIND_SEM,          OP_ACQUIRE_RET },
-	{ "sem_clockwait",              FH_KIND_SEM,          OP_ACQUIRE_RET },
-	{ "sem_post",                   FH_KIND_SEM,          OP_RELEASE },
+	{ "pthread_rwlock_unlock",      FH_KIND_RWLOCK_READ,  OP_RELEASE, 0, FN_POINTS },
+	/* A semaphore's or spinlock's word cannot tell its holder from a
+	 * waiter (a spinning one, for a spinlock): confirmed acquisitions only. */
+	{ "sem_wait",                   FH_KIND_SEM,          OP_ACQUIRE_RET, 0, FN_POINTS },
+	{ "sem_trywait",                FH_KIND_SEM,          OP_ACQUIRE_RET, FH_PROBE_TRY, FN_POINTS },
+	{ "sem_timedwait",              FH_KIND_SEM,          OP_ACQUIRE_RET, 0, FN_POINTS },
+	{ "sem_clockwait",              FH_KIND_SEM,          OP_ACQUIRE_RET, 0, FN_POINTS },
 	{ "sem_destroy",                FH_KIND_SEM,          OP_RELEASE },
-	/* A spinning waiter looks like a holder too. */
-	{ "pthread_spin_lock",          FH_KIND_SPIN,         OP_ACQUIRE_RET },
-	{ "pthread_spin_trylock",       FH_KIND_SPIN,         OP_ACQUIRE_RET, FH_PROBE_TRY },
-	{ "pthread_spin_unlock",        FH_KIND_SPIN,         OP_RELEASE },
+	{ "pthread_spin_lock",          FH_KIND_SPIN,         OP_ACQUIRE_RET, 0, FN_POINTS },
+	{ "pthread_spin_trylock",       FH_KIND_SPIN,         OP_ACQUIRE_RET, FH_PROBE_TRY, FN_POINTS },
 };
 #define N_LOCK_FNS	(sizeof(lock_fns) / sizeof(lock_fns[0]))
 #define N_LINK_OPS	3		/* one uprobe_multi link per lock_op */
-#define MAX_POINTS	(N_LOCK_FNS * ELF_MAX_ALIASES)
+#define MAX_FN_POINTS	4		/* success points kept per function */
+#define MAX_POINTS	(N_LOCK_FNS * ELF_MAX_ALIASES * 2)
 
 #define MAX_MODULES		64	/* distinct lock libraries on the machine */
 #define MAX_MODS_PER_PROC	8
@@ -93,6 +105,7 @@ struct lock_module {
 	unsigned long off[N_LINK_OPS][MAX_POINTS];
 	__u64 cookie[N_LINK_OPS][MAX_POINTS];
 	int nfns;
+	int npoints_zf;		/* of the points: success points */
 	int global_links[N_LINK_OPS];	/* system-wide links, -1 if none */
 	bool told;		/* -v said it has no lock functions */
 };
@@ -100,6 +113,7 @@ struct lock_module {
 struct probed_proc {
 	pid_t pid;
 	int pidfd;
+	unsigned int hit_slot;	/* its counter in the lock_hits map; 0: none */
 	int nmods;
 	struct {
 		struct lock_module *mod;
@@ -118,6 +132,7 @@ struct user_lock_fn {
 
 struct probes {
 	int prog_fd[N_LINK_OPS];
+	int hits_fd;		/* the lock_hits map, or -1 */
 	bool at_entry;		/* never move probes off function entries */
 	struct lock_module modules[MAX_MODULES];
 	int nmodules;
@@ -125,6 +140,7 @@ struct probes {
 	int nuser_fns;
 	struct probed_proc *procs;
 	int nprocs, max_procs, refused;
+	bool *slot_used;	/* lock_hits slots 1..max_procs in use */
 	int links;
 };
 
@@ -135,10 +151,14 @@ struct probes *probes_new(const struct probes_opts *o)
 	if (!p)
 		return NULL;
 	p->procs = calloc((size_t)o->max_procs, sizeof(*p->procs));
-	if (!p->procs) {
+	p->slot_used = calloc((size_t)o->max_procs + 1, sizeof(*p->slot_used));
+	if (!p->procs || !p->slot_used) {
+		free(p->procs);
+		free(p->slot_used);
 		free(p);
 		return NULL;
 	}
+	p->hits_fd = o->hits_fd;
 	p->prog_fd[OP_ACQUIRE] = o->acquire_fd;
 	p->prog_fd[OP_ACQUIRE_RET] = o->acquired_fd;
 	p->prog_fd[OP_RELEASE] = o->release_fd;
@@ -197,7 +217,66 @@ static void release_proc(struct probes *p, struct probed_proc *pp)
 		close_links(p, pp->mods[m].links);
 	if (pp->pidfd >= 0)
 		close(pp->pidfd);
+	p->slot_used[pp->hit_slot] = false;
 	*pp = p->procs[--p->nprocs];
+}
+
+/* A free lock_hits slot for a new process, its per-CPU counters zeroed; 0
+ * (counted nowhere) if the map is not there or cannot be written. */
+static unsigned int take_hit_slot(struct probes *p)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 *zero;
+
+	if (p->hits_fd < 0 || ncpus <= 0)
+		return 0;
+	for (int i = 1; i <= p->max_procs; i++) {
+		__u32 key = (__u32)i;
+		int err;
+
+		if (p->slot_used[i])
+			continue;
+		zero = calloc((size_t)ncpus, sizeof(*zero));
+		if (!zero)
+			return 0;
+		err = bpf_map_update_elem(p->hits_fd, &key, zero, BPF_ANY);
+		free(zero);
+		if (err)
+			return 0;
+		p->slot_used[i] = true;
+		return (unsigned int)i;
+	}
+	return 0;
+}
+
+int probes_hits(const struct probes *p, pid_t pid, uint64_t *hits)
+{
+	int ncpus = libbpf_num_possible_cpus();
+
+	for (int i = 0; i < p->nprocs; i++) {
+		const struct probed_proc *pp = &p->procs[i];
+		__u32 key = pp->hit_slot;
+		__u64 *per_cpu;
+		int err = 0;
+
+		if (pp->pid != pid)
+			continue;
+		if (!key || ncpus <= 0)
+			return -ENODATA;
+		per_cpu = calloc((size_t)ncpus, sizeof(*per_cpu));
+		if (!per_cpu)
+			return -ENOMEM;
+		if (bpf_map_lookup_elem(p->hits_fd, &key, per_cpu)) {
+			err = -errno;
+		} else {
+			*hits = 0;
+			for (int c = 0; c < ncpus; c++)
+				*hits += per_cpu[c];
+		}
+		free(per_cpu);
+		return err;
+	}
+	return -ENOENT;
 }
 
 void probes_free(struct probes *p)
@@ -209,6 +288,7 @@ void probes_free(struct probes *p)
 	for (int i = 0; i < p->nmodules; i++)
 		close_links(p, p->modules[i].global_links);
 	free(p->procs);
+	free(p->slot_used);
 	free(p);
 }
 
@@ -264,29 +344,121 @@ static void add_point(struct lock_module *mod, enum lock_op op, unsigned long of
 	if (mod->npoints[op] < (int)MAX_POINTS) {
 		mod->off[op][mod->npoints[op]] = off;
 		mod->cookie[op][mod->npoints[op]++] = cookie;
+	} else {
+		log_warn("too many lock probe points in one library: one left out");
 	}
 }
 
-/* Add the probe points of (name, kind, op) found in funcs[i]. */
-static void add_function(struct probes *p, struct lock_module *mod, int fd, const char *path,
-			 const struct elf_func *f, enum fh_lock_kind kind, enum lock_op op,
-			 unsigned int flags, enum fh_layout layout)
+/* Functions that never return: the success-point analysis ends a path at a
+ * call to one (glibc's lock functions call the first two on fatal errors). */
+static const char *const noreturn_names[] = {
+	"__stack_chk_fail", "__libc_fatal", "__fortify_fail", "__chk_fail", "__assert_fail",
+	"abort", "_exit", "exit",
+};
+#define N_NORETURN	(sizeof(noreturn_names) / sizeof(noreturn_names[0]))
+
+/* A lock library's code, as placement.c reads it: file offsets throughout
+ * (branches within the text segment keep their distances). */
+struct module_code {
+	int fd;
+	uint64_t noreturn[N_NORETURN * ELF_MAX_ALIASES];
+	size_t nnoreturn;
+};
+
+static size_t read_module_code(void *ctx, uint64_t off, uint8_t *buf, size_t len)
 {
+	const struct module_code *mc = ctx;
+	ssize_t n = pread(mc->fd, buf, len, (off_t)off);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+static void module_code_init(struct module_code *mc, int fd)
+{
+	struct elf_func funcs[N_NORETURN];
+
+	memset(mc, 0, sizeof(*mc));
+	mc->fd = fd;
+	for (size_t i = 0; i < N_NORETURN; i++)
+		funcs[i].name = noreturn_names[i];
+	if (elf_find_funcs(fd, funcs, N_NORETURN))
+		return;
+	for (size_t i = 0; i < N_NORETURN; i++)
+		for (int a = 0; a < funcs[i].n; a++)
+			mc->noreturn[mc->nnoreturn++] = funcs[i].file_offset[a];
+}
+
+/*
+ * Probe one function at its success points (placement.h) rather than at its
+ * entry and return: one trap per successful acquisition (or read unlock)
+ * instead of two or more. Returns the number of points added, or <= 0 when
+ * the function has none the analysis can vouch for.
+ */
+static int add_success_points(struct probes *p, struct lock_module *mod,
+			      const struct module_code *mc, const struct elf_func *f, int alias,
+			      enum fh_lock_kind kind, enum lock_op op, unsigned int flags,
+			      enum fh_layout layout, const char *path)
+{
+#if defined(__x86_64__)
+	struct placement_code code = { read_module_code, (void *)mc, mc->noreturn,
+				       mc->nnoreturn };
+	struct success_point sp[MAX_FN_POINTS];
+	int n;
+
+	if (p->at_entry || !f->size[alias])
+		return 0;
+	n = placement_success_points(&code, f->file_offset[alias], f->size[alias],
+				     /* the writer half of pthread_rwlock_unlock
+				      * clears __cur_writer before releasing */
+				     op == OP_RELEASE && layout == FH_LAYOUT_GLIBC ?
+				     GLIBC_RWLOCK_CUR_WRITER : -1, sp, MAX_FN_POINTS);
+	for (int i = 0; i < n; i++) {
+		__u64 cookie = FH_COOKIE(kind, sp[i].ret_slot, layout,
+					 flags | FH_PROBE_ZF_SUCCESS |
+					 (sp[i].keeps_fp ? 0 : FH_PROBE_NO_FP)) |
+			       ((__u64)sp[i].reg << FH_COOKIE_REG_SHIFT);
+
+		add_point(mod, op == OP_RELEASE ? OP_RELEASE : OP_ACQUIRE, sp[i].offset, cookie);
+		log_debug("%s: %s probed at a success point, file offset 0x%llx (lock in register %u)",
+			  path, f->name, (unsigned long long)sp[i].offset, sp[i].reg);
+	}
+	if (n > 0)
+		mod->npoints_zf += n;
+	return n;
+#else
+	(void)p, (void)mod, (void)mc, (void)f, (void)alias, (void)kind, (void)op, (void)flags,
+	(void)layout, (void)path;
+	return 0;
+#endif
+}
+
+/* Add the probe points of (name, kind, op) found in funcs[i]. */
+static void add_function(struct probes *p, struct lock_module *mod, const struct module_code *mc,
+			 const char *path, const struct elf_func *f, const struct lock_fn *fn,
+			 enum fh_layout layout)
+{
+	enum lock_op op = fn->op;
+
+	if ((fn->how & FN_MUSL) && layout != FH_LAYOUT_MUSL)
+		return;
 	for (int a = 0; a < f->n; a++) {
 		struct probe_point pp;
 		__u64 cookie;
 
-		/* A pending acquisition rewritten, a return seen twice, a
-		 * semaphore released twice: harmless repeats (not so for a
-		 * recursive mutex's depth). */
-		place_probe(p, fd, f, a, op == OP_ACQUIRE_RET,
-			    op == OP_ACQUIRE_RET || (op == OP_RELEASE && kind == FH_KIND_SEM), path, &pp);
+		if ((fn->how & FN_POINTS) &&
+		    add_success_points(p, mod, mc, f, a, fn->kind, op, fn->flags, layout, path) > 0) {
+			mod->nfns++;
+			continue;
+		}
+		/* A pending acquisition rewritten, a return seen twice: harmless
+		 * repeats (not so for a recursive mutex's depth). */
+		place_probe(p, mc->fd, f, a, op == OP_ACQUIRE_RET, op == OP_ACQUIRE_RET, path, &pp);
 		if (pp.unprobeable) {
 			log_info("%s: %s cannot carry a uprobe: not tracked", path, f->name);
 			continue;
 		}
-		cookie = FH_COOKIE(kind, pp.ret_slot, layout,
-				   flags | (op == OP_ACQUIRE_RET ? FH_PROBE_CONFIRM_RET : 0));
+		cookie = FH_COOKIE(fn->kind, pp.ret_slot, layout,
+				   fn->flags | (op == OP_ACQUIRE_RET ? FH_PROBE_CONFIRM_RET : 0));
 		if (op == OP_ACQUIRE_RET) {
 			/* entry and return at the same point: one trap for both */
 			add_point(mod, OP_ACQUIRE, f->file_offset[a] + pp.offset, cookie);
@@ -325,6 +497,9 @@ static int resolve_fd(struct probes *p, int fd, dev_t dev, ino_t ino, const char
 		      struct lock_module **out)
 {
 	struct elf_func funcs[N_LOCK_FNS], user[2];
+	struct lock_fn acquire = { .kind = FH_KIND_CUSTOM }, release = {
+		.kind = FH_KIND_CUSTOM, .op = OP_RELEASE };
+	struct module_code mc;
 	struct lock_module *mod;
 	enum fh_layout layout;
 	int err;
@@ -344,9 +519,9 @@ static int resolve_fd(struct probes *p, int fd, dev_t dev, ino_t ino, const char
 	for (int op = 0; op < N_LINK_OPS; op++)
 		mod->global_links[op] = -1;
 	layout = detect_layout(fd, name);
+	module_code_init(&mc, fd);
 	for (size_t i = 0; i < N_LOCK_FNS; i++)
-		add_function(p, mod, fd, name, &funcs[i], lock_fns[i].kind, lock_fns[i].op,
-			     lock_fns[i].flags, layout);
+		add_function(p, mod, &mc, name, &funcs[i], &lock_fns[i], layout);
 	for (int u = 0; u < p->nuser_fns; u++) {
 		const struct user_lock_fn *uf = &p->user_fns[u];
 
@@ -359,19 +534,20 @@ static int resolve_fd(struct probes *p, int fd, dev_t dev, ino_t ino, const char
 				 uf->release);
 			continue;
 		}
-		add_function(p, mod, fd, name, &user[0], FH_KIND_CUSTOM,
-			     uf->try_ret ? OP_ACQUIRE_RET : OP_ACQUIRE, 0, layout);
-		add_function(p, mod, fd, name, &user[1], FH_KIND_CUSTOM, OP_RELEASE, 0, layout);
+		acquire.name = uf->acquire;
+		acquire.op = uf->try_ret ? OP_ACQUIRE_RET : OP_ACQUIRE;
+		release.name = uf->release;
+		add_function(p, mod, &mc, name, &user[0], &acquire, layout);
+		add_function(p, mod, &mc, name, &user[1], &release, layout);
 	}
-	/* Both ends are needed: acquisitions never released would pile up. */
-	if (!mod->npoints[OP_RELEASE] || (!mod->npoints[OP_ACQUIRE] && !mod->npoints[OP_ACQUIRE_RET]))
+	if (!mod->npoints[OP_ACQUIRE] && !mod->npoints[OP_ACQUIRE_RET])
 		mod->nfns = 0;
 	*out = mod;
 	if (!mod->nfns)
 		return -ENODATA;
-	log_debug("lock functions in %s (%s layout): %d entry, %d return, %d release points",
+	log_debug("lock functions in %s (%s layout): %d acquisition points (%d of them success points), %d return, %d release points",
 		  name, layout == FH_LAYOUT_MUSL ? "musl" : "glibc", mod->npoints[OP_ACQUIRE],
-		  mod->npoints[OP_ACQUIRE_RET], mod->npoints[OP_RELEASE]);
+		  mod->npoints_zf, mod->npoints[OP_ACQUIRE_RET], mod->npoints[OP_RELEASE]);
 	return 0;
 }
 
@@ -400,15 +576,21 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 	return err;
 }
 
+/* The links of one module, for one process (pid, counted in lock_hits slot
+ * hit_slot) or every process (pid 0). */
 static int attach_module(struct probes *p, struct lock_module *mod, const char *path,
-			 pid_t pid, int links[N_LINK_OPS])
+			 pid_t pid, unsigned int hit_slot, int links[N_LINK_OPS])
 {
+	__u64 cookies[MAX_POINTS];
+
 	for (int op = 0; op < N_LINK_OPS; op++)
 		links[op] = -1;
 	for (int op = 0; op < N_LINK_OPS; op++) {
 		if (!mod->npoints[op])
 			continue;
-		links[op] = uprobe_multi_link(p->prog_fd[op], path, mod->off[op], mod->cookie[op],
+		for (int i = 0; i < mod->npoints[op]; i++)
+			cookies[i] = mod->cookie[op][i] | ((__u64)hit_slot << FH_COOKIE_HIT_SLOT_SHIFT);
+		links[op] = uprobe_multi_link(p->prog_fd[op], path, mod->off[op], cookies,
 					      mod->npoints[op], pid, op == OP_ACQUIRE_RET);
 		if (links[op] < 0) {
 			int err = links[op];
@@ -465,7 +647,7 @@ static int attach_resolved(struct attach_walk *w, struct lock_module *mod, const
 	int links[N_LINK_OPS], err;
 
 	if (!w->per_process) {
-		if (mod->global_links[OP_RELEASE] >= 0)
+		if (mod->global_links[OP_ACQUIRE] >= 0 || mod->global_links[OP_ACQUIRE_RET] >= 0)
 			return 0;
 	} else {
 		for (int i = 0; i < w->pp->nmods; i++)
@@ -474,7 +656,8 @@ static int attach_resolved(struct attach_walk *w, struct lock_module *mod, const
 		if (w->pp->nmods == MAX_MODS_PER_PROC)
 			return 0;
 	}
-	err = attach_module(w->p, mod, link_path, w->per_process ? w->target : 0, links);
+	err = attach_module(w->p, mod, link_path, w->per_process ? w->target : 0,
+			    w->per_process ? w->pp->hit_slot : 0, links);
 	if (err) {
 		log_warn("cannot attach lock probes to %s for PID %d: %s", name, (int)w->target,
 			 strerror(-err));
@@ -697,6 +880,7 @@ int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 			memset(w.pp, 0, sizeof(*w.pp));
 			w.pp->pid = pid;
 			w.pp->pidfd = pidfd;
+			w.pp->hit_slot = take_hit_slot(p);
 			new_proc = true;
 		}
 	}

@@ -8,6 +8,7 @@
 #define FH_PROBES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct probes;
@@ -23,6 +24,7 @@ struct probes_opts {
 	int acquire_fd;		/* BPF program at lock calls */
 	int acquired_fd;	/* ... at their return, where it confirms them */
 	int release_fd;		/* ... at unlock calls */
+	int hits_fd;		/* the lock_hits map (per-process hit counters), or -1 */
 	int max_procs;		/* processes with per-process probes at once */
 	bool at_entry;		/* function entries only (slower: see placement.h) */
 };
@@ -63,5 +65,13 @@ int probes_attach_everywhere(struct probes *p);
 void probes_reap_exited(struct probes *p);
 
 void probes_get_stats(const struct probes *p, struct probes_stats *st);
+
+/*
+ * The lock probe hits (traps) process pid has taken since it got its probes,
+ * from the per-CPU counters its probes' cookies name: what the probes cost it
+ * is this times the cost of one trap. Per-process probes only. Returns 0,
+ * -ENOENT (pid has no per-process probes) or -ENODATA (not counted).
+ */
+int probes_hits(const struct probes *p, pid_t pid, uint64_t *hits);
 
 #endif

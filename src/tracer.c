@@ -245,7 +245,8 @@ static int load_bpf(struct tracer *t)
 	     bpf_map__set_max_entries(skel->maps.events, (__u32)cfg->ring_buffer_kb * 1024)) ||
 	    (cfg->max_children &&
 	     bpf_map__set_max_entries(skel->maps.children, (__u32)cfg->max_children)) ||
-	    (cfg->max_traced && bpf_map__set_max_entries(skel->maps.procs, (__u32)cfg->max_traced))) {
+	    (cfg->max_traced && bpf_map__set_max_entries(skel->maps.procs, (__u32)cfg->max_traced)) ||
+	    bpf_map__set_max_entries(skel->maps.lock_hits, (__u32)cfg->max_procs + 1)) {
 		log_error("cannot size the BPF maps: %s", strerror(errno));
 		return -EINVAL;
 	}
@@ -416,6 +417,7 @@ static int new_probes(struct tracer *t)
 		.acquire_fd = bpf_program__fd(t->skel->progs.lock_acquire),
 		.acquired_fd = bpf_program__fd(t->skel->progs.lock_acquired),
 		.release_fd = bpf_program__fd(t->skel->progs.lock_release),
+		.hits_fd = bpf_map__fd(t->skel->maps.lock_hits),
 		.max_procs = cfg->max_procs,
 		.at_entry = cfg->probe_at_entry,
 	};
@@ -613,8 +615,8 @@ static void warn_full(struct tracer *t, const uint64_t stats[FH_STAT_MAX])
 					 "followed (raise --max-children)" },
 		{ FH_STAT_PROCS_FULL, "the process table is full: some processes are not traced "
 				      "(raise --max-traced)" },
-		{ FH_STAT_HELD_FULL, "a thread holds more locks than can be tracked (16): some "
-				     "acquisitions are not tracked" },
+		{ FH_STAT_HELD_FULL, "a thread holds more locks than can be tracked (16): its "
+				     "oldest are forgotten" },
 	};
 
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {

@@ -102,6 +102,12 @@ def test_kind_rwlock_write():
     kind_case("kinds", "rwlock-write", "rwlock-write", confirmed=True)
 
 
+def test_kind_rwlock_try_functions():
+    # probed at their success points: a taken try is a held lock
+    kind_case("kinds", "rwlock-tryread", "rwlock-read", confirmed=False)
+    kind_case("kinds", "rwlock-trywrite", "rwlock-write", confirmed=True)
+
+
 def test_kind_sem():
     kind_case("kinds", "sem", "sem", confirmed=False)
 

@@ -112,3 +112,10 @@ def test_gil_heavy_threads_hold_nothing():
 def test_idle_executor_workers_hold_nothing():
     r, f = py("executor")
     no_hazard(r, f, "idle ThreadPoolExecutor workers in queue.get()")
+
+
+def test_timed_out_condition_waiters_hold_nothing():
+    """Each timed-out Condition.wait frees its waiter lock while it is taken
+    (sem_destroy makes it nobody's): the thread holds nothing afterwards."""
+    r, f = py("condtimeout")
+    no_hazard(r, f, "a thread whose Condition waits timed out")

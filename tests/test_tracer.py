@@ -100,6 +100,47 @@ def test_released_before_fork_not_inherited():
     check(ev2["locks"] == [], "nothing held after release, failed trylock ignored", ev2)
 
 
+def test_relock_from_deeper_frame_is_a_new_acquisition():
+    """Unlocks are not probed: the first lock call's record stays behind. The
+    same mutex taken again at once from a deeper frame is a new acquisition,
+    not a call nested in the first (that one returned): the report names the
+    deeper caller, not the stale record."""
+    r, facts = scenario_under_tracer(["relock-deeper"])
+    f = facts[-1]
+    ev = fork_of(r, facts)
+    check(len(ev["locks"]) == 1, "one foreign lock", ev)
+    lock = ev["locks"][0]
+    check(addr(lock["addr"]) == addr(f["lock"]) and lock["holder_tid"] == f["holder_tid"],
+          "lock_a, held by the worker", lock, f)
+    check(lock["stack"] and lock["stack"][0]["symbol"] == "relock_deeper_inner",
+          "the acquisition that holds it, from the deeper frame", lock["stack"][:3])
+    check("depth" not in lock, "taken once", lock)
+
+
+def test_stale_records_make_room():
+    """A thread that took and released 40 mutexes (no unlock probed) and then
+    holds one: its stale records are pruned by their words, the held one is
+    tracked, nothing is dropped."""
+    r, facts = scenario_under_tracer(["table", "40", "1"])
+    f = facts[-1]
+    ev = fork_of(r, facts)
+    got = [(addr(l["addr"]), l["holder_tid"]) for l in ev["locks"]]
+    check(got == [(addr(f["held"][0]), f["holder_tid"])], "only the held lock", got, f)
+    check(r.summary()["dropped"]["untracked_locks"] == 0, "nothing forgotten", r.summary())
+
+
+def test_full_table_forgets_the_oldest_counted():
+    """17 mutexes held by one thread, 16 slots: the oldest is forgotten (and
+    counted) rather than the newest."""
+    r, facts = scenario_under_tracer(["table", "0", "17"])
+    f = facts[-1]
+    ev = fork_of(r, facts)
+    got = sorted(addr(l["addr"]) for l in ev["locks"])
+    check(got == sorted(addr(a) for a in f["held"][1:]), "the 16 newest", got, f["held"])
+    check(r.summary()["dropped"]["untracked_locks"] >= 1, "the forgotten one is counted",
+          r.summary())
+
+
 def test_posix_spawn_is_not_a_fork():
     r, facts = scenario_under_tracer(["spawn"])
     f = facts[-1]

@@ -5,8 +5,9 @@
  *
  *   kinds [--child=exit|lock] [--hang-ms=N] KIND
  *
- * KIND: mutex errorcheck recursive robust mtx rwlock-read rwlock-write sem
- * spin (held by the worker at the fork); recursive-2-1 recursive-2-2 (the
+ * KIND: mutex errorcheck recursive robust mtx rwlock-read rwlock-write
+ * rwlock-tryread rwlock-trywrite (taken by a try function) sem spin (held by
+ * the worker at the fork); recursive-2-1 recursive-2-2 (the
  * worker takes a recursive mutex twice and releases it once or twice);
  * sem-posted (the worker takes a semaphore, another thread posts it);
  * sem-handoff (...and then the worker takes it again); sem-count (a
@@ -74,7 +75,7 @@ static void *lock_addr(void)
 {
 	if (!strncmp(kind, "sem", 3))
 		return &sem;
-	if (is("rwlock-read") || is("rwlock-write"))
+	if (!strncmp(kind, "rwlock", 6))
 		return &rwlock;
 	if (is("spin"))
 		return (void *)&spin;
@@ -141,6 +142,12 @@ static void *holder(void *arg)
 		pthread_rwlock_rdlock(&rwlock);
 	} else if (is("rwlock-write")) {
 		pthread_rwlock_wrlock(&rwlock);
+	} else if (is("rwlock-tryread")) {
+		if (pthread_rwlock_tryrdlock(&rwlock))
+			abort();
+	} else if (is("rwlock-trywrite")) {
+		if (pthread_rwlock_trywrlock(&rwlock))
+			abort();
 	} else if (is("spin")) {
 		pthread_spin_lock(&spin);
 	} else if (is("mtx")) {
@@ -157,7 +164,7 @@ static void *holder(void *arg)
 	atomic_store(&stage, 1);
 	while (!atomic_load(&release_all))
 		sleep_ms(1);
-	if (is("rwlock-read") || is("rwlock-write"))
+	if (!strncmp(kind, "rwlock", 6))
 		pthread_rwlock_unlock(&rwlock);
 	else if (is("spin"))
 		pthread_spin_unlock(&spin);
@@ -185,9 +192,9 @@ static void child_body(void)
 		_exit(0);
 	if (!strncmp(kind, "sem", 3))
 		sem_wait(&sem);
-	else if (is("rwlock-read"))
+	else if (is("rwlock-read") || is("rwlock-tryread"))
 		pthread_rwlock_wrlock(&rwlock);
-	else if (is("rwlock-write"))
+	else if (!strncmp(kind, "rwlock", 6))
 		pthread_rwlock_rdlock(&rwlock);
 	else if (is("spin"))
 		pthread_spin_lock(&spin);

@@ -15,6 +15,8 @@ gil       eight threads compute in pure Python (GIL contention); main forks 10
           times, each child exits at once; no lock is held by anyone
 executor  a ThreadPoolExecutor's four workers ran tasks and sit idle in
           queue.get(); main forks 5 times, each child exits at once
+condtimeout  a thread's Condition.wait(timeout) times out 20 times (each
+          waiter lock is freed while taken), then it sleeps; main forks 3 times
 
 Prints one JSON line of facts (pids, TIDs, and the address of each lock's
 semaphore as CPython 3.11-3.12 keep it: the PyThread_type_lock pointer that
@@ -169,6 +171,19 @@ def mode_handoff():
     return {"child": pid, "lock": sem_of(lock), "a_tid": tids["a"], "b_tid": tids["b"]}
 
 
+def fork_children(n, pause):
+    """Fork n children that exit at once, `pause` seconds apart; their PIDs."""
+    children = []
+    for _ in range(n):
+        time.sleep(pause)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        children.append(pid)
+        reap(pid)
+    return children
+
+
 def mode_gil():
     stop = False
 
@@ -180,14 +195,7 @@ def mode_gil():
     threads = [threading.Thread(target=spin) for _ in range(8)]
     for t in threads:
         t.start()
-    children = []
-    for _ in range(10):
-        time.sleep(0.05)
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        children.append(pid)
-        reap(pid)
+    children = fork_children(10, 0.05)
     stop = True
     for t in threads:
         t.join()
@@ -200,22 +208,37 @@ def mode_executor():
     # make every worker take a task, so that all four have been through get()
     gate = threading.Barrier(4)
     list(ex.map(lambda _: gate.wait(5), range(4)))
-    time.sleep(0.2)  # all idle in work_queue.get(block=True)
-    children = []
-    for _ in range(5):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        children.append(pid)
-        reap(pid)
-        time.sleep(0.05)
+    time.sleep(0.15)  # all idle in work_queue.get(block=True)
+    children = fork_children(5, 0.05)
     workers = [t.native_id for t in ex._threads]
     ex.shutdown()
     return {"children": children, "workers": workers}
 
 
+def mode_condtimeout():
+    cond = threading.Condition()
+    done, release = threading.Event(), threading.Event()
+
+    def waiter():
+        with cond:
+            for _ in range(20):
+                cond.wait(0.01)
+        done.set()
+        while not release.is_set():
+            time.sleep(0.01)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    done.wait(10)
+    children = fork_children(3, 0.1)
+    release.set()
+    t.join()
+    return {"children": children}
+
+
 facts = {"lock": mode_lock, "logging": mode_logging, "pool": mode_pool,
-         "handoff": mode_handoff, "gil": mode_gil, "executor": mode_executor}[MODE]()
+         "handoff": mode_handoff, "gil": mode_gil, "executor": mode_executor,
+         "condtimeout": mode_condtimeout}[MODE]()
 facts["pid"] = os.getpid()
 facts["python"] = "%d.%d" % sys.version_info[:2]
 print(json.dumps(facts), flush=True)

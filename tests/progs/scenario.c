@@ -133,34 +133,69 @@ static void print_facts(const char *extra, pid_t child, int status)
 
 static atomic_int holder_tid;
 
-static void *hold_a(void *arg)
+static void on_usr1(int sig)
 {
-	(void)arg;
-	pthread_mutex_lock(&lock_a);
+	(void)sig;
+}
+
+static void wait_usr1(void)
+{
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	signal(SIGUSR1, on_usr1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	printf("{\"ready\":%d}\n", (int)getpid());
+	fflush(stdout);
+	sigwait(&set, &sig);
+}
+
+/* The calling worker holds its locks: say so (stage 1), and keep them until
+ * told to let go. */
+static void held_until_released(void)
+{
 	atomic_store(&holder_tid, gettid());
 	atomic_store(&stage, 1);
 	while (!atomic_load(&release_all) && !atomic_load(&release_holder))
 		sleep_ms(1);
+}
+
+static void *hold_a(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&lock_a);
+	held_until_released();
 	pthread_mutex_unlock(&lock_a);
 	return NULL;
 }
 
-/* A worker holds lock_a while main forks: the hazard. */
-static int sc_hold(void)
+/* Main forks while `worker` holds its locks (after SIGUSR1 if asked), then
+ * lets it go; the facts name the holder. */
+static int fork_while_held(void *(*worker)(void *), int after_signal)
 {
 	char extra[64];
 	pthread_t t;
 	int status = 0;
 	pid_t child;
 
-	pthread_create(&t, NULL, hold_a, NULL);
+	pthread_create(&t, NULL, worker, NULL);
 	wait_stage(1);
+	if (after_signal)
+		wait_usr1();
 	child = fork_child(&status);
 	atomic_store(&release_all, 1);
 	pthread_join(t, NULL);
 	snprintf(extra, sizeof(extra), "\"holder_tid\":%d", atomic_load(&holder_tid));
 	print_facts(extra, child, status);
 	return 0;
+}
+
+/* A worker holds lock_a while main forks: the hazard. */
+static int sc_hold(void)
+{
+	return fork_while_held(hold_a, 0);
 }
 
 static atomic_int waiter_tid;
@@ -367,6 +402,89 @@ static int sc_many(void)
 	return 0;
 }
 
+/* The worker takes lock_a and releases it, then at once takes it again from
+ * a deeper frame and holds it: a new acquisition, not a call nested in the
+ * first (which is over), and the one the report must name. */
+static __attribute__((noinline)) void relock_deeper_inner(void)
+{
+	pthread_mutex_lock(&lock_a);
+	__asm__ volatile("" ::: "memory");	/* not a tail call */
+}
+
+static __attribute__((noinline)) void relock_deeper(void)
+{
+	relock_deeper_inner();
+	__asm__ volatile("" ::: "memory");
+}
+
+static void *relock_worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&lock_a);
+	pthread_mutex_unlock(&lock_a);
+	relock_deeper();
+	held_until_released();
+	pthread_mutex_unlock(&lock_a);
+	return NULL;
+}
+
+static int sc_relock_deeper(void)
+{
+	return fork_while_held(relock_worker, 0);
+}
+
+/* One worker: takes and releases `stale` mutexes (unlocks are not probed:
+ * their records go stale), then holds `held` others while main forks. */
+#define TABLE_LOCKS 64
+static pthread_mutex_t table_locks[TABLE_LOCKS];
+static int table_stale, table_held;
+
+static void *table_worker(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < table_stale; i++) {
+		pthread_mutex_lock(&table_locks[i]);
+		pthread_mutex_unlock(&table_locks[i]);
+	}
+	for (int i = 0; i < table_held; i++)
+		pthread_mutex_lock(&table_locks[table_stale + i]);
+	held_until_released();
+	for (int i = 0; i < table_held; i++)
+		pthread_mutex_unlock(&table_locks[table_stale + i]);
+	return NULL;
+}
+
+static int sc_table(int stale, int held)
+{
+	char *extra = malloc(TABLE_LOCKS * 24 + 64);
+	size_t off;
+	pthread_t t;
+	int status = 0;
+	pid_t child;
+
+	if (stale < 0 || held < 0 || stale + held > TABLE_LOCKS) {
+		free(extra);
+		return 2;
+	}
+	table_stale = stale;
+	table_held = held;
+	for (int i = 0; i < TABLE_LOCKS; i++)
+		pthread_mutex_init(&table_locks[i], NULL);
+	pthread_create(&t, NULL, table_worker, NULL);
+	wait_stage(1);
+	child = fork_child(&status);
+	atomic_store(&release_all, 1);
+	pthread_join(t, NULL);
+	off = (size_t)sprintf(extra, "\"holder_tid\":%d,\"held\":[", atomic_load(&holder_tid));
+	for (int i = 0; i < held; i++)
+		off += (size_t)sprintf(extra + off, "%s\"%p\"", i ? "," : "",
+				       (void *)&table_locks[stale + i]);
+	sprintf(extra + off, "]");
+	print_facts(extra, child, status);
+	free(extra);
+	return 0;
+}
+
 /* N forks in a row while a worker holds lock_a; children exit at once. */
 static int sc_storm(int n)
 {
@@ -452,50 +570,19 @@ static int sc_periodic(int n)
 	return 0;
 }
 
-static void on_usr1(int sig)
-{
-	(void)sig;
-}
-
-static void wait_usr1(void)
-{
-	sigset_t set;
-	int sig;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	signal(SIGUSR1, on_usr1);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	printf("{\"ready\":%d}\n", (int)getpid());
-	fflush(stdout);
-	sigwait(&set, &sig);
-}
-
 /* The lock is taken before forkhazard attaches (-p), then main forks on
  * SIGUSR1: the acquisition was never seen, the lock word still names it. */
 static int sc_prehold(void)
 {
-	char extra[64];
-	pthread_t t;
-	int status = 0;
-	pid_t child;
-
-	pthread_create(&t, NULL, hold_a, NULL);
-	wait_stage(1);
-	wait_usr1();
-	child = fork_child(&status);
-	atomic_store(&release_all, 1);
-	pthread_join(t, NULL);
-	snprintf(extra, sizeof(extra), "\"holder_tid\":%d", atomic_load(&holder_tid));
-	print_facts(extra, child, status);
-	return 0;
+	return fork_while_held(hold_a, 1);
 }
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: scenario [--wait-signal] [--child=MODE] "
 			"hold|waiter|condwait|trylock|trylock-released|released|spawn|many|"
-			"storm N|periodic N|prehold|grandchild|exit N\n");
+			"storm N|periodic N|prehold|grandchild|relock-deeper|table STALE HELD|"
+			"exit N\n");
 	return 2;
 }
 
@@ -541,6 +628,10 @@ int main(int argc, char **argv)
 		return sc_prehold();
 	if (!strcmp(argv[i], "grandchild"))
 		return sc_grandchild();
+	if (!strcmp(argv[i], "relock-deeper"))
+		return sc_relock_deeper();
+	if (!strcmp(argv[i], "table") && i + 2 < argc)
+		return sc_table(atoi(argv[i + 1]), atoi(argv[i + 2]));
 	if (!strcmp(argv[i], "exit") && i + 1 < argc)
 		return atoi(argv[i + 1]);
 	return usage();

@@ -128,7 +128,7 @@ UNIT_TEST(text_summary_says_dropped_only_when_any)
 	text = summary(false, &c);
 	CHECK(text);
 	CHECK(strstr(text, "0 events lost (2 of them forks)\nnot tracked (limits reached): "
-			   "0 lock acquisitions") != NULL);
+			   "0 locks") != NULL);
 	CHECK(strstr(text, ", 7 stack copies not unwound, ") != NULL);
 	free(text);
 }
