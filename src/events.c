@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include "clock.h"
 #include "container.h"
 #include "correlate.h"
 #include "events.h"
 #include "forkhazard.h"
+#include "hazard.h"
+#include "otherthreads.h"
 #include "output.h"
+#include "procfs.h"
+#include "reinit.h"
 #include "ustacks.h"
 
 static bool over_time(struct events *e)
@@ -35,6 +40,8 @@ static bool well_formed(__u32 type, const void *data, size_t size)
 		return size >= sizeof(struct fh_deadlock_event);
 	case FH_EV_PROBE_REQUEST:
 		return size >= sizeof(struct fh_probe_request);
+	case FH_EV_REINIT:
+		return size >= sizeof(struct fh_reinit_event);
 	case FH_EV_USTACK: {
 		const struct fh_ustack_event *ev = data;
 
@@ -45,6 +52,75 @@ static bool well_formed(__u32 type, const void *data, size_t size)
 	default:
 		return false;
 	}
+}
+
+/* Is addr in a shared mapping of pid (1), a private one (0)? -errno: cannot tell. */
+static int shared_at(pid_t pid, uint64_t addr)
+{
+	struct fh_mapping m;
+	int err = procfs_mapping_at(pid, addr, &m);
+
+	return err ? err : m.perms[3] == 's';
+}
+
+/*
+ * A fork whose locks the kernel could not place (FH_LOCK_SHARED_UNKNOWN):
+ * placed here from the parent's maps, which it still has as its event
+ * arrives. Returns the event to use: ev itself, or a corrected copy.
+ */
+static const struct fh_fork_event *place_locks(struct events *e, const struct fh_fork_event *ev,
+					       size_t size)
+{
+	static struct fh_fork_event copy;	/* far larger than a stack frame should be */
+	bool was_hazard = FH_FORK_FOREIGN_LOCKS(ev) > 0, unsure = false;
+
+	for (__u32 i = 0; i < ev->nr_locks; i++)
+		unsure |= (ev->locks[i].flags & FH_LOCK_SHARED_UNKNOWN) != 0;
+	if (!unsure || size > sizeof(copy))
+		return ev;
+	memcpy(&copy, ev, size);
+	for (__u32 i = 0; i < copy.nr_locks; i++) {
+		struct fh_lock *l = &copy.locks[i];
+		int shared;
+
+		if (!(l->flags & FH_LOCK_SHARED_UNKNOWN))
+			continue;
+		shared = shared_at((pid_t)copy.pid, l->addr);
+		if (shared < 0)
+			continue;	/* the parent is gone: said with the lock */
+		l->flags &= (__u16)~FH_LOCK_SHARED_UNKNOWN;
+		if (!shared)
+			continue;
+		l->flags |= FH_LOCK_SHARED;
+		if (!(l->flags & FH_LOCK_OWN))
+			copy.nr_shared++;
+	}
+	if (was_hazard && !hazard_fork(&copy))
+		e->hazards_shared++;	/* the kernel counted it */
+	return &copy;
+}
+
+/*
+ * A deadlock the kernel could not be sure of (FH_DL_MEMORY_UNKNOWN): a wait
+ * without the private flag is forever only in private memory. The child
+ * sleeps in it (or has gone, and was no deadlock): its maps say. Returns
+ * the event to pass on, or NULL to drop it.
+ */
+static const struct fh_deadlock_event *confirm_deadlock(struct events *e,
+							const struct fh_deadlock_event *ev)
+{
+	static struct fh_deadlock_event copy;
+
+	if (!(ev->flags & FH_DL_MEMORY_UNKNOWN))
+		return ev;
+	if (shared_at((pid_t)ev->pid, ev->futex) != 0)
+		return NULL;
+	copy = *ev;
+	copy.flags &= ~FH_DL_MEMORY_UNKNOWN;
+	e->deadlocks_confirmed++;
+	if (e->child_decided)
+		e->child_decided(e->ctx, (pid_t)ev->pid);
+	return &copy;
 }
 
 int events_handle(void *ctx, void *data, size_t size)
@@ -70,21 +146,34 @@ int events_handle(void *ctx, void *data, size_t size)
 		return over_time(e) ? -EAGAIN : 0;
 	switch (type) {
 	case FH_EV_FORK: {
-		const struct fh_fork_event *ev = data;
+		const struct fh_fork_event *ev = place_locks(e, data, size);
 
 		if (e->out)	/* before the parent can be gone: its stacks print later */
 			output_note_fork(e->out, (pid_t)ev->pid, (pid_t)ev->child_pid, ev->comm);
+		if (e->others)
+			otherthreads_note(e->others, ev);
 		correlate_fork(e->corr, ev, size);
 		break;
 	}
 	case FH_EV_CHILD:
 		correlate_child(e->corr, data);
 		break;
-	case FH_EV_DEADLOCK:
+	case FH_EV_DEADLOCK: {
+		const struct fh_deadlock_event *ev = confirm_deadlock(e, data);
+
+		if (!ev)
+			break;
 		if (e->out)
-			output_note_process(e->out, (pid_t)((struct fh_deadlock_event *)data)->pid);
-		correlate_deadlock(e->corr, data);
+			output_note_process(e->out, (pid_t)ev->pid);
+		correlate_deadlock(e->corr, ev);
 		break;
+	}
+	case FH_EV_REINIT: {
+		const struct fh_reinit_event *ev = data;
+
+		correlate_reinit(e->corr, ev->pid, ev->addr, REINIT_WHY_PYTHON);
+		break;
+	}
 	case FH_EV_PROBE_REQUEST:
 		if (e->probe_request)
 			e->probe_request(e->ctx, (pid_t)((struct fh_probe_request *)data)->pid);
@@ -113,11 +202,11 @@ static const struct fh_container *where(struct events *e, __u32 pid, uint64_t cg
 }
 
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
-		      const struct fh_deadlock_event *dl)
+		      const struct fh_deadlock_event *dl, const struct reinit_set *ri)
 {
 	struct events *e = ctx;
 	struct fh_container k;
-	struct output_meta meta = { 0 };
+	struct output_meta meta = { .ri = ri };
 
 	if (!output_wants_fork(e->out, ev))
 		return;
@@ -125,11 +214,12 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	output_fork(e->out, ev, fate, dl, &meta);
 }
 
-static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork)
+static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork,
+		       const struct reinit_set *ri)
 {
 	struct events *e = ctx;
 	struct fh_container k;
-	struct output_meta meta = { 0 };
+	struct output_meta meta = { .ri = ri };
 
 	/* A fate is news only where its fork was (text mode hides info forks). */
 	if (fork && !output_wants_fork(e->out, fork))

@@ -16,6 +16,8 @@
 struct fh_container;
 struct fh_counts;
 struct jw;
+struct otherthreads;
+struct reinit_set;
 struct syms;
 struct ustacks;
 
@@ -26,16 +28,19 @@ struct output_opts {
 	int stack_depth;
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
+	struct otherthreads *others;	/* what forks' other threads are, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
 };
 
 /*
- * What the caller knows of an event beyond its record, written with it in
- * JSON (docs/json.md): where the process runs, and the daemon's site.
+ * What the caller knows of an event beyond its record, written with it
+ * (docs/json.md): where the process runs, the daemon's site, and the
+ * inherited locks the child is known to have re-created.
  */
 struct output_meta {
 	const char *site;			/* the site's id (16 hex digits), or NULL */
 	const struct fh_container *container;	/* cgroup and container; NULL: unknown */
+	const struct reinit_set *ri;		/* NULL: nothing known */
 };
 
 struct output;

@@ -126,6 +126,7 @@ UNIT_TEST(another_thread_by_its_pthread_t)
 {
 	struct libc_thread t;
 	struct other o;
+	void *(*start)(void *);
 	pthread_t th;
 	uint64_t v;
 	int tid;
@@ -138,6 +139,7 @@ UNIT_TEST(another_thread_by_its_pthread_t)
 	pthread_barrier_wait(&o.stored);
 	memcpy(&v, (const char *)(uintptr_t)th + t.tsd_offset + o.key * t.tsd_stride, sizeof(v));
 	memcpy(&tid, (const char *)(uintptr_t)th + t.tid_offset, sizeof(tid));
+	memcpy(&start, (const char *)(uintptr_t)th + t.start_routine_offset, sizeof(start));
 	pthread_barrier_wait(&o.read);
 	pthread_join(th, NULL);
 	pthread_key_delete(o.key);
@@ -145,4 +147,7 @@ UNIT_TEST(another_thread_by_its_pthread_t)
 	pthread_barrier_destroy(&o.read);
 	CHECK_INT(v, 0x5eed);
 	CHECK_INT(tid, o.tid);
+	/* what the thread was started with, the descriptor's start_routine */
+	CHECK(t.start_routine_offset > 0);
+	CHECK(start == (void *(*)(void *))store);
 }

@@ -18,6 +18,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -33,6 +34,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "forkhazard.h"
+#include "otherthreads.h"
 #include "output.h"
 #include "symbolize.h"
 #include "ustacks.h"
@@ -45,6 +47,7 @@ struct pipeline {
 	struct syms *syms;
 	struct ustacks *ustacks;
 	struct containers *containers;
+	struct otherthreads *others;
 	struct output *out;
 	struct daemon *daemon;
 	struct correlate *corr;
@@ -72,12 +75,13 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->syms = syms_new(-1);
 	p->ustacks = p->syms ? ustacks_new(p->syms, 256, 200) : NULL;
 	p->containers = containers_new();
-	if (!p->f || !p->ustacks || !p->containers)
+	p->others = otherthreads_new(16, NULL);
+	if (!p->f || !p->ustacks || !p->containers || !p->others)
 		return false;
 	oo = (struct output_opts){
 		.f = p->f, .json = p->cfg.json, .verbose = p->cfg.verbose,
 		.stack_depth = p->cfg.stack_depth, .syms = p->syms, .ustacks = p->ustacks,
-		.mono_to_real_ns = clock_mono_to_real_ns(),
+		.others = p->others, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	p->out = output_new(&oo);
 	if (!p->out)
@@ -103,6 +107,7 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->ev.corr = p->corr;
 	p->ev.out = p->out;
 	p->ev.ustacks = p->ustacks;
+	p->ev.others = p->others;
 	if (p->cfg.json)
 		p->ev.containers = p->containers;
 	output_start(p->out);
@@ -152,6 +157,7 @@ static void pipeline_close(struct pipeline *p)
 	correlate_free(p->corr);
 	daemon_free(p->daemon);
 	output_free(p->out);
+	otherthreads_free(p->others);
 	containers_free(p->containers);
 	ustacks_free(p->ustacks);
 	syms_free(p->syms);
@@ -420,6 +426,35 @@ static void child_event(struct pipeline *p, __u32 pid, __u32 parent, unsigned in
 	feed(p, &c, sizeof(c));
 }
 
+/* A fork with one foreign lock at addr whose child re-creates it, seen as
+ * the kernel sees it: CPython's re-initialisation (python), or the lock's
+ * word read as the child exits 0. */
+static void mitigated_fork(struct pipeline *p, __u32 child, uint64_t t, uint64_t addr, bool python)
+{
+	struct fh_child_event c = {
+		.type = FH_EV_CHILD, .pid = child, .parent_pid = (__u32)getpid(),
+		.outcome = FH_CHILD_EXIT, .time_ns = t + 3000, .fork_ns = t,
+	};
+
+	fork_event(&forkev, (__u32)getpid(), child, t, "python3.11");
+	add_lock(&forkev, addr, python ? FH_KIND_SEM : FH_KIND_MUTEX,
+		 python ? code.python_caller : ret_in(pipeline_lock_site_a, 7), false);
+	feed(p, &forkev, fork_size(&forkev));
+	if (python) {
+		struct fh_reinit_event r = { .type = FH_EV_REINIT, .pid = child,
+					     .time_ns = t + 1000, .addr = addr };
+		struct fh_reinit_event other = r;
+
+		other.addr = addr + 0x40;	/* an interpreter lock of its own: not the fork's */
+		feed(p, &other, sizeof(other));
+		feed(p, &r, sizeof(r));
+	} else {
+		c.nr_reinit = 1;
+		c.reinit[0] = addr;
+	}
+	feed(p, &c, sizeof(c));
+}
+
 static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t futex,
 			   __u32 owner, uint64_t fork_t, uint64_t t, const char *exe)
 {
@@ -436,10 +471,48 @@ static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t
 	feed(p, &d, sizeof(d));
 }
 
+/* Another thread of this process, there until the process ends: what a
+ * fork's list of other threads names, with its start routine. */
+static struct {
+	pthread_t th;
+	__u32 tid;
+	bool started;
+} worker;
+
+__attribute__((noinline)) void *pipeline_worker_main(void *arg)
+{
+	__atomic_store_n(&worker.tid, gettid_(), __ATOMIC_RELEASE);
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* The worker's entry in a fork event, and the main thread's (no start routine). */
+static void other_threads(struct fh_fork_event *ev)
+{
+	if (!worker.started) {
+		pthread_create(&worker.th, NULL, pipeline_worker_main, NULL);
+		pthread_detach(worker.th);
+		while (!__atomic_load_n(&worker.tid, __ATOMIC_ACQUIRE))
+			usleep(1000);
+		worker.started = true;
+	}
+	ev->other[0] = (struct fh_other_thread){ .tid = worker.tid,
+						 .pthread = (uint64_t)worker.th, .comm = "worker" };
+	ev->other[1] = (struct fh_other_thread){ .tid = (__u32)getpid(),
+						 .pthread = (uint64_t)pthread_self(),
+						 .comm = "pipeline" };
+	ev->nr_other = 2;
+	ev->other_omitted = 2;
+}
+
 /* A hazard of this process with every kind of lock entry: a recursive
  * mutex taken in this program (with its frame-pointer callers), a Python
- * semaphore, a lock taken in code without symbols, one of our own, and
- * more than the event holds. Its fork call's stack copy goes first. */
+ * semaphore, a lock taken in code without symbols, one of our own, one in
+ * shared memory, one whose memory the kernel could not look up (and that
+ * no mapping here holds either), and more than the event holds; and two
+ * other threads named. Its fork call's stack copy goes first. */
 static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 {
 	struct fh_lock *l;
@@ -453,8 +526,15 @@ static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 	add_lock(&forkev, 0x7f0000002000ull, FH_KIND_SEM, code.python_caller, false);
 	add_lock(&forkev, 0x7f0000003000ull, FH_KIND_RWLOCK_WRITE, code.stripped_caller, false);
 	add_lock(&forkev, 0x7f0000004000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 1), true);
+	l = add_lock(&forkev, 0x7f000000a000ull, FH_KIND_SEM, ret_in(pipeline_lock_site_a, 5), false);
+	l->flags |= FH_LOCK_SHARED;
+	forkev.nr_shared++;
+	l = add_lock(&forkev, 0x7f000000b000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 5),
+		     false);
+	l->flags |= FH_LOCK_SHARED_UNKNOWN;
 	forkev.locks_omitted = 2;
 	forkev.flags = FH_FORK_TRUNCATED;
+	other_threads(&forkev);
 	send_stack(p, forkev.pid, forkev.tid, t);
 	feed(p, &forkev, fork_size(&forkev));
 }
@@ -525,6 +605,8 @@ UNIT_TEST(json_every_event_type)
 	feed(&p, &forkev, fork_size(&forkev));
 	/* a deadlock of a fork never seen: no lock, no owner */
 	deadlock_event(&p, 424245, 1, 0x7f0000007000ull, 0, t, t + 600, "");
+	/* a child that re-initialised the lock it inherited, and exited */
+	mitigated_fork(&p, 424247, t + 650, 0x7f0000009000ull, false);
 	/* a record too short for its type, a probe request, an unknown type */
 	feed(&p, short_rec, sizeof(short_rec));
 	{
@@ -550,7 +632,18 @@ UNIT_TEST(json_every_event_type)
 		  /* the deadlock names the mutex of the fork and its owner */
 		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
 		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
-		  "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9");
+		  "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9",
+		  /* what is not inherited, what to do, who else runs */
+		  "\"shared_locks\":[{\"addr\":\"0x7f000000a000\"", "\"shared_unknown\":true",
+		  "\"advice\":\"Another thread held this lock (taken at pipeline_lock_site_a+",
+		  "posix_spawn", "\"other_threads\":[{\"tid\":",
+		  "\"comm\":\"worker\",\"py_thread\":null,\"start\":{\"addr\":",
+		  "\"symbol\":\"pipeline_worker_main\",\"offset\":0",
+		  "\"comm\":\"pipeline\",\"py_thread\":null,\"start\":null}],"
+		  "\"other_threads_omitted\":2",
+		  /* the re-created lock, in its child's fate */
+		  "\"pid\":424247,\"parent_pid\":", "\"reinitialized\":[\"0x7f0000009000\"]",
+		  "\"reinitialized\":[]");
 	pipeline_close(&p);
 }
 
@@ -565,13 +658,15 @@ UNIT_TEST(text_holds_a_fork_for_its_fate)
 	CHECK(pipeline_open(&p, args));
 	hazard_fork(&p, 424250, t);
 	child_event(&p, 424250, (__u32)getpid(), FH_CHILD_EXEC, 0, t, t + 41000);
+	/* a Python lock the child re-created, known within the window */
+	mitigated_fork(&p, 424252, t + 30, 0x7f000000c000ull, true);
 	/* an info fork is not shown without -v, nor is its child's fate */
 	fork_event(&forkev, (__u32)getpid(), 424251, t + 10, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424251, (__u32)getpid(), FH_CHILD_EXIT, 0, t + 10, t + 20);
 	out = pipeline_finish(&p, t + 100000);
 	keep(&p, "text_holds_a_fork_for_its_fate");
-	fork_line = strstr(out, "HAZARD: 5 foreign locks");
+	fork_line = strstr(out, "HAZARD: 6 foreign locks");
 	verdict = strstr(out, "-> child 424250 exec'd after 41.0us (benign)");
 	CHECK(strncmp(out, "TIME     PID", 12) == 0);
 	CHECK(fork_line && verdict && fork_line < verdict);
@@ -579,8 +674,21 @@ UNIT_TEST(text_holds_a_fork_for_its_fate)
 	CHECK(strstr(out, "(worker\\x1b[31m)"));	/* escaped for the terminal */
 	CHECK(strstr(out, "mutex 0x7f0000001000 held by") && strstr(out, "(recursive)"));
 	CHECK(strstr(out, "... and 2 more locks"));
-	CHECK(strstr(out, "own: mutex 0x7f0000004000"));
+	/* not hazards, shown with -v only: own locks, locks in shared memory */
+	CHECK(!strstr(out, "own: ") && !strstr(out, "shared (not inherited)"));
+	CHECK(strstr(out, "mutex 0x7f000000b000 held by") &&
+	      strstr(out, "(whether it is in shared memory could not be checked)"));
 	CHECK(strstr(out, "fork called from:"));
+	/* who else runs, what to do (once per hazard) */
+	CHECK(strstr(out, "    other threads:\n        ") &&
+	      strstr(out, " (worker) started at pipeline_worker_main+0x0 [test_pipeline]\n"));
+	CHECK(strstr(out, "        ... and 2 more\n"));
+	CHECK(strstr(out, "    what to do: Another thread held this lock (taken at"));
+	CHECK(strstr(out, "posix_spawn") && strstr(out, "pthread_atfork"));
+	CHECK(strstr(out, " (pipeline) the main thread\n"));
+	CHECK(strstr(out, "    python sem 0x7f000000c000 held by") &&
+	      strstr(out, "        mitigated: the child re-created it (CPython's _at_fork_reinit)\n"));
+	CHECK(strstr(out, "    no change needed: the child re-created every lock it inherited held\n"));
 	CHECK(!strstr(out, "424251"));
 	CHECK(strstr(out, "events lost"));
 	pipeline_close(&p);
@@ -598,6 +706,9 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 	fork_event(&forkev, (__u32)getpid(), 424260, t, "test_pipeline");
 	add_lock(&forkev, 0x7f0000001000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_a, 3), true);
 	forkev.locks[0].fp[0] = ret_in(pipeline_lock_site_b, 4);
+	add_lock(&forkev, 0x7f000000a000ull, FH_KIND_SEM, ret_in(pipeline_lock_site_a, 5), false);
+	forkev.locks[1].flags |= FH_LOCK_SHARED;
+	forkev.nr_shared = 1;
 	send_stack(&p, forkev.pid, forkev.tid, t);
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424260, (__u32)getpid(), FH_CHILD_EXIT, SIGSEGV, t, t + 5);
@@ -607,6 +718,8 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 	out = pipeline_finish(&p, t + 10);
 	keep(&p, "text_verbose_shows_info_forks_and_depth_bounds_stacks");
 	CHECK(strstr(out, "fork, no foreign lock held"));
+	CHECK(strstr(out, "    own: mutex 0x7f0000001000"));
+	CHECK(strstr(out, "    shared (not inherited): sem 0x7f000000a000 held by"));
 	CHECK(strstr(out, "fork (locks not tracked)"));
 	CHECK(strstr(out, "child of"));
 	/* -vv: the stack of a fork that is no hazard too, one frame deep */
