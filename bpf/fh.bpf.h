@@ -26,6 +26,8 @@ const volatile bool global_lock_probes __weak = false;
 const volatile char comm_filter[FH_MAX_COMM_FILTERS][FH_COMM_LEN] __weak = {};
 const volatile __u32 nr_comm_filters __weak = 0;
 const volatile __u32 self_tgid __weak = 0;	/* never trace ourselves */
+/* offsetof(struct pthread, start_routine) in the host's glibc; 0: unknown */
+const volatile __u32 start_routine_off __weak = 0;
 
 /* Bumped by userspace each time it empties the stack map: a stack id from
  * an older generation may name another stack now and is not reported. */

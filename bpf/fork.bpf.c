@@ -207,6 +207,12 @@ static __always_inline void note_other_thread(struct fh_fork_event *ev, struct t
 	o->tid = t->pid;
 	o->_pad = 0;
 	o->pthread = thread_pointer(t);
+	/* read now, in the parent's memory (current is the forking thread):
+	 * userspace may find the parent gone by the time the event arrives */
+	o->start = 0;
+	if (start_routine_off && o->pthread)
+		bpf_probe_read_user(&o->start, sizeof(o->start),
+				    (void *)(o->pthread + start_routine_off));
 	bpf_probe_read_kernel(o->comm, sizeof(o->comm), t->comm);
 	ev->nr_other = n + 1;
 }

@@ -179,6 +179,10 @@ struct fh_other_thread {
 				 * also its pthread_t: where glibc keeps its
 				 * descriptor (start routine) and CPython its
 				 * thread's ident */
+	__u64 start;		/* the descriptor's start_routine as read at the
+				 * fork, at the host glibc's offset (the
+				 * start_routine_off rodata switch); 0: not read.
+				 * Unverified: the process's glibc may be another. */
 	char comm[FH_COMM_LEN];
 };
 

@@ -97,10 +97,13 @@ void otherthreads_note(struct otherthreads *ot, const struct fh_fork_event *ev)
 
 		/* the thread's own descriptor, in the parent's memory: a
 		 * pointer into its code or nothing (the main thread) */
+		t->start = o->start;
 		if (lt && o->pthread &&
 		    lockword_read((pid_t)ev->pid, o->pthread + (uint64_t)lt->start_routine_offset,
-				  &start, sizeof(start)) == (ssize_t)sizeof(start))
+				  &start, sizeof(start)) == (ssize_t)sizeof(start)) {
 			t->start = start;
+			t->verified = true;
+		}
 		if (python)
 			pyrt_thread_name_by_ident(ot->py, (pid_t)ev->pid, o->pthread, t->py_thread,
 						  sizeof(t->py_thread));

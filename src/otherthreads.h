@@ -4,7 +4,8 @@
  * event lists (struct fh_other_thread), its Python thread name and the
  * function it was started with, read from the parent while it is surely
  * there (as its fork event arrives) and kept until the event is printed,
- * which may be after the parent exited. People are often sure their program
+ * which may be after the parent exited; what the kernel read at the fork
+ * stands in for a parent gone already. People are often sure their program
  * is single-threaded until this names OpenBLAS's, gRPC's or a logging
  * QueueListener's threads. Bounded: a small table, oldest out.
  */
@@ -20,6 +21,8 @@
 /* What was learnt of one other thread. */
 struct other_thread_note {
 	uint64_t start;		/* its start routine; 0: not known (the main thread) */
+	bool verified;		/* read at its process's own glibc's offset (else
+				 * the kernel's read at the host glibc's) */
 	char py_thread[OTHER_PY_NAME_LEN];	/* "": none */
 };
 

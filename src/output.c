@@ -418,6 +418,23 @@ static const char *fork_advice(struct output *o, const struct fh_fork_event *ev,
 	return advice_format(advice_choose(&c), site, buf, size);
 }
 
+/*
+ * The start routine of ev->other[i] into o->frames[0]: read in its process
+ * with its own glibc's layout, or else by the kernel with the host's, which
+ * only counts when it lands on a function's first byte. false: unknown.
+ */
+static bool other_thread_start(struct output *o, const struct fh_fork_event *ev, uint32_t i,
+			       const struct other_thread_note *note)
+{
+	struct fh_frame *f = &o->frames[0];
+	uint64_t start = note ? note->start : ev->other[i].start;
+
+	if (!start)
+		return false;
+	syms_resolve(o->o.syms, (pid_t)ev->pid, start, f);
+	return (note && note->verified) || (f->known && f->offset == 0);
+}
+
 /* The other threads the event lists, each with what was read of it while the
  * parent lived (otherthreads.c). */
 static void json_other_threads(struct output *o, const struct fh_fork_event *ev)
@@ -431,12 +448,10 @@ static void json_other_threads(struct output *o, const struct fh_fork_event *ev)
 		jw_uint(&o->jw, "tid", t->tid);
 		jw_strn(&o->jw, "comm", t->comm, strnlen(t->comm, FH_COMM_LEN));
 		jw_str(&o->jw, "py_thread", note && note->py_thread[0] ? note->py_thread : NULL);
-		if (note && note->start) {
-			syms_resolve(o->o.syms, (pid_t)ev->pid, note->start, &o->frames[0]);
+		if (other_thread_start(o, ev, i, note))
 			json_frame(o, "start", &o->frames[0]);
-		} else {
+		else
 			jw_null(&o->jw, "start");
-		}
 		jw_obj_end(&o->jw);
 	}
 	jw_arr_end(&o->jw);
@@ -562,8 +577,7 @@ static void text_other_threads(struct output *o, const struct fh_fork_event *ev)
 			term_escape(note->py_thread, (size_t)-1, name, sizeof(name));
 			snprintf(py, sizeof(py), " \"%s\"", name);
 		}
-		if (note && note->start) {
-			syms_resolve(o->o.syms, (pid_t)ev->pid, note->start, &o->frames[0]);
+		if (other_thread_start(o, ev, i, note)) {
 			siteid_frame_text(&o->frames[0], place, sizeof(place));
 			term_escape(place, (size_t)-1, start, sizeof(start));
 		}

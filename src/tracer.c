@@ -40,6 +40,7 @@
 #include "reinit.h"
 #include "reinitprobe.h"
 #include "symbolize.h"
+#include "libcthread.h"
 #include "ustacks.h"
 #include "tracer.h"
 
@@ -211,6 +212,16 @@ static void set_trace_mode(struct forkhazard_bpf *skel, enum fh_trace_mode mode)
 	skel->rodata->global_lock_probes = global;
 }
 
+/* Where the host's glibc (ours) keeps a thread's start routine: what the
+ * kernel side reads at a fork, for processes gone before userspace can. */
+static __u32 host_start_routine_offset(void)
+{
+	struct libc_thread lt;
+
+	return !libcthread_of_process(getpid(), &lt) && lt.start_routine_offset > 0 ?
+	       (__u32)lt.start_routine_offset : 0;
+}
+
 static int load_bpf(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -229,6 +240,7 @@ static int load_bpf(struct tracer *t)
 	set_trace_mode(skel, cfg->trace_mode);
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
+	skel->rodata->start_routine_off = host_start_routine_offset();
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
