@@ -171,6 +171,13 @@ void correlate_child(struct correlate *c, const struct fh_child_event *ev)
 		unlink_pending(c, p);
 }
 
+const struct fh_fork_event *correlate_fork_of(struct correlate *c, uint32_t child)
+{
+	struct pending *p = find(c, child);
+
+	return p ? p->ev : NULL;
+}
+
 void correlate_reinit(struct correlate *c, uint32_t child, uint64_t addr, const char *why)
 {
 	struct pending *p = find(c, child);

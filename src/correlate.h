@@ -56,6 +56,8 @@ void correlate_deadlock(struct correlate *c, const struct fh_deadlock_event *ev)
 /* Child re-created the lock at addr (why: reinit.h): kept if it is one of
  * its fork's foreign locks. */
 void correlate_reinit(struct correlate *c, uint32_t child, uint64_t addr, const char *why);
+/* The fork event of a child still followed, or NULL. */
+const struct fh_fork_event *correlate_fork_of(struct correlate *c, uint32_t child);
 /* Release held forks whose window has passed. */
 void correlate_tick(struct correlate *c, uint64_t now_ns);
 /* Tracing stops: every child still followed gets the outcome "alive". */

@@ -123,6 +123,58 @@ static const struct fh_deadlock_event *confirm_deadlock(struct events *e,
 	return &copy;
 }
 
+/*
+ * The Python frames that took lock l of ev, innermost first: branch
+ * `python` records them with each acquisition (a lock's "py_stack"); read
+ * here once it is merged. Until then: none.
+ */
+static int lock_py_frames(struct events *e, const struct fh_fork_event *ev, const struct fh_lock *l,
+			  const struct pyrt_frame **frames)
+{
+	(void)e;
+	(void)ev;
+	(void)l;
+	*frames = NULL;
+	return 0;
+}
+
+/* The standard library's name for the foreign lock of ev at addr, when the
+ * frames that took it give one (reinit_stdlib_lock); else NULL. */
+static const char *stdlib_lock_of(struct events *e, const struct fh_fork_event *ev, uint64_t addr)
+{
+	const struct pyrt_frame *frames;
+
+	for (__u32 i = 0; ev && i < ev->nr_locks; i++) {
+		const struct fh_lock *l = &ev->locks[i];
+		int n;
+
+		if (l->addr != addr || hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
+			continue;
+		n = lock_py_frames(e, ev, l, &frames);
+		return reinit_stdlib_lock(frames, n);
+	}
+	return NULL;
+}
+
+/*
+ * Where the interpreter's re-creation of its locks is not seen (its
+ * _PyThread_at_fork_reinit not probed: a CPython 3.13 built without
+ * .symtab, 3.14's inline re-initialisation), a lock the standard library
+ * re-creates in every child by its own at-fork hook counts as re-created
+ * on the evidence of the frames that took it.
+ */
+static void stdlib_reinit(struct events *e, const struct fh_fork_event *ev)
+{
+	if (!hazard_fork(ev) || (e->reinit_observed && e->reinit_observed(e->ctx, (pid_t)ev->pid)))
+		return;
+	for (__u32 i = 0; i < ev->nr_locks; i++) {
+		const char *name = stdlib_lock_of(e, ev, ev->locks[i].addr);
+
+		if (name)
+			correlate_reinit(e->corr, ev->child_pid, ev->locks[i].addr, name);
+	}
+}
+
 int events_handle(void *ctx, void *data, size_t size)
 {
 	struct events *e = ctx;
@@ -153,6 +205,7 @@ int events_handle(void *ctx, void *data, size_t size)
 		if (e->others)
 			otherthreads_note(e->others, ev);
 		correlate_fork(e->corr, ev, size);
+		stdlib_reinit(e, ev);
 		break;
 	}
 	case FH_EV_CHILD:
@@ -170,8 +223,9 @@ int events_handle(void *ctx, void *data, size_t size)
 	}
 	case FH_EV_REINIT: {
 		const struct fh_reinit_event *ev = data;
+		const char *name = stdlib_lock_of(e, correlate_fork_of(e->corr, ev->pid), ev->addr);
 
-		correlate_reinit(e->corr, ev->pid, ev->addr, REINIT_WHY_PYTHON);
+		correlate_reinit(e->corr, ev->pid, ev->addr, name ? name : REINIT_WHY_PYTHON);
 		break;
 	}
 	case FH_EV_PROBE_REQUEST:

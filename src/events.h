@@ -26,6 +26,8 @@ struct events {
 	/* A deadlock the kernel left to userspace was confirmed: mark the
 	 * child decided there too (NULL: nothing to mark). */
 	void (*child_decided)(void *ctx, pid_t child);
+	/* Is CPython's re-creation of locks probed in process pid (NULL: no)? */
+	bool (*reinit_observed)(void *ctx, pid_t pid);
 	void *ctx;
 	/* Service mode's filters, before any work is spent on a record (its
 	 * size checked already); NULL keeps everything. */

@@ -932,6 +932,14 @@ static void examine_child(void *ctx, const struct fh_fork_event *ev, struct rein
 		reinit_read_words((pid_t)ev->child_pid, c.watch, c.nr_watch, ri);
 }
 
+/* events.reinit_observed */
+static bool reinit_observed(void *ctx, pid_t pid)
+{
+	struct tracer *t = ctx;
+
+	return t->reinit && reinitprobe_covers(t->reinit, pid);
+}
+
 /* events.child_decided: a deadlock confirmed here is the child's fate. */
 static void child_decided(void *ctx, pid_t child)
 {
@@ -1013,6 +1021,7 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.ctx = &t;
 	t.events.probe_request = on_probe_request;
 	t.events.child_decided = child_decided;
+	t.events.reinit_observed = reinit_observed;
 	t.events.others = t.others;
 	if (t.daemon) {
 		t.events.accept = daemon_accept;
