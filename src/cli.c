@@ -164,8 +164,9 @@ static const struct cli_option options[] = {
 	  .help = "processes in the kernel's traced/probed table (the BPF object's 65536 "
 		  "by default)" },
 	{ .name = "verbose", .key = 'v', .type = OPT_COUNT, .field = FIELD(verbose),
-	  .help = "every fork of a multithreaded process, not only hazards; -vv also shows "
-		  "libbpf's and the probes' diagnostics" },
+	  .help = "every fork of a multithreaded process, not only hazards, with the forking "
+		  "thread's own locks, locks in shared memory and all other threads; -vv also "
+		  "shows libbpf's and the probes' diagnostics" },
 	{ .name = "help", .key = 'h', .type = OPT_CUSTOM, .set = set_help,
 	  .flags = OPT_NOT_IN_FILE, .help = "this help" },
 	{ .name = "version", .type = OPT_CUSTOM, .set = set_version, .flags = OPT_NOT_IN_FILE,
