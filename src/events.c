@@ -178,6 +178,7 @@ static void stdlib_reinit(struct events *e, const struct fh_fork_event *ev)
 int events_handle(void *ctx, void *data, size_t size)
 {
 	struct events *e = ctx;
+	const void *rec = data;
 	__u32 type;
 
 	if (size < sizeof(type)) {
@@ -194,11 +195,16 @@ int events_handle(void *ctx, void *data, size_t size)
 		e->malformed++;
 		return over_time(e) ? -EAGAIN : 0;
 	}
-	if (e->accept && !e->accept(e->accept_ctx, type, data, size))
+	/* what the kernel left open is settled first: filters count verdicts */
+	if (type == FH_EV_FORK)
+		rec = place_locks(e, data, size);
+	else if (type == FH_EV_DEADLOCK && !(rec = confirm_deadlock(e, data)))
+		return over_time(e) ? -EAGAIN : 0;
+	if (e->accept && !e->accept(e->accept_ctx, type, rec, size))
 		return over_time(e) ? -EAGAIN : 0;
 	switch (type) {
 	case FH_EV_FORK: {
-		const struct fh_fork_event *ev = place_locks(e, data, size);
+		const struct fh_fork_event *ev = rec;
 
 		if (e->out)	/* before the parent can be gone: its stacks print later */
 			output_note_fork(e->out, (pid_t)ev->pid, (pid_t)ev->child_pid, ev->comm);
@@ -212,10 +218,8 @@ int events_handle(void *ctx, void *data, size_t size)
 		correlate_child(e->corr, data);
 		break;
 	case FH_EV_DEADLOCK: {
-		const struct fh_deadlock_event *ev = confirm_deadlock(e, data);
+		const struct fh_deadlock_event *ev = rec;
 
-		if (!ev)
-			break;
 		if (e->out)
 			output_note_process(e->out, (pid_t)ev->pid);
 		correlate_deadlock(e->corr, ev);

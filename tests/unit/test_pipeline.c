@@ -794,3 +794,64 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	unlink(prom);
 	pipeline_close(&p);
 }
+
+/* What the kernel could not look up (bpf_find_vma busy) is settled from the
+ * maps: a lock in a shared page is no hazard after all (and the kernel's
+ * count is corrected), one in private memory stays; a deadlock on a private
+ * word is one, on a shared word it is not. */
+UNIT_TEST(kernel_unsure_cases_settled_from_maps)
+{
+	static struct pipeline p;
+	static int private_word;
+	int *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t child = spawn_child();
+	uint64_t t = clock_mono_ns();
+	struct fh_deadlock_event d = {
+		.type = FH_EV_DEADLOCK, .pid = (__u32)child, .tid = (__u32)child,
+		.parent_pid = (__u32)getpid(), .time_ns = t + 100, .fork_ns = t,
+		.flags = FH_DL_MEMORY_UNKNOWN, .stack_id = -1, .syscall = 202,
+	};
+	struct fh_lock *l;
+	const char *out;
+
+	CHECK(shared != MAP_FAILED && child > 0 && code_setup());
+	CHECK(pipeline_open(&p, json_args));
+	/* one lock, in a shared page: no hazard once placed */
+	fork_event(&forkev, (__u32)getpid(), (__u32)child, t, "test_pipeline");
+	l = add_lock(&forkev, (uint64_t)(uintptr_t)shared, FH_KIND_MUTEX,
+		     ret_in(pipeline_lock_site_a, 1), false);
+	l->flags |= FH_LOCK_SHARED_UNKNOWN;
+	feed(&p, &forkev, fork_size(&forkev));
+	/* the child waits on a word in a shared page: not a deadlock; then on
+	 * a private one: one */
+	d.futex = (uint64_t)(uintptr_t)(shared + 1);
+	feed(&p, &d, sizeof(d));
+	d.futex = (uint64_t)(uintptr_t)&private_word;
+	feed(&p, &d, sizeof(d));
+	/* another fork: its lock in private memory stays a hazard */
+	fork_event(&forkev, (__u32)getpid(), 424270, t + 200, "test_pipeline");
+	l = add_lock(&forkev, (uint64_t)(uintptr_t)&private_word, FH_KIND_MUTEX,
+		     ret_in(pipeline_lock_site_a, 1), false);
+	l->flags |= FH_LOCK_SHARED_UNKNOWN;
+	feed(&p, &forkev, fork_size(&forkev));
+	out = pipeline_finish(&p, t + 1000);
+	keep(&p, "kernel_unsure_cases_settled_from_maps");
+	end_child(child);
+	munmap(shared, 4096);
+	CHECK_INT(p.ev.hazards_shared, 1);
+	CHECK_INT(p.ev.deadlocks_confirmed, 1);
+	CHECK_HAS(out, "\"severity\":\"info\",\"locks\":[],\"own_locks\":[],\"shared_locks\":[{",
+		  "\"severity\":\"hazard\",\"locks\":[{");
+	{
+		char want[64];
+		const char *first;
+
+		snprintf(want, sizeof(want), "\"futex\":\"0x%llx\"",
+			 (unsigned long long)(uintptr_t)&private_word);
+		first = strstr(out, "\"type\":\"deadlock\"");
+		CHECK(first && strstr(first, want));
+		CHECK(!strstr(first + 1, "\"type\":\"deadlock\""));	/* one only */
+	}
+	CHECK(!strstr(out, "shared_unknown"));	/* both placed */
+	pipeline_close(&p);
+}
