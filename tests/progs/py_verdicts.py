@@ -53,13 +53,9 @@ def wait_all(pids, timeout=10.0):
 def mode_mplock():
     lock = multiprocessing.Lock()
     held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with lock:
-            held.set()
-            release.wait(30)
-
-    t = threading.Thread(target=hold, name="mp-holder")
+    # takes the lock, says so, keeps it until released
+    t = threading.Thread(name="mp-holder", target=lambda: (
+        lock.acquire(), held.set(), release.wait(30), lock.release()))
     t.start()
     held.wait(10)
     time.sleep(0.05)

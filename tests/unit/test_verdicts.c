@@ -185,48 +185,44 @@ UNIT_TEST(stdlib_locks_by_the_frames_that_took_them)
 
 /* ---- advice: each text of the table, and the choice ---------------------------------- */
 
-UNIT_TEST(advice_python_lock)
+/* Each advice: the case that chooses it, a site, and what its text must say. */
+static const struct {
+	struct advice_case c;
+	enum advice_id id;
+	const char *site;
+	const char *says[6];
+} advice_cases[] = {
+	{ { .python_lock = true }, ADVICE_PYTHON_LOCK, NULL,
+	  { "Another thread held this Python lock, and the child's copy stays locked.",
+	    "multiprocessing.get_context(\"forkserver\")", "get_context(\"spawn\")",
+	    "fork before starting threads", "os.register_at_fork(before=lock.acquire",
+	    "re-creates it in the child" } },
+	{ { .python_process = true }, ADVICE_PYTHON_NATIVE, "ext_worker+0x10 [ext.so]",
+	  { "native lock of the interpreter or of an extension module (taken at "
+	    "ext_worker+0x10 [ext.so]), and the child's copy stays locked.",
+	    "get_context(\"forkserver\")", "get_context(\"spawn\")",
+	    "fork before starting threads", "pthread_atfork handlers of its own" } },
+	{ { 0 }, ADVICE_NATIVE, "cache_refresh+0x13 [demo] (demo.c:32)",
+	  { "Another thread held this lock (taken at cache_refresh+0x13 [demo] (demo.c:32)), "
+	    "and the child's copy stays locked.",
+	    "Exec right after fork, or use posix_spawn", "pthread_atfork prepare handler",
+	    "release or re-initialise it in the child handler",
+	    "no lock-taking code (malloc, stdio, logging) between fork and exec" } },
+};
+
+UNIT_TEST(advice_every_text)
 {
-	struct advice_case c = { .python_lock = true };
 	char buf[2048];
 
-	CHECK_INT(advice_choose(&c), ADVICE_PYTHON_LOCK);
-	advice_format(ADVICE_PYTHON_LOCK, NULL, buf, sizeof(buf));
-	CHECK(strstr(buf, "Python lock, and the child's copy stays locked."));
-	CHECK(strstr(buf, "multiprocessing.get_context(\"forkserver\")"));
-	CHECK(strstr(buf, "get_context(\"spawn\")"));
-	CHECK(strstr(buf, "fork before starting threads"));
-	CHECK(strstr(buf, "os.register_at_fork(before=lock.acquire"));
-	CHECK(strstr(buf, "re-creates it in the child"));
-}
-
-UNIT_TEST(advice_python_native_lock)
-{
-	struct advice_case c = { .python_process = true };
-	char buf[2048];
-
-	CHECK_INT(advice_choose(&c), ADVICE_PYTHON_NATIVE);
-	advice_format(ADVICE_PYTHON_NATIVE, "ext_worker+0x10 [ext.so]", buf, sizeof(buf));
-	CHECK(strstr(buf, "native lock of the interpreter or of an extension module (taken at "
-			  "ext_worker+0x10 [ext.so]), and the child's copy stays locked."));
-	CHECK(strstr(buf, "\"forkserver\"") && strstr(buf, "\"spawn\""));
-	CHECK(strstr(buf, "fork before starting threads"));
-	CHECK(strstr(buf, "pthread_atfork"));
-}
-
-UNIT_TEST(advice_native)
-{
-	struct advice_case c = { 0 };
-	char buf[2048];
-
-	CHECK_INT(advice_choose(&c), ADVICE_NATIVE);
-	advice_format(ADVICE_NATIVE, "cache_refresh+0x13 [demo] (demo.c:32)", buf, sizeof(buf));
-	CHECK(strstr(buf, "Another thread held this lock (taken at cache_refresh+0x13 [demo] "
-			  "(demo.c:32)), and the child's copy stays locked."));
-	CHECK(strstr(buf, "Exec right after fork, or use posix_spawn"));
-	CHECK(strstr(buf, "pthread_atfork prepare handler"));
-	CHECK(strstr(buf, "release or re-initialise it in the child handler"));
-	CHECK(strstr(buf, "no lock-taking code (malloc, stdio, logging) between fork and exec"));
+	CHECK_INT(sizeof(advice_cases) / sizeof(advice_cases[0]), ADVICE_MAX);
+	for (size_t i = 0; i < sizeof(advice_cases) / sizeof(advice_cases[0]); i++) {
+		CHECK_INT(advice_choose(&advice_cases[i].c), advice_cases[i].id);
+		advice_format(advice_cases[i].id, advice_cases[i].site, buf, sizeof(buf));
+		for (int k = 0; k < 6 && advice_cases[i].says[k]; k++)
+			if (!strstr(buf, advice_cases[i].says[k]))
+				FAIL("advice %d lacks \"%s\": %s", (int)advice_cases[i].id,
+				     advice_cases[i].says[k], buf);
+	}
 	/* bounded */
 	CHECK(strlen(advice_format(ADVICE_NATIVE, "x", buf, 40)) == 39);
 }
