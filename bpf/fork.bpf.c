@@ -21,6 +21,14 @@ struct {
 	__type(value, struct fh_fork_event);
 } fork_scratch SEC(".maps");
 
+/* The other threads' record, built beside the event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fh_threads_event);
+} threads_scratch SEC(".maps");
+
 /* The child's entry of `children`, built beside the event (its watch list
  * is filled by the snapshot). */
 struct {
@@ -193,8 +201,10 @@ static __always_inline __u64 thread_pointer(struct task_struct *t)
 #endif
 }
 
-/* Another thread of the parent, for the event's list of who else runs. */
-static __always_inline void note_other_thread(struct fh_fork_event *ev, struct task_struct *t)
+/* Another thread of the parent, for the list of who else runs. */
+static __always_inline void note_other_thread(struct fh_fork_event *ev,
+					      struct fh_threads_event *others,
+					      struct task_struct *t)
 {
 	__u32 n = ev->nr_other;
 	struct fh_other_thread *o;
@@ -203,7 +213,7 @@ static __always_inline void note_other_thread(struct fh_fork_event *ev, struct t
 		ev->other_omitted++;
 		return;
 	}
-	o = &ev->other[n];
+	o = &others->other[n];
 	o->tid = t->pid;
 	o->_pad = 0;
 	o->pthread = thread_pointer(t);
@@ -220,6 +230,7 @@ static __always_inline void note_other_thread(struct fh_fork_event *ev, struct t
 /* Walk the parent's threads: who runs besides the forking thread, and (when
  * its locks are seen) what the child inherits: what they hold now. */
 static __always_inline void snapshot_threads(struct fh_fork_event *ev, struct fh_child *fate,
+					     struct fh_threads_event *others,
 					     struct task_struct *parent, bool locks_seen)
 {
 	struct bpf_iter_task it;
@@ -236,7 +247,7 @@ static __always_inline void snapshot_threads(struct fh_fork_event *ev, struct fh
 		}
 		ev->walked++;
 		if (t->pid != parent->pid)
-			note_other_thread(ev, t);
+			note_other_thread(ev, others, t);
 		if (locks_seen)
 			snapshot_thread(ev, fate, t, t->pid == parent->pid);
 	}
@@ -365,6 +376,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
 	struct fh_fork_event *ev;
+	struct fh_threads_event *others;
 	struct fh_child *fate;
 	bool locks_seen;
 	__u64 now, size;
@@ -407,7 +419,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 
 	ev = bpf_map_lookup_elem(&fork_scratch, &zero);
 	fate = bpf_map_lookup_elem(&child_scratch, &zero);
-	if (!ev || !fate)
+	others = bpf_map_lookup_elem(&threads_scratch, &zero);
+	if (!ev || !fate || !others)
 		return 0;
 	__builtin_memset(fate, 0, sizeof(*fate));
 	now = bpf_ktime_get_ns();
@@ -432,7 +445,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->ns_pid = ns_tgid(parent);
 	ev->ns_child_pid = ns_tgid(child);
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
-	snapshot_threads(ev, fate, parent, locks_seen);
+	snapshot_threads(ev, fate, others, parent, locks_seen);
 	if (FH_FORK_FOREIGN_LOCKS(ev))
 		stat_inc(FH_STAT_HAZARDS);
 
@@ -440,6 +453,21 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	fate->parent_pid = tgid;
 	if (bpf_map_update_elem(&children, &child_tgid, fate, BPF_ANY))
 		stat_inc(FH_STAT_CHILDREN_FULL);
+
+	/* Who else runs, first: userspace asks the parent about them as
+	 * this arrives, before it spends time on the stack copy. */
+	if (ev->nr_other) {
+		others->type = FH_EV_THREADS;
+		others->pid = tgid;
+		others->tid = ev->tid;
+		others->nr = ev->nr_other;
+		others->time_ns = now;
+		size = offsetof(struct fh_threads_event, other) +
+		       (__u64)ev->nr_other * sizeof(struct fh_other_thread);
+		if (size > sizeof(*others))
+			size = sizeof(*others);
+		emit(others, size);
+	}
 
 	/* A hazard's fork call deserves a full stack: glibc has no frame
 	 * pointers, so userspace unwinds this copy with CFI. */

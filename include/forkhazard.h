@@ -41,6 +41,7 @@ enum fh_event_type {
 	FH_EV_PROBE_REQUEST,	/* struct fh_probe_request */
 	FH_EV_USTACK,		/* struct fh_ustack_event */
 	FH_EV_REINIT,		/* struct fh_reinit_event */
+	FH_EV_THREADS,		/* struct fh_threads_event */
 };
 
 /* A new kind is one line here, one row in src/probes.c's table and, when
@@ -168,7 +169,8 @@ struct fh_lock {
 #define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light) */
 #define FH_FORK_TRUNCATED	0x2	/* more threads than FH_MAX_SNAPSHOT_THREADS */
 
-/* Other threads listed in a fork event; more are counted as omitted. */
+/* Other threads listed for a fork (struct fh_threads_event); more are
+ * counted as omitted. */
 #define FH_MAX_OTHER_THREADS	32
 
 /* A thread of the parent other than the forking one: who else was running. */
@@ -210,11 +212,25 @@ struct fh_fork_event {
 	__u32 ns_child_pid;	/* child pid in its own PID namespace */
 	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
 	__u32 nr_shared;	/* foreign locks of locks[] flagged FH_LOCK_SHARED */
-	__u32 nr_other;		/* entries of other[] in use */
+	__u32 nr_other;		/* other threads listed (fh_threads_event.nr) */
 	__u32 other_omitted;	/* other threads beyond FH_MAX_OTHER_THREADS */
 	__u32 _pad;
-	struct fh_other_thread other[FH_MAX_OTHER_THREADS];
 	struct fh_lock locks[FH_EVENT_LOCKS];
+};
+
+/*
+ * The other threads of a fork's parent, sent just before its fork event
+ * (same pid, tid and time_ns), and before the hazard's stack copy: the
+ * first thing userspace reads, while the parent is most surely there to
+ * be asked for their names. Sent with only nr entries of other[].
+ */
+struct fh_threads_event {
+	__u32 type;
+	__u32 pid;
+	__u32 tid;		/* the forking thread */
+	__u32 nr;		/* entries of other[] that follow */
+	__u64 time_ns;		/* the fork event's */
+	struct fh_other_thread other[FH_MAX_OTHER_THREADS];
 };
 
 /*

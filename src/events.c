@@ -42,6 +42,14 @@ static bool well_formed(__u32 type, const void *data, size_t size)
 		return size >= sizeof(struct fh_probe_request);
 	case FH_EV_REINIT:
 		return size >= sizeof(struct fh_reinit_event);
+	case FH_EV_THREADS: {
+		const struct fh_threads_event *ev = data;
+
+		return size >= offsetof(struct fh_threads_event, other) &&
+		       ev->nr <= FH_MAX_OTHER_THREADS &&
+		       size >= offsetof(struct fh_threads_event, other) +
+			       ev->nr * sizeof(struct fh_other_thread);
+	}
 	case FH_EV_USTACK: {
 		const struct fh_ustack_event *ev = data;
 
@@ -208,8 +216,6 @@ int events_handle(void *ctx, void *data, size_t size)
 
 		if (e->out)	/* before the parent can be gone: its stacks print later */
 			output_note_fork(e->out, (pid_t)ev->pid, (pid_t)ev->child_pid, ev->comm);
-		if (e->others)
-			otherthreads_note(e->others, ev);
 		correlate_fork(e->corr, ev, size);
 		stdlib_reinit(e, ev);
 		break;
@@ -242,6 +248,10 @@ int events_handle(void *ctx, void *data, size_t size)
 	case FH_EV_USTACK:
 		if (e->ustacks)
 			ustacks_add(e->ustacks, data, clock_mono_ns());
+		break;
+	case FH_EV_THREADS:
+		if (e->others)
+			otherthreads_add(e->others, data);
 		break;
 	}
 	/* libbpf stops consuming at a negative return, this record consumed */

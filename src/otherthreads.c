@@ -10,8 +10,8 @@
 #define LIBC_CACHE	64	/* processes whose struct pthread layout is remembered */
 
 struct fork_notes {
-	uint32_t pid;
-	uint64_t time_ns;	/* the fork event's: with pid, which event */
+	uint32_t pid, tid;
+	uint64_t time_ns;	/* the fork's: with pid and tid, which fork */
 	uint32_t n;
 	struct other_thread_note t[FH_MAX_OTHER_THREADS];
 };
@@ -73,20 +73,18 @@ static const struct libc_thread *libc_of(struct otherthreads *ot, uint32_t pid)
 	return e->ok ? &e->lt : NULL;
 }
 
-void otherthreads_note(struct otherthreads *ot, const struct fh_fork_event *ev)
+void otherthreads_add(struct otherthreads *ot, const struct fh_threads_event *ev)
 {
-	struct fork_notes *fn;
+	struct fork_notes *fn = &ot->notes[ot->next];
 	const struct libc_thread *lt;
 	bool python;
 
-	if (!ev->nr_other)
-		return;
-	fn = &ot->notes[ot->next];
 	ot->next = (ot->next + 1) % ot->capacity;
 	memset(fn, 0, sizeof(*fn));
 	fn->pid = ev->pid;
+	fn->tid = ev->tid;
 	fn->time_ns = ev->time_ns;
-	fn->n = ev->nr_other < FH_MAX_OTHER_THREADS ? ev->nr_other : FH_MAX_OTHER_THREADS;
+	fn->n = ev->nr < FH_MAX_OTHER_THREADS ? ev->nr : FH_MAX_OTHER_THREADS;
 	lt = libc_of(ot, ev->pid);
 	/* names of threads that came since the last fork are read anew */
 	python = ot->py && pyrt_refresh_threads(ot->py, (pid_t)ev->pid) == 0;
@@ -95,8 +93,10 @@ void otherthreads_note(struct otherthreads *ot, const struct fh_fork_event *ev)
 		struct other_thread_note *t = &fn->t[i];
 		uint64_t start = 0;
 
+		t->tid = o->tid;
+		memcpy(t->comm, o->comm, sizeof(t->comm));
 		/* the thread's own descriptor, in the parent's memory: a
-		 * pointer into its code or nothing (the main thread) */
+		 * pointer into its code, or nothing (the main thread) */
 		t->start = o->start;
 		if (lt && o->pthread &&
 		    lockword_read((pid_t)ev->pid, o->pthread + (uint64_t)lt->start_routine_offset,
@@ -111,15 +111,16 @@ void otherthreads_note(struct otherthreads *ot, const struct fh_fork_event *ev)
 }
 
 const struct other_thread_note *otherthreads_get(const struct otherthreads *ot,
-						 const struct fh_fork_event *ev, uint32_t i)
+						 const struct fh_fork_event *ev, uint32_t *n)
 {
-	if (!ot || i >= FH_MAX_OTHER_THREADS)
-		return NULL;
-	for (int k = 0; k < ot->capacity; k++) {
+	for (int k = 0; ot && k < ot->capacity; k++) {
 		const struct fork_notes *fn = &ot->notes[k];
 
-		if (fn->pid == ev->pid && fn->time_ns == ev->time_ns)
-			return i < fn->n ? &fn->t[i] : NULL;
+		if (fn->pid == ev->pid && fn->tid == ev->tid && fn->time_ns == ev->time_ns) {
+			*n = fn->n;
+			return fn->t;
+		}
 	}
+	*n = 0;
 	return NULL;
 }

@@ -419,36 +419,40 @@ static const char *fork_advice(struct output *o, const struct fh_fork_event *ev,
 }
 
 /*
- * The start routine of ev->other[i] into o->frames[0]: read in its process
- * with its own glibc's layout, or else by the kernel with the host's, which
- * only counts when it lands on a function's first byte. false: unknown.
+ * The start routine of another thread into o->frames[0]: read in its
+ * process with its own glibc's layout, or else by the kernel with the
+ * host's, which only counts when it lands on a function's first byte.
+ * false: unknown.
  */
-static bool other_thread_start(struct output *o, const struct fh_fork_event *ev, uint32_t i,
-			       const struct other_thread_note *note)
+static bool other_thread_start(struct output *o, const struct fh_fork_event *ev,
+			       const struct other_thread_note *t)
 {
 	struct fh_frame *f = &o->frames[0];
-	uint64_t start = note ? note->start : ev->other[i].start;
 
-	if (!start)
+	if (!t->start)
 		return false;
-	syms_resolve(o->o.syms, (pid_t)ev->pid, start, f);
-	return (note && note->verified) || (f->known && f->offset == 0);
+	syms_resolve(o->o.syms, (pid_t)ev->pid, t->start, f);
+	return t->verified || (f->known && f->offset == 0);
 }
 
-/* The other threads the event lists, each with what was read of it while the
- * parent lived (otherthreads.c). */
+/* The other threads of a fork (otherthreads.c); null when their record was
+ * never received. */
 static void json_other_threads(struct output *o, const struct fh_fork_event *ev)
 {
-	jw_arr_begin(&o->jw, "other_threads");
-	for (__u32 i = 0; i < ev->nr_other && i < FH_MAX_OTHER_THREADS; i++) {
-		const struct fh_other_thread *t = &ev->other[i];
-		const struct other_thread_note *note = otherthreads_get(o->o.others, ev, i);
+	uint32_t n;
+	const struct other_thread_note *t = otherthreads_get(o->o.others, ev, &n);
 
+	if (!t && ev->nr_other) {
+		jw_null(&o->jw, "other_threads");
+		return;
+	}
+	jw_arr_begin(&o->jw, "other_threads");
+	for (uint32_t i = 0; i < n; i++) {
 		jw_obj_begin(&o->jw, NULL);
-		jw_uint(&o->jw, "tid", t->tid);
-		jw_strn(&o->jw, "comm", t->comm, strnlen(t->comm, FH_COMM_LEN));
-		jw_str(&o->jw, "py_thread", note && note->py_thread[0] ? note->py_thread : NULL);
-		if (other_thread_start(o, ev, i, note))
+		jw_uint(&o->jw, "tid", t[i].tid);
+		jw_strn(&o->jw, "comm", t[i].comm, strnlen(t[i].comm, FH_COMM_LEN));
+		jw_str(&o->jw, "py_thread", t[i].py_thread[0] ? t[i].py_thread : NULL);
+		if (other_thread_start(o, ev, &t[i]))
 			json_frame(o, "start", &o->frames[0]);
 		else
 			jw_null(&o->jw, "start");
@@ -556,37 +560,35 @@ static void text_paragraph(struct output *o, const char *lead, const char *text)
 /* Who else ran at the fork: up to TEXT_OTHER_THREADS lines (all with -v). */
 static void text_other_threads(struct output *o, const struct fh_fork_event *ev)
 {
-	__u32 shown = ev->nr_other < FH_MAX_OTHER_THREADS ? ev->nr_other : FH_MAX_OTHER_THREADS;
 	char comm[FH_COMM_LEN * 4 + 1], py[OTHER_PY_NAME_LEN * 4 + 8], start[SITE_FRAME_LEN * 4];
+	uint32_t n, shown;
+	const struct other_thread_note *t = otherthreads_get(o->o.others, ev, &n);
 
-	if (!shown)
+	if (!n)
 		return;
-	if (!o->o.verbose && shown > TEXT_OTHER_THREADS)
-		shown = TEXT_OTHER_THREADS;
+	shown = !o->o.verbose && n > TEXT_OTHER_THREADS ? TEXT_OTHER_THREADS : n;
 	fputs("    other threads:\n", o->o.f);
-	for (__u32 i = 0; i < shown; i++) {
-		const struct fh_other_thread *t = &ev->other[i];
-		const struct other_thread_note *note = otherthreads_get(o->o.others, ev, i);
+	for (uint32_t i = 0; i < shown; i++) {
 		char place[SITE_FRAME_LEN];
 
-		term_escape(t->comm, strnlen(t->comm, FH_COMM_LEN), comm, sizeof(comm));
+		term_escape(t[i].comm, strnlen(t[i].comm, FH_COMM_LEN), comm, sizeof(comm));
 		py[0] = start[0] = '\0';
-		if (note && note->py_thread[0]) {
+		if (t[i].py_thread[0]) {
 			char name[OTHER_PY_NAME_LEN * 4];
 
-			term_escape(note->py_thread, (size_t)-1, name, sizeof(name));
+			term_escape(t[i].py_thread, (size_t)-1, name, sizeof(name));
 			snprintf(py, sizeof(py), " \"%s\"", name);
 		}
-		if (other_thread_start(o, ev, i, note)) {
+		if (other_thread_start(o, ev, &t[i])) {
 			siteid_frame_text(&o->frames[0], place, sizeof(place));
 			term_escape(place, (size_t)-1, start, sizeof(start));
 		}
-		fprintf(o->o.f, "        %u (%s)%s%s%s\n", t->tid, comm, py,
-			start[0] ? " started at " : t->tid == ev->pid ? " the main thread" : "",
+		fprintf(o->o.f, "        %u (%s)%s%s%s\n", t[i].tid, comm, py,
+			start[0] ? " started at " : t[i].tid == ev->pid ? " the main thread" : "",
 			start);
 	}
-	if (ev->nr_other - shown + ev->other_omitted)
-		fprintf(o->o.f, "        ... and %u more\n", ev->nr_other - shown + ev->other_omitted);
+	if (n - shown + ev->other_omitted)
+		fprintf(o->o.f, "        ... and %u more\n", n - shown + ev->other_omitted);
 }
 
 static void text_verdict(struct output *o, const struct fh_fork_event *ev,

@@ -488,9 +488,12 @@ __attribute__((noinline)) void *pipeline_worker_main(void *arg)
 	return NULL;
 }
 
-/* The worker's entry in a fork event, and the main thread's (no start routine). */
-static void other_threads(struct fh_fork_event *ev)
+/* A fork's other threads, sent before it as the kernel does: the worker,
+ * and the main thread (no start routine); two more omitted. */
+static void other_threads(struct pipeline *p, struct fh_fork_event *ev)
 {
+	static struct fh_threads_event th;
+
 	if (!worker.started) {
 		pthread_create(&worker.th, NULL, pipeline_worker_main, NULL);
 		pthread_detach(worker.th);
@@ -498,13 +501,20 @@ static void other_threads(struct fh_fork_event *ev)
 			usleep(1000);
 		worker.started = true;
 	}
-	ev->other[0] = (struct fh_other_thread){ .tid = worker.tid,
-						 .pthread = (uint64_t)worker.th, .comm = "worker" };
-	ev->other[1] = (struct fh_other_thread){ .tid = (__u32)getpid(),
-						 .pthread = (uint64_t)pthread_self(),
-						 .comm = "pipeline" };
+	memset(&th, 0, sizeof(th));
+	th.type = FH_EV_THREADS;
+	th.pid = ev->pid;
+	th.tid = ev->tid;
+	th.time_ns = ev->time_ns;
+	th.other[0] = (struct fh_other_thread){ .tid = worker.tid,
+						.pthread = (uint64_t)worker.th, .comm = "worker" };
+	th.other[1] = (struct fh_other_thread){ .tid = (__u32)getpid(),
+						.pthread = (uint64_t)pthread_self(),
+						.comm = "pipeline" };
+	th.nr = 2;
 	ev->nr_other = 2;
 	ev->other_omitted = 2;
+	feed(p, &th, offsetof(struct fh_threads_event, other) + th.nr * sizeof(th.other[0]));
 }
 
 /* A hazard of this process with every kind of lock entry: a recursive
@@ -534,7 +544,7 @@ static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 	l->flags |= FH_LOCK_SHARED_UNKNOWN;
 	forkev.locks_omitted = 2;
 	forkev.flags = FH_FORK_TRUNCATED;
-	other_threads(&forkev);
+	other_threads(p, &forkev);
 	send_stack(p, forkev.pid, forkev.tid, t);
 	feed(p, &forkev, fork_size(&forkev));
 }
@@ -599,9 +609,11 @@ UNIT_TEST(json_every_event_type)
 	fork_event(&forkev, (__u32)getpid(), 424246, t + 450, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424246, (__u32)getpid(), FH_CHILD_EXIT, SIGKILL, t + 450, t + 460);
-	/* a fork whose child is still there at the end: "alive" */
+	/* a fork whose child is still there at the end: "alive"; its other
+	 * threads' record was lost */
 	fork_event(&forkev, (__u32)getpid(), 424244, t + 500, "test_pipeline");
 	add_lock(&forkev, 0x7f0000006000ull, FH_KIND_CUSTOM, ret_in(pipeline_lock_site_a, 2), false);
+	forkev.nr_other = 1;
 	feed(&p, &forkev, fork_size(&forkev));
 	/* a deadlock of a fork never seen: no lock, no owner */
 	deadlock_event(&p, 424245, 1, 0x7f0000007000ull, 0, t, t + 600, "");
@@ -643,6 +655,7 @@ UNIT_TEST(json_every_event_type)
 		  "\"other_threads_omitted\":2",
 		  /* the re-created lock, in its child's fate */
 		  "\"pid\":424247,\"parent_pid\":", "\"reinitialized\":[\"0x7f0000009000\"]",
+		  "\"other_threads\":null,",
 		  "\"reinitialized\":[]");
 	pipeline_close(&p);
 }
