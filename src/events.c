@@ -250,6 +250,9 @@ int events_handle(void *ctx, void *data, size_t size)
 			ustacks_add(e->ustacks, data, clock_mono_ns());
 		break;
 	case FH_EV_THREADS:
+		/* a fork's first record: the parent is noted, and asked, now */
+		if (e->out)
+			output_note_process(e->out, (pid_t)((const struct fh_threads_event *)data)->pid);
 		if (e->others)
 			otherthreads_add(e->others, data);
 		break;
