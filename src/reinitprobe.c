@@ -8,6 +8,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include "bpf_compat.h"
+#include "clock.h"
 #include "elfsyms.h"
 #include "log.h"
 #include "procfs.h"
@@ -15,6 +16,8 @@
 
 #define MAX_FILES	64	/* interpreter files looked at (probed or not) */
 #define COVER_SLOTS	1024	/* processes' answers, direct-mapped by PID */
+#define RECHECKS	64	/* processes looked at again (just exec'd) */
+#define RECHECK_NS	1000000000ull	/* ...for this long */
 
 struct interp_file {
 	dev_t dev;
@@ -30,6 +33,10 @@ struct reinitprobe {
 		pid_t pid;
 		bool covered;
 	} cover[COVER_SLOTS];
+	struct {
+		pid_t pid;		/* 0: a free slot */
+		uint64_t until_ns;
+	} recheck[RECHECKS];
 };
 
 struct reinitprobe *reinitprobe_new(int prog_fd)
@@ -130,7 +137,7 @@ static int look_at(const struct fh_mapping *m, void *ctx)
 	return 0;
 }
 
-int reinitprobe_process(struct reinitprobe *rp, pid_t pid)
+static int look_at_process(struct reinitprobe *rp, pid_t pid)
 {
 	struct walk w = { .rp = rp, .pid = pid };
 	int err = procfs_for_each_mapping(pid, look_at, &w);
@@ -138,6 +145,32 @@ int reinitprobe_process(struct reinitprobe *rp, pid_t pid)
 	rp->cover[pid % COVER_SLOTS].pid = pid;
 	rp->cover[pid % COVER_SLOTS].covered = !err && w.covered;
 	return err ? err : w.covered;
+}
+
+int reinitprobe_process(struct reinitprobe *rp, pid_t pid)
+{
+	int n = look_at_process(rp, pid);
+
+	for (int i = 0; !n && i < RECHECKS; i++) {
+		if (rp->recheck[i].pid && rp->recheck[i].pid != pid)
+			continue;
+		rp->recheck[i].pid = pid;
+		rp->recheck[i].until_ns = clock_mono_ns() + RECHECK_NS;
+		break;
+	}
+	return n;
+}
+
+void reinitprobe_recheck(struct reinitprobe *rp, uint64_t now_ns)
+{
+	for (int i = 0; i < RECHECKS; i++) {
+		pid_t pid = rp->recheck[i].pid;
+
+		if (!pid)
+			continue;
+		if (now_ns > rp->recheck[i].until_ns || look_at_process(rp, pid) != 0)
+			rp->recheck[i].pid = 0;	/* covered, gone, or not a Python */
+	}
 }
 
 bool reinitprobe_covers(const struct reinitprobe *rp, pid_t pid)

@@ -11,6 +11,7 @@
 #define FH_REINITPROBE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct reinitprobe;
@@ -28,5 +29,12 @@ int reinitprobe_process(struct reinitprobe *rp, pid_t pid);
 
 /* Was pid found covered by its last reinitprobe_process()? */
 bool reinitprobe_covers(const struct reinitprobe *rp, pid_t pid);
+
+/*
+ * A process that maps no interpreter yet may be one that just exec'd (its
+ * libraries come next): reinitprobe_process() keeps it for a second, and
+ * this, called every tick, looks at it again.
+ */
+void reinitprobe_recheck(struct reinitprobe *rp, uint64_t now_ns);
 
 #endif

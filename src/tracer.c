@@ -333,7 +333,6 @@ static void on_probe_request(void *ctx, pid_t pid)
 	log_debug("probe request for PID %d", (int)pid);
 	if (!t->probes)
 		return;	/* no lock probes in this mode: no request either */
-	probe_reinit(t, pid);
 	/* A PID recycled before the tick reaped its previous owner must not
 	 * find that process's probes and be taken as probed already. */
 	probes_reap_exited(t->probes);
@@ -350,6 +349,7 @@ static void on_probe_request(void *ctx, pid_t pid)
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
+	probe_reinit(t, pid);	/* after the lock probes: they race the process */
 }
 
 /* Adaptive mode, at start: the processes --comm names get their probes now
@@ -471,8 +471,8 @@ static int attach_pids(struct tracer *t)
 		set_proc_flags(t, pid, FH_PROC_TRACED);
 		if (!t->probes)
 			continue;
-		probe_reinit(t, pid);
 		n = probe_process(t, pid);
+		probe_reinit(t, pid);
 		if (n == -ENOENT) {
 			log_error("no such process: %d", (int)pid);
 			return n;
@@ -663,6 +663,8 @@ static void tick(struct tracer *t)
 		daemon_tick(t->daemon, now);
 	if (t->probes)
 		probes_reap_exited(t->probes);
+	if (t->reinit)
+		reinitprobe_recheck(t->reinit, now);
 	if (t->deadline_ns && now >= t->deadline_ns)
 		t->stop = true;
 }
