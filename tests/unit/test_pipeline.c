@@ -471,26 +471,26 @@ static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t
 	feed(p, &d, sizeof(d));
 }
 
-/* Another thread of this process, there until the process ends: what a
+/* Another thread of this process, there while its record is read: what a
  * fork's list of other threads names, with its start routine (under ASan,
- * the sanitizer's, which calls ours). */
+ * the sanitizer's, which calls ours). It ends right after: a process that
+ * forks while multithreaded gets lock probes from any adaptive forkhazard
+ * running meanwhile, which valgrind (make check-valgrind) takes for traps. */
 #if defined(__SANITIZE_ADDRESS__)
 #define WORKER_START	"asan_thread_start(void*)"
 #else
 #define WORKER_START	"pipeline_worker_main"
 #endif
-static struct {
-	pthread_t th;
-	__u32 tid;
-	bool started;
-} worker;
+static __u32 worker_tid;
+static int worker_go[2];
 
 __attribute__((noinline)) void *pipeline_worker_main(void *arg)
 {
-	__atomic_store_n(&worker.tid, gettid_(), __ATOMIC_RELEASE);
+	char c;
+
 	(void)arg;
-	for (;;)
-		pause();
+	__atomic_store_n(&worker_tid, gettid_(), __ATOMIC_RELEASE);
+	(void)!read(worker_go[0], &c, 1);
 	return NULL;
 }
 
@@ -499,21 +499,21 @@ __attribute__((noinline)) void *pipeline_worker_main(void *arg)
 static void other_threads(struct pipeline *p, struct fh_fork_event *ev)
 {
 	static struct fh_threads_event th;
+	pthread_t worker;
 
-	if (!worker.started) {
-		pthread_create(&worker.th, NULL, pipeline_worker_main, NULL);
-		pthread_detach(worker.th);
-		while (!__atomic_load_n(&worker.tid, __ATOMIC_ACQUIRE))
-			usleep(1000);
-		worker.started = true;
-	}
+	if (pipe(worker_go))
+		return;
+	__atomic_store_n(&worker_tid, 0, __ATOMIC_RELEASE);
+	pthread_create(&worker, NULL, pipeline_worker_main, NULL);
+	while (!__atomic_load_n(&worker_tid, __ATOMIC_ACQUIRE))
+		usleep(1000);
 	memset(&th, 0, sizeof(th));
 	th.type = FH_EV_THREADS;
 	th.pid = ev->pid;
 	th.tid = ev->tid;
 	th.time_ns = ev->time_ns;
-	th.other[0] = (struct fh_other_thread){ .tid = worker.tid,
-						.pthread = (uint64_t)worker.th, .comm = "worker" };
+	th.other[0] = (struct fh_other_thread){ .tid = worker_tid, .pthread = (uint64_t)worker,
+						.comm = "worker" };
 	th.other[1] = (struct fh_other_thread){ .tid = (__u32)getpid(),
 						.pthread = (uint64_t)pthread_self(),
 						.comm = "pipeline" };
@@ -521,6 +521,9 @@ static void other_threads(struct pipeline *p, struct fh_fork_event *ev)
 	ev->nr_other = 2;
 	ev->other_omitted = 2;
 	feed(p, &th, offsetof(struct fh_threads_event, other) + th.nr * sizeof(th.other[0]));
+	close(worker_go[1]);
+	pthread_join(worker, NULL);
+	close(worker_go[0]);
 }
 
 /* A hazard of this process with every kind of lock entry: a recursive
