@@ -447,7 +447,7 @@ static void json_other_threads(struct output *o, const struct fh_fork_event *ev)
 		return;
 	}
 	jw_arr_begin(&o->jw, "other_threads");
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; t && i < n; i++) {
 		jw_obj_begin(&o->jw, NULL);
 		jw_uint(&o->jw, "tid", t[i].tid);
 		jw_strn(&o->jw, "comm", t[i].comm, strnlen(t[i].comm, FH_COMM_LEN));
@@ -564,7 +564,7 @@ static void text_other_threads(struct output *o, const struct fh_fork_event *ev)
 	uint32_t n, shown;
 	const struct other_thread_note *t = otherthreads_get(o->o.others, ev, &n);
 
-	if (!n)
+	if (!t || !n)
 		return;
 	shown = !o->o.verbose && n > TEXT_OTHER_THREADS ? TEXT_OTHER_THREADS : n;
 	fputs("    other threads:\n", o->o.f);

@@ -789,6 +789,8 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 		plain_hazard(&p, 500000 + (__u32)i, 600000 + (__u32)i, t + 5000, "manyprocs");
 	/* a deadlock whose fork was no hazard: a site of its own kind */
 	deadlock_event(&p, 424320, 1, 0x7f0000020000ull, 0, t, t + 6000, "nohazard");
+	/* a site whose child re-created its lock: mitigated */
+	mitigated_fork(&p, 424330, t + 6500, 0x7f0000030000ull, false);
 	daemon_tick(p.daemon, clock_mono_ns() + 1000000000ull);	/* periodic aggregates */
 	/* more sites than the table holds: the least recent evicted, said first */
 	for (int i = 0; i < 20; i++) {
@@ -811,6 +813,7 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	CHECK_HAS(out, "{\"type\":\"fork\"", "\"site\":\"", "{\"type\":\"deadlock\"",
 		  "\"reason\":\"periodic\"", "\"reason\":\"evicted\"", "\"reason\":\"final\"",
 		  "\"kind\":\"deadlock\"", "\"lock_sites_omitted\":1", "\"processes_estimated\":true",
+		  "\"hazards\":1,\"mitigated\":1,\"deadlocks\":0,",
 		  "{\"type\":\"site_table\"", "\"filtered\":1", "\"site_rate_limit\":");
 	CHECK(!access(prom, R_OK));
 	unlink(prom);
