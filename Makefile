@@ -156,6 +156,18 @@ $(OUT)/tests/lockfn: tests/progs/lockfn.c $(OUT)/tests/libfhlock.so
 	$(CC) -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@ -L$(OUT)/tests -lfhlock \
 		-Wl,-rpath,'$$ORIGIN'
 
+# verdicts links a library that starts a thread of its own (libfhworker.so).
+TEST_PROGS	+= $(OUT)/tests/libfhworker.so
+
+$(OUT)/tests/libfhworker.so: tests/progs/lib/fhworker.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O1 -g -Wall -Wextra -pthread $< -o $@
+
+$(OUT)/tests/verdicts: tests/progs/verdicts.c $(OUT)/tests/libfhworker.so
+	@mkdir -p $(@D)
+	$(CC) -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@ -L$(OUT)/tests -lfhworker \
+		-Wl,-rpath,'$$ORIGIN'
+
 # Reads a Python process as the in-kernel frame walker will (struct
 # fh_py_layout) and as src/pyrt.c does: tests/test_pyrt.py compares the two.
 $(OUT)/tests/pyrt_check: tests/progs/pyrt_check.c $(UNIT_OBJS)

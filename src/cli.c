@@ -195,8 +195,9 @@ static const struct cli_option options[] = {
 	{ .name = "sarif-root", .arg = "DIR", .type = OPT_STRING, .field = FIELD(gate.sarif_root),
 	  .max = 4095, .help = "SARIF locations relative to DIR (the repository's root)" },
 	{ .name = "verbose", .key = 'v', .type = OPT_COUNT, .field = FIELD(verbose),
-	  .help = "every fork of a multithreaded process, not only hazards; -vv also shows "
-		  "libbpf's and the probes' diagnostics" },
+	  .help = "every fork of a multithreaded process, not only hazards, with the forking "
+		  "thread's own locks, locks in shared memory and all other threads; -vv also "
+		  "shows libbpf's and the probes' diagnostics" },
 	{ .name = "help", .key = 'h', .type = OPT_CUSTOM, .set = set_help,
 	  .flags = OPT_NOT_IN_FILE, .help = "this help" },
 	{ .name = "version", .type = OPT_CUSTOM, .set = set_version, .flags = OPT_NOT_IN_FILE,

@@ -193,8 +193,21 @@ static void count_fate(struct daemon *d, uint32_t outcome)
 		d->n.children[outcome]++;
 }
 
+/* A fate of a hazard fork of site s: mitigated when its child re-created
+ * every foreign lock. */
+static void site_fate(struct site *s, const struct fh_fork_event *fork, uint32_t outcome,
+		      const struct reinit_set *ri)
+{
+	if (outcome < FH_CHILD_EXEC || outcome > FH_CHILD_ALIVE)
+		return;
+	if (outcome != FH_CHILD_DEADLOCK)	/* counted with its deadlock event */
+		s->outcomes[outcome]++;
+	if (fork && hazard_mitigated(fork, ri))
+		s->mitigated++;
+}
+
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
-		      const struct fh_deadlock_event *dl)
+		      const struct fh_deadlock_event *dl, const struct reinit_set *ri)
 {
 	struct daemon *d = ctx;
 	struct output_meta meta;
@@ -216,7 +229,7 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 		d->n.filtered++;
 		return;
 	}
-	findings_fork(d->findings, ev, &oc, &f);
+	findings_fork(d->findings, ev, ri, &oc, &f);
 	if (f.suppressed)
 		return;	/* accepted: counted (suppressed_by_rule), neither logged nor alerted */
 	s = site_get(d, &f.key.d, ev->time_ns, now, &created);
@@ -226,6 +239,8 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	if (!strchr(s->exe, '/') && strchr(oc.exe, '/'))	/* the path, once it could be read */
 		snprintf(s->exe, sizeof(s->exe), "%s", oc.exe);
 	site_occurred(d, s, ev->time_ns, ev->pid, ev->child_pid, &oc, &d->n.other_hazards);
+	if (fate)	/* held past its fate (the table was full): its fate now */
+		site_fate(s, ev, fate->outcome, ri);
 	if (!created || !may_report(d, s, now))
 		return;
 	/* the first occurrence of a site: in full */
@@ -236,20 +251,17 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	log_new_site(s, ev, &oc);
 }
 
-static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork)
+static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork,
+		       const struct reinit_set *ri)
 {
 	struct daemon *d = ctx;
 	uint64_t id = findings_child_site(d->findings, ev->pid);
 	struct site *s;
 
-	(void)fork;
 	count_fate(d, ev->outcome);
-	/* a deadlock is counted with its deadlock event (it may come first) */
-	if (!id || ev->outcome >= 5 || ev->outcome == FH_CHILD_DEADLOCK)
-		return;
-	s = sites_find(d->sites, id);
+	s = id ? sites_find(d->sites, id) : NULL;
 	if (s)
-		s->outcomes[ev->outcome]++;
+		site_fate(s, fork, ev->outcome, ri);
 }
 
 static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const struct fh_lock *lock,
@@ -388,6 +400,7 @@ static void write_site(struct daemon *d, struct site *s, const char *reason, uin
 	if (s->nlock_sites > SITE_LOCKS_SHOWN)
 		jw_uint(w, "lock_sites_omitted", (uint64_t)(s->nlock_sites - SITE_LOCKS_SHOWN));
 	jw_uint(w, "hazards", s->hazards);
+	jw_uint(w, "mitigated", s->mitigated);
 	jw_uint(w, "deadlocks", s->deadlocks);
 	jw_uint(w, "new_hazards", s->hazards - s->reported_hazards);
 	jw_uint(w, "new_deadlocks", s->deadlocks - s->reported_deadlocks);

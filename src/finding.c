@@ -6,6 +6,7 @@
 #include "finding.h"
 #include "gate.h"
 #include "procfs.h"
+#include "reinit.h"
 #include "suppress.h"
 #include "symbolize.h"
 #include "ustacks.h"
@@ -198,7 +199,7 @@ static void gate_locks(struct findings *fs, struct gate_site *gs, const struct f
 }
 
 void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
-		   const struct occurrence *oc, struct finding *f)
+		   const struct reinit_set *ri, const struct occurrence *oc, struct finding *f)
 {
 	bool aside[FH_EVENT_LOCKS] = { false }, omitted_aside = false, any_aside = false;
 	bool lock_rules = supp_names(fs->o.supp, SUPP_LOCK);
@@ -220,6 +221,10 @@ void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
 
 		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
 			continue;
+		if (ri && reinit_has(ri, l->addr, NULL)) {	/* mitigated: no finding */
+			aside[i] = true;
+			continue;
+		}
 		if (lock_rules) {
 			int ln = syms_lock_stack(fs->o.syms, (pid_t)ev->pid, l, fs->lframes,
 						 FH_STACK_DEPTH);
@@ -228,7 +233,7 @@ void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
 			r = supp_match(fs->o.supp, &subj);
 		}
 		aside[i] = r != NULL;
-		any_aside |= aside[i];
+		any_aside |= aside[i];	/* by a rule */
 		f->suppressed_by[i] = r ? supp_rule_where(r) : NULL;
 	}
 	if (ev->locks_omitted) {	/* unknown locks: only a rule naming no lock stack */

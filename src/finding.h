@@ -22,6 +22,7 @@
 
 struct containers;
 struct gate;
+struct reinit_set;
 struct suppressions;
 struct syms;
 struct ustacks;
@@ -70,9 +71,11 @@ void findings_free(struct findings *fs);
 void findings_observe(struct findings *fs, __u32 pid, const char *comm, const char *exe_name,
 		      uint64_t cgroup_id, struct occurrence *oc);
 
-/* A hazard fork of the process oc: its site, and the rules' verdict. */
+/* A hazard fork of the process oc: its site, and the rules' verdict. A lock
+ * the child re-created (ri, NULL: none known yet) is no finding either: the
+ * hazard is mitigated, not suppressed. */
 void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
-		   const struct occurrence *oc, struct finding *f);
+		   const struct reinit_set *ri, const struct occurrence *oc, struct finding *f);
 /*
  * A confirmed deadlock of the child in oc: its site (that of its fork when
  * the fork was a hazard, else where it waits), and the rules' verdict on it.

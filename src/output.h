@@ -16,6 +16,8 @@
 struct fh_container;
 struct fh_counts;
 struct jw;
+struct otherthreads;
+struct reinit_set;
 struct syms;
 struct ustacks;
 
@@ -26,13 +28,15 @@ struct output_opts {
 	int stack_depth;
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
+	struct otherthreads *others;	/* what forks' other threads are, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
 };
 
 /*
  * What the caller knows of an event beyond its record, written with it
- * (docs/json.md): where the process runs, its finding's site, and what the
- * suppression rules made of it (finding.c).
+ * (docs/json.md): where the process runs, its finding's site, what the
+ * suppression rules made of it (finding.c), and the inherited locks the
+ * child is known to have re-created.
  */
 struct output_meta {
 	const char *site;			/* the site's id (16 hex digits), or NULL */
@@ -41,6 +45,7 @@ struct output_meta {
 	 * ev->locks[i], a deadlock's [0]; NULL (or a NULL array) where none did. */
 	const char *const *suppressed_by;
 	bool suppressed;			/* the rules set the whole finding aside */
+	const struct reinit_set *ri;		/* re-created locks; NULL: nothing known */
 };
 
 struct output;

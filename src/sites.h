@@ -28,6 +28,7 @@ struct site {
 	uint64_t id;
 	enum site_kind kind;	/* a hazard, or a deadlock with no hazard seen at its fork */
 	uint64_t hazards;	/* hazard forks at this site */
+	uint64_t mitigated;	/* ... whose child re-created every foreign lock */
 	uint64_t deadlocks;	/* children that deadlocked */
 	uint64_t outcomes[5];	/* children's fates, by enum fh_child_outcome */
 	uint64_t first_ns, last_ns;	/* CLOCK_MONOTONIC */

@@ -405,17 +405,20 @@ static struct snap *snap_get(struct syms *s, pid_t pid)
 }
 
 /* Code mapped since the snapshot (dlopen): look once more, if pid is still
- * the process the snapshot is of. */
+ * the process the snapshot is of. A zombie (still in /proc, its memory
+ * gone) keeps the snapshot it had. */
 static struct snap *snap_refresh(struct syms *s, struct snap *p)
 {
 	struct fh_proc_stat st;
+	struct snap fresh = { 0 };
 	pid_t pid = p->pid;
 
 	if (p->borrowed || procfs_read_stat(pid, 0, &st) || st.starttime != p->starttime)
 		return NULL;
+	if (snap_take(s, pid, pid, &fresh))
+		return p;
 	snap_clear(p);
-	if (snap_take(s, pid, pid, p))
-		return NULL;
+	*p = fresh;
 	p->starttime = st.starttime;
 	return p;
 }

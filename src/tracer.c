@@ -33,13 +33,18 @@
 #include "forkhazard.skel.h"
 #include "gate.h"
 #include "log.h"
+#include "otherthreads.h"
 #include "outfile.h"
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
 #include "sarif.h"
 #include "suppress.h"
+#include "pyrt.h"
+#include "reinit.h"
+#include "reinitprobe.h"
 #include "symbolize.h"
+#include "libcthread.h"
 #include "ustacks.h"
 #include "tracer.h"
 
@@ -51,6 +56,9 @@ struct tracer {
 	struct forkhazard_bpf *skel;
 	struct ring_buffer *rb;
 	struct probes *probes;
+	struct reinitprobe *reinit;	/* CPython's lock re-creation in children */
+	struct pyrt *py;		/* Python thread names */
+	struct otherthreads *others;
 	struct syms *syms;
 	struct ustacks *ustacks;
 	struct output *out;
@@ -220,6 +228,16 @@ static void set_trace_mode(struct forkhazard_bpf *skel, enum fh_trace_mode mode)
 	skel->rodata->global_lock_probes = global;
 }
 
+/* Where the host's glibc (ours) keeps a thread's start routine: what the
+ * kernel side reads at a fork, for processes gone before userspace can. */
+static __u32 host_start_routine_offset(void)
+{
+	struct libc_thread lt;
+
+	return !libcthread_of_process(getpid(), &lt) && lt.start_routine_offset > 0 ?
+	       (__u32)lt.start_routine_offset : 0;
+}
+
 static int load_bpf(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -238,6 +256,7 @@ static int load_bpf(struct tracer *t)
 	set_trace_mode(skel, cfg->trace_mode);
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
+	skel->rodata->start_routine_off = host_start_routine_offset();
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
@@ -254,6 +273,7 @@ static int load_bpf(struct tracer *t)
 	{
 		struct bpf_program *lock_progs[] = {
 			skel->progs.lock_acquire, skel->progs.lock_acquired, skel->progs.lock_release,
+			skel->progs.py_fork_reinit,
 		};
 
 		for (size_t i = 0; i < sizeof(lock_progs) / sizeof(lock_progs[0]); i++) {
@@ -312,6 +332,15 @@ static int probe_process(struct tracer *t, pid_t pid)
 	return n;
 }
 
+/* Its interpreter's lock re-creation, probed for every process that maps it. */
+static void probe_reinit(struct tracer *t, pid_t pid)
+{
+	int n = t->reinit ? reinitprobe_process(t->reinit, pid) : 0;
+
+	if (n < 0 && n != -ENOENT && n != -ESRCH)
+		log_debug("cannot look for an interpreter in PID %d: %s", (int)pid, strerror(-n));
+}
+
 static void on_probe_request(void *ctx, pid_t pid)
 {
 	struct tracer *t = ctx;
@@ -336,6 +365,7 @@ static void on_probe_request(void *ctx, pid_t pid)
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
+	probe_reinit(t, pid);	/* after the lock probes: they race the process */
 }
 
 /* Adaptive mode, at start: the processes --comm names get their probes now
@@ -363,6 +393,7 @@ static int probe_named_processes(struct tracer *t)
 				continue;
 			set_proc_flags(t, pid, FH_PROC_REQUESTED);
 			probe_process(t, pid);
+			probe_reinit(t, pid);
 			break;
 		}
 	}
@@ -457,6 +488,7 @@ static int attach_pids(struct tracer *t)
 		if (!t->probes)
 			continue;
 		n = probe_process(t, pid);
+		probe_reinit(t, pid);
 		if (n == -ENOENT) {
 			log_error("no such process: %d", (int)pid);
 			return n;
@@ -488,6 +520,11 @@ static int attach_targets(struct tracer *t)
 
 	if (tracks_locks(t->cfg->trace_mode) && (n = new_probes(t)))
 		return n;
+	if (tracks_locks(t->cfg->trace_mode)) {
+		t->reinit = reinitprobe_new(bpf_program__fd(t->skel->progs.py_fork_reinit));
+		if (!t->reinit)
+			return -ENOMEM;
+	}
 	switch (t->cfg->trace_mode) {
 	case FH_TRACE_ADAPTIVE:
 		return probe_named_processes(t);
@@ -642,6 +679,8 @@ static void tick(struct tracer *t)
 		daemon_tick(t->daemon, now);
 	if (t->probes)
 		probes_reap_exited(t->probes);
+	if (t->reinit)
+		reinitprobe_recheck(t->reinit, now);
 	if (t->deadline_ns && now >= t->deadline_ns)
 		t->stop = true;
 }
@@ -783,6 +822,11 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	c->v[FH_CNT_LOST] += t->events.unread;
 	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
 	c->v[FH_CNT_CORRELATION_EVICTED] = correlate_evicted(t->corr);
+	/* what userspace settled that the kernel could not */
+	if (c->v[FH_CNT_HAZARDS] >= t->events.hazards_shared)
+		c->v[FH_CNT_HAZARDS] -= t->events.hazards_shared;
+	c->v[FH_CNT_DEADLOCKS] += t->events.deadlocks_confirmed;
+	c->v[FH_CNT_MITIGATED] = correlate_mitigated(t->corr);
 	if (t->ustacks)
 		ustacks_get_stats(t->ustacks, &us);
 	c->v[FH_CNT_UNWINDS_SKIPPED] = us.rate_limited;
@@ -826,6 +870,9 @@ static void cleanup(struct tracer *t)
 {
 	ring_buffer__free(t->rb);
 	probes_free(t->probes);	/* closing the links removes the uprobes */
+	reinitprobe_free(t->reinit);
+	otherthreads_free(t->others);
+	pyrt_free(t->py);
 	forkhazard_bpf__destroy(t->skel);
 	correlate_free(t->corr);
 	output_free(t->out);
@@ -945,6 +992,41 @@ static int end_gate(struct tracer *t, int status)
 				t->final.v[FH_CNT_LOST_FORKS]);
 }
 
+/* corr_opts.examine: the child's copies of the locks the kernel watches for
+ * it (its `children` entry), read while it lives. */
+static void examine_child(void *ctx, const struct fh_fork_event *ev, struct reinit_set *ri)
+{
+	struct tracer *t = ctx;
+	__u32 key = ev->child_pid;
+	struct fh_child c;
+
+	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.children), &key, &c) && c.nr_watch &&
+	    c.fork_ns == ev->time_ns)
+		reinit_read_words((pid_t)ev->child_pid, c.watch, c.nr_watch, ri);
+}
+
+/* events.reinit_observed */
+static bool reinit_observed(void *ctx, pid_t pid)
+{
+	struct tracer *t = ctx;
+
+	return t->reinit && reinitprobe_covers(t->reinit, pid);
+}
+
+/* events.child_decided: a deadlock confirmed here is the child's fate. */
+static void child_decided(void *ctx, pid_t child)
+{
+	struct tracer *t = ctx;
+	int fd = bpf_map__fd(t->skel->maps.children);
+	__u32 key = (__u32)child;
+	struct fh_child c;
+
+	if (bpf_map_lookup_elem(fd, &key, &c))
+		return;
+	c.flags |= FH_CHILD_DECIDED;
+	bpf_map_update_elem(fd, &key, &c, BPF_EXIST);
+}
+
 int tracer_run(const struct fh_config *cfg)
 {
 	struct tracer t = { .cfg = cfg, .epfd = -1, .sigfd = -1, .timerfd = -1 };
@@ -989,10 +1071,12 @@ int tracer_run(const struct fh_config *cfg)
 	/* 256 events' stacks outlive any hold window; 200 DWARF walks a second
 	 * (a few ms each, cold) keep a hazard storm from starving the loop. */
 	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
+	t.py = pyrt_new(NULL);
+	t.others = t.py ? otherthreads_new(256, t.py) : NULL;
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
 		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
-		.mono_to_real_ns = clock_mono_to_real_ns(),
+		.others = t.others, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	t.out = output_new(&oo);
 	t.containers = containers_new();
@@ -1022,9 +1106,13 @@ int tracer_run(const struct fh_config *cfg)
 	co = (struct corr_opts){
 		.hold_ns = cfg->json ? 0 : (uint64_t)cfg->hold_ms * 1000000ull,
 		.max_pending = 4096, .max_bytes = 16u << 20,
+		.examine = examine_child, .examine_ctx = &t,
 	};
 	t.events.ctx = &t;
 	t.events.probe_request = on_probe_request;
+	t.events.child_decided = child_decided;
+	t.events.reinit_observed = reinit_observed;
+	t.events.others = t.others;
 	if (t.daemon) {
 		t.events.accept = daemon_accept;
 		t.events.accept_ctx = t.daemon;
@@ -1040,7 +1128,7 @@ int tracer_run(const struct fh_config *cfg)
 	if (cfg->json)	/* JSON events say where their processes run */
 		t.events.containers = t.containers;
 	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.findings ||
-	    (!cfg->svc.daemon && !t.gate)) {
+	    !t.others || (!cfg->svc.daemon && !t.gate)) {
 		log_error("out of memory");
 		goto out;
 	}

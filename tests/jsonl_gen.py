@@ -9,6 +9,8 @@ import random
 
 T0 = datetime.datetime(2026, 11, 25, 18, 0, 0, tzinfo=datetime.timezone.utc)
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+ADVICE = ("Another thread held this lock, and the child's copy stays locked. Exec right after fork, "
+          "or use posix_spawn.")
 
 
 def ts(seconds):
@@ -57,13 +59,14 @@ class Site:
         return {"type": "fork", "time": ts(t), "pid": pid, "tid": pid, "comm": self.exe,
                 "child_pid": child, "threads": 2, "severity": "hazard" if hazard else "info",
                 "locks": [self.lock_record(pid + 1)] if hazard else [], "own_locks": [],
-                "stack": self.fork, **({"site": self.id} if hazard else {}),
+                "shared_locks": [], "other_threads": None,
+                **({"advice": ADVICE} if hazard else {}), "stack": self.fork, **({"site": self.id} if hazard else {}),
                 "cgroup": "/system.slice/app.service", "container_id": None,
                 "exe_name": self.exe, "ns_pid": pid, "child_ns_pid": child}
 
     def child_event(self, t, child, parent, outcome):
         ev = {"type": "child", "time": ts(t), "pid": child, "parent_pid": parent,
-              "outcome": outcome, "after_ns": 41000, "cgroup": "/system.slice/app.service",
+              "outcome": outcome, "after_ns": 41000, "reinitialized": [], "cgroup": "/system.slice/app.service",
               "container_id": None}
         if outcome == "exit":
             ev["exit_status"] = 0
@@ -112,7 +115,7 @@ def recording(n_events, n_sites=5, seed=1, deadlock_every=500):
             f["children"][outcome] += 1
     lines.append(json.dumps({"type": "lost", "time": ts(t), "events": 3}))
     lines.append(json.dumps({"type": "summary", "time": ts(t), "forks": forks,
-                             "mt_forks": forks, "hazards": forks, "deadlocks": 0,
+                             "mt_forks": forks, "hazards": forks, "mitigated": 0, "deadlocks": 0,
                              "suppressed_by_rule": 0, "lost": 3, "lost_forks": 0,
                              "dropped": {k: 0 for k in (
                                  "untracked_locks", "untraced_procs", "unfollowed_children",

@@ -79,6 +79,7 @@ def test_report_few_thousand_events_truncated_last_line():
         top = want[0]
         check("1  %s" % top in p.stdout and "fork at:    spawn_worker_" in p.stdout and
               "children:" in p.stdout, "the text names the top site and its frames", p.stdout)
+        check("advice:     Another thread held this lock" in p.stdout, "the recorded advice", p.stdout)
 
 
 def test_report_site_in_full_as_the_alerts_say():

@@ -126,6 +126,7 @@ def test_schema_refuses_what_the_contract_does_not_say():
         check(False, "the schema refuses %s" % why, bad)
     fork = {"type": "fork", "time": good["time"], "pid": 1, "tid": 1, "comm": "x",
             "child_pid": 2, "threads": 2, "severity": "hazard", "locks": [], "own_locks": [],
+            "shared_locks": [], "other_threads": [],
             "stack": [{"addr": "0x1", "symbol": None, "offset": None, "module": None}],
             "cgroup": None, "container_id": None, "exe_name": "x", "ns_pid": 1,
             "child_ns_pid": 2}
@@ -151,6 +152,7 @@ def test_schema_refuses_what_the_contract_does_not_say():
 # where a process runs are under fork).
 DOC_SECTIONS = {
     "frame": ["## Shared objects"], "lock": ["## Shared objects"],
+    "other_thread": ["### fork"],
     "frame.inline[]": ["## Shared objects"],
     "fork": ["### fork", "## Service mode"], "child": ["### child", "### fork"],
     "deadlock": ["### deadlock", "### fork", "## Service mode"], "lost": ["### lost"],
