@@ -316,6 +316,8 @@ static void sink_child(void *ctx, const struct fh_child_event *ev, const struct 
 	 * and what the rules set aside). */
 	if (fork && !output_wants_fork(e->out, fork))
 		return;
+	if (e->findings)	/* JSON printed the fork before the child re-created its locks */
+		findings_child_recreated(e->findings, ev->pid, ri);
 	if (e->findings && findings_child_hidden(e->findings, ev->pid))
 		return;
 	/* the child's, while it is there; else its parent's, which it had */

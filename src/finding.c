@@ -12,11 +12,23 @@
 #include "ustacks.h"
 
 #define CHILD_MAP	4096	/* children -> their fork's site, direct-mapped */
+#define CHILD_LOCKS	4	/* a hazard's locks left by the rules, kept for its child */
 
+/*
+ * A hazard fork's child: its site, and what its finding still hangs on,
+ * the foreign locks no rule (nor an earlier re-creation) set aside, for a
+ * child that re-creates them after its fork was judged (JSON prints a fork
+ * before its fate). More than CHILD_LOCKS, or locks the kernel omitted: the
+ * finding stays.
+ */
 struct child_site {
 	uint32_t pid;
 	bool hidden;
+	bool finding;			/* a hazard finding the gate counts */
+	bool locks_unknown;		/* lock[] does not hold them all */
+	uint8_t nlocks;
 	uint64_t site;
+	uint64_t lock[CHILD_LOCKS];
 };
 
 struct findings {
@@ -69,9 +81,46 @@ void findings_remember_child(struct findings *fs, uint32_t child, uint64_t site,
 {
 	struct child_site *c = &fs->child[child % CHILD_MAP];
 
+	if (c->pid != child)
+		memset(c, 0, sizeof(*c));
 	c->pid = child;
 	c->site = site;
 	c->hidden = hidden;
+}
+
+/* What a hazard finding of ev still hangs on (aside[i]: lock i is not). */
+static void remember_finding(struct findings *fs, const struct fh_fork_event *ev,
+			     const struct finding *f, const bool *aside, bool omitted_aside)
+{
+	struct child_site *c = &fs->child[ev->child_pid % CHILD_MAP];
+
+	memset(c, 0, sizeof(*c));
+	c->pid = ev->child_pid;
+	c->site = f->key.d.id;
+	c->finding = f->level == HAZARD_LEVEL_HAZARD;
+	c->locks_unknown = ev->locks_omitted && !omitted_aside;
+	for (__u32 i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++) {
+		if (hazard_lock_role(ev, &ev->locks[i]) != HAZARD_LOCK_FOREIGN || aside[i])
+			continue;
+		if (c->nlocks == CHILD_LOCKS)
+			c->locks_unknown = true;
+		else
+			c->lock[c->nlocks++] = ev->locks[i].addr;
+	}
+}
+
+void findings_child_recreated(struct findings *fs, uint32_t child, const struct reinit_set *ri)
+{
+	struct child_site *c = &fs->child[child % CHILD_MAP];
+
+	if (!ri || c->pid != child || !c->finding || c->locks_unknown)
+		return;
+	for (uint8_t i = 0; i < c->nlocks; i++)
+		if (!reinit_has(ri, c->lock[i], NULL))
+			return;
+	c->finding = false;
+	if (fs->o.gate)
+		gate_mitigated(fs->o.gate, c->site);
 }
 
 uint64_t findings_child_site(const struct findings *fs, uint32_t child)
@@ -244,6 +293,7 @@ void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
 	f->level = hazard_fork_level(ev, aside, omitted_aside);
 	f->suppressed = f->level == HAZARD_LEVEL_NONE && any_aside;
 	fs->suppressed += f->suppressed;
+	remember_finding(fs, ev, f, aside, omitted_aside);
 	gs = fs->o.gate ? gate_fork(fs->o.gate, f, ev, oc) : NULL;
 	if (gs) {	/* fs->frames: still the fork's */
 		gate_site_stack(gs, GATE_STACK_FORK, fs->frames, n);

@@ -91,6 +91,9 @@ void findings_deadlock(struct findings *fs, const struct fh_deadlock_event *ev,
 void findings_remember_child(struct findings *fs, uint32_t child, uint64_t site, bool hidden);
 uint64_t findings_child_site(const struct findings *fs, uint32_t child);
 bool findings_child_hidden(const struct findings *fs, uint32_t child);
+/* A hazard fork's child re-created the locks in ri (reinit.h): a finding
+ * left with none of its locks is mitigated, and the gate forgets it. */
+void findings_child_recreated(struct findings *fs, uint32_t child, const struct reinit_set *ri);
 
 /* Findings the rules set aside entirely (the summary's suppressed_by_rule). */
 uint64_t findings_suppressed(const struct findings *fs);

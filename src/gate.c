@@ -20,8 +20,8 @@ struct gate {
 	struct gate_site *site[GATE_SITES_MAX];
 	int nsites;
 	uint64_t dropped;		/* finding sites beyond the table */
-	enum hazard_level left;		/* the worst finding the rules left */
 	uint64_t hazards, deadlocks, suppressed;	/* findings, in all */
+	uint64_t mitigated;		/* hazard findings their children defused */
 	uint64_t killed;		/* --kill-deadlocked */
 	/* the sites' order for SARIF: an array of slots, pointers beside it */
 	struct sorted {
@@ -117,9 +117,7 @@ struct gate_site *gate_fork(struct gate *g, const struct finding *f,
 	for (int i = 0; i < FH_EVENT_LOCKS && !rule; i++)
 		rule = f->suppressed_by[i];
 	s = site_of(g, f, oc, &created);
-	if (f->level > g->left)
-		g->left = f->level;
-	count(g, s, f, HAZARD_LEVEL_HAZARD, rule);
+	count(g, s, f, f->level, rule);	/* NONE: suppressed, or mitigated already */
 	if (!s)
 		return NULL;
 	if (s->worst < HAZARD_LEVEL_HAZARD)
@@ -136,8 +134,6 @@ struct gate_site *gate_deadlock(struct gate *g, const struct finding *f,
 {
 	struct gate_site *s = site_of(g, f, oc, &(bool){ false });
 
-	if (f->level > g->left)
-		g->left = f->level;
 	count(g, s, f, HAZARD_LEVEL_DEADLOCK, f->suppressed_by[0]);
 	if (!s)
 		return NULL;
@@ -270,9 +266,33 @@ void gate_kill_deadlocked(struct gate *g, const struct fh_deadlock_event *ev)
 
 static const char *const level_names[] = { "nothing", "hazard", "deadlock" };
 
+/* The worst level of what is left: the counts decide, since a mitigated
+ * hazard leaves after it came. */
+static enum hazard_level level_left(uint64_t hazards, uint64_t deadlocks)
+{
+	return deadlocks ? HAZARD_LEVEL_DEADLOCK : hazards ? HAZARD_LEVEL_HAZARD : HAZARD_LEVEL_NONE;
+}
+
+void gate_mitigated(struct gate *g, uint64_t site)
+{
+	if (!g->hazards)
+		return;
+	g->hazards--;
+	g->mitigated++;
+	for (int i = 0; i < g->nsites; i++) {
+		struct gate_site *s = g->site[i];
+
+		if (s->id != site || !s->hazards)
+			continue;
+		s->hazards--;
+		s->mitigated++;
+		s->left = level_left(s->hazards, s->deadlocks);
+	}
+}
+
 int gate_exit_status(const struct gate *g, int status, bool command_failed, uint64_t lost_forks)
 {
-	char found[160], lost[96] = "";
+	char found[200], lost[96] = "";
 	int fail_on = g->cfg.fail_on;
 
 	if (fail_on == FH_FAIL_NONE)
@@ -280,6 +300,9 @@ int gate_exit_status(const struct gate *g, int status, bool command_failed, uint
 	snprintf(found, sizeof(found), "%" PRIu64 " hazard%s and %" PRIu64 " deadlock%s left, "
 		 "%" PRIu64 " suppressed by rules", g->hazards, g->hazards == 1 ? "" : "s",
 		 g->deadlocks, g->deadlocks == 1 ? "" : "s", g->suppressed);
+	if (g->mitigated)	/* the children's re-created locks */
+		snprintf(found + strlen(found), sizeof(found) - strlen(found),
+			 ", %" PRIu64 " mitigated", g->mitigated);
 	if (lost_forks)
 		snprintf(lost, sizeof(lost), "; %" PRIu64 " fork events lost: findings may be "
 			 "missing", lost_forks);
@@ -288,7 +311,7 @@ int gate_exit_status(const struct gate *g, int status, bool command_failed, uint
 			   status, level_names[fail_on], found, lost);
 		return status;
 	}
-	if ((int)g->left >= fail_on) {
+	if ((int)level_left(g->hazards, g->deadlocks) >= fail_on) {
 		log_notice("failing with status %d (--fail-on=%s): %s%s", g->cfg.fail_exit_code,
 			   level_names[fail_on], found, lost);
 		return g->cfg.fail_exit_code;

@@ -67,6 +67,7 @@ struct gate_site {
 	enum hazard_level left;		/* the worst the rules left */
 	uint64_t hazards, deadlocks;	/* findings the rules left */
 	uint64_t suppressed;		/* findings they set aside */
+	uint64_t mitigated;		/* hazard findings the children defused */
 	char suppressed_by[GATE_WHERE_LEN];	/* the rule of the first set aside */
 	char exe[SITE_EXE_LEN];
 	char name[FH_EXE_NAME_LEN + 1];
@@ -91,6 +92,9 @@ struct gate_site *gate_fork(struct gate *g, const struct finding *f,
 			    const struct fh_fork_event *ev, const struct occurrence *oc);
 struct gate_site *gate_deadlock(struct gate *g, const struct finding *f,
 				const struct fh_deadlock_event *ev, const struct occurrence *oc);
+/* A hazard finding of site whose child re-created every lock it hung on:
+ * no longer left (finding.c). */
+void gate_mitigated(struct gate *g, uint64_t site);
 void gate_site_stack(struct gate_site *s, enum gate_stack_kind which,
 		     const struct fh_frame *frames, int n);
 void gate_site_lock(struct gate_site *s, const struct fh_fork_event *ev, const struct fh_lock *l,

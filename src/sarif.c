@@ -276,7 +276,11 @@ static void result(struct sarif *s, const struct gate_site *site)
 	jw_str(&s->w, "forkhazardSite/v1", site->hex);
 	jw_obj_end(&s->w);
 	if (site->left == HAZARD_LEVEL_NONE) {
-		snprintf(what, sizeof(what), "suppression rule %s", site->suppressed_by);
+		if (site->suppressed_by[0])
+			snprintf(what, sizeof(what), "suppression rule %s", site->suppressed_by);
+		else	/* no rule: every hazard of the site was mitigated */
+			snprintf(what, sizeof(what), "mitigated: the child re-created every lock "
+				 "it inherited held");
 		jw_arr_begin(&s->w, "suppressions");
 		jw_obj_begin(&s->w, NULL);
 		jw_str(&s->w, "kind", "external");
