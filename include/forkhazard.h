@@ -26,6 +26,9 @@
 #define FH_STACK_DEPTH		32
 /* Frame-pointer frames recorded with each acquisition (after the exact caller). */
 #define FH_LOCK_FP_FRAMES	4
+/* Python frames recorded with an acquisition, a fork call or a deadlocked
+ * wait (innermost first), in processes whose struct fh_py_layout is known. */
+#define FH_PY_FRAMES		4
 
 /* How much stack each lock acquisition records (the lock_stack rodata switch). */
 enum fh_lock_stack {
@@ -99,221 +102,6 @@ enum fh_layout {
 /* Per-process hit slots the cookie can name (24 bits, 0 reserved). */
 #define FH_MAX_HIT_SLOTS		((1u << 24) - 1)
 
-/* One lock a thread is believed to hold; kept in task storage. */
-struct fh_held_lock {
-	__u64 addr;		/* lock address; 0 marks a free slot */
-	__u64 acquired_ns;	/* CLOCK_MONOTONIC when the lock call was made */
-	__u64 caller;		/* return address of the lock call: exact frame */
-	__u64 fp[FH_LOCK_FP_FRAMES];	/* callers of the caller, by frame pointer; 0 ends */
-	__s32 stack_id;		/* user stack at the call; < 0: none */
-	__u32 stack_gen;	/* stack map generation stack_id belongs to */
-	__u8 kind;		/* enum fh_lock_kind */
-	__u8 layout;		/* enum fh_layout */
-	__u16 depth;		/* recursive acquisitions still to release, for
-				 * kinds whose releases are probed (a glibc
-				 * mutex's depth is read from its word) */
-	__u32 flags;		/* FH_HELD_* */
-};
-
-/* fh_held_lock.flags */
-#define FH_HELD_TRY		0x1	/* taken by a try function */
-
-struct fh_thread_locks {
-	struct fh_held_lock slot[FH_HELD_SLOTS];
-	/* An acquisition in flight, for kinds whose lock word cannot tell a
-	 * holder from a waiter: it becomes a slot when the call returns 0. */
-	struct fh_held_lock pending;
-	__u64 pending_ra;	/* where pending's call keeps its return address */
-	/* The outermost lock call of this thread not known to be over: lock
-	 * functions that call each other (musl's, C11 mtx_*) are one call. */
-	__u64 call_addr;	/* its lock; 0: none */
-	__u64 call_ra;		/* stack address of its return address */
-	__u64 call_ip;		/* the probe it hit (which function) */
-	__u64 call_ret;		/* the return address it had: while the stack
-				 * still holds it there, the call is in flight */
-	/* This thread's TID in its own PID namespace: what lock words hold
-	 * (0 until the first lock call sets it). */
-	__u32 ns_tid;
-	__u32 _pad;
-};
-
-/* fh_lock.flags */
-#define FH_LOCK_OWN		0x1	/* held by the forking thread itself */
-#define FH_LOCK_CONFIRMED	0x2	/* the lock word named the holder at the fork */
-
-/* A lock in a fork snapshot. */
-struct fh_lock {
-	__u64 addr;
-	__u64 acquired_ns;
-	__u64 caller;
-	__u64 fp[FH_LOCK_FP_FRAMES];
-	__s32 stack_id;
-	__u32 holder_tid;
-	__u16 kind;
-	__u16 flags;
-	__u32 depth;
-	char holder_comm[FH_COMM_LEN];
-};
-
-/* fh_fork_event.flags */
-#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light) */
-#define FH_FORK_TRUNCATED	0x2	/* more threads than FH_MAX_SNAPSHOT_THREADS */
-
-/*
- * A new process forked from a multithreaded traced process. Sent with only
- * nr_locks entries of locks[]: foreign and own locks mixed, own ones flagged.
- */
-struct fh_fork_event {
-	__u32 type;
-	__u32 pid;		/* parent tgid */
-	__u32 tid;		/* forking thread */
-	__u32 child_pid;
-	__u64 time_ns;		/* CLOCK_MONOTONIC */
-	__u32 threads;		/* parent's thread count at the fork */
-	__u32 nr_locks;		/* entries of locks[] that follow */
-	__u32 nr_own;		/* ... of which the forking thread's own */
-	__u32 locks_omitted;	/* foreign locks held beyond FH_MAX_FOREIGN_LOCKS */
-	__u32 flags;
-	__s32 stack_id;		/* user stack of the fork call */
-	__u32 ppid;		/* parent's parent */
-	__u32 walked;		/* threads whose locks were looked at */
-	char comm[FH_COMM_LEN];
-	__u64 cgroup_id;	/* the forking thread's cgroup (v2 hierarchy) */
-	__u32 ns_pid;		/* parent tgid in its own (innermost) PID namespace */
-	__u32 ns_child_pid;	/* child pid in its own PID namespace */
-	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
-	struct fh_lock locks[FH_EVENT_LOCKS];
-};
-
-/*
- * Locks of other threads in a fork event, sent or omitted: what the kernel
- * side counts as a hazard (FH_STAT_HAZARDS) and sends a stack copy for.
- * Userspace's verdict on an event, which may set some of them aside, is
- * src/hazard.h's.
- */
-#define FH_FORK_FOREIGN_LOCKS(ev)	((ev)->nr_locks - (ev)->nr_own + (ev)->locks_omitted)
-
-enum fh_child_outcome {
-	FH_CHILD_EXEC = 1,
-	FH_CHILD_EXIT,
-	FH_CHILD_DEADLOCK,
-	FH_CHILD_ALIVE,
-};
-
-/* What became of the child of a fork event. */
-struct fh_child_event {
-	__u32 type;
-	__u32 pid;
-	__u32 parent_pid;
-	__u32 outcome;		/* enum fh_child_outcome */
-	__u64 time_ns;
-	__u64 fork_ns;		/* time of the fork */
-	__s32 exit_code;	/* wait status for FH_CHILD_EXIT */
-	__u32 _pad;
-};
-
-/* fh_deadlock_event.flags */
-#define FH_DL_OWNER_KNOWN	0x1	/* owner_tid read from the lock word and verified */
-#define FH_DL_PI		0x2	/* PI futex: the TID is in the futex word itself */
-
-/* The only thread of a forked child blocks forever on a private futex. */
-struct fh_deadlock_event {
-	__u32 type;
-	__u32 pid;
-	__u32 tid;
-	__u32 parent_pid;
-	__u64 time_ns;
-	__u64 fork_ns;
-	__u64 futex;		/* futex word address */
-	__u32 owner_tid;	/* valid with FH_DL_OWNER_KNOWN */
-	__u32 flags;
-	__s32 stack_id;
-	__u32 syscall;		/* syscall number of the wait */
-	__u32 op;		/* futex op (futex(2) only) */
-	__u32 _pad;
-	char comm[FH_COMM_LEN];
-	__u64 cgroup_id;	/* the child's cgroup (v2 hierarchy) */
-	__u32 ns_pid;		/* pid in its own (innermost) PID namespace */
-	__u32 _pad2;
-	char exe_name[FH_EXE_NAME_LEN];	/* basename of its executable */
-};
-
-/* Bytes of user stack copied (from the stack pointer up) for DWARF unwinding. */
-#define FH_USTACK_BYTES		8192
-
-/*
- * The user registers and the top of the user stack of a thread at a hazard
- * fork or a deadlocked wait, sent just before that event (same tid and
- * time_ns): libraries without frame pointers are unwound from it in
- * userspace with their CFI. Sent with only `len` bytes of data.
- */
-struct fh_ustack_event {
-	__u32 type;
-	__u32 pid;
-	__u32 tid;
-	__u32 len;		/* bytes of data[] copied from sp */
-	__u64 time_ns;		/* the time_ns of the event it belongs to */
-	__u64 ip, sp, bp;
-	__u8 data[FH_USTACK_BYTES];
-};
-
-/* A traced process needs its lock probes checked (it became multithreaded,
- * or exec'd and may now map another C library). */
-struct fh_probe_request {
-	__u32 type;
-	__u32 pid;
-};
-
-/* Indexes of the per-CPU counters in the `stats` map. */
-enum fh_stat {
-	FH_STAT_FORKS,		/* forks (new processes) from traced processes */
-	FH_STAT_MT_FORKS,	/* ... of which the parent was multithreaded */
-	FH_STAT_HAZARDS,	/* ... of which another thread held a lock */
-	FH_STAT_DEADLOCKS,	/* children found blocked forever */
-	FH_STAT_LOST,		/* events dropped: ring buffer full */
-	FH_STAT_HELD_FULL,	/* locks forgotten: a thread's slots were full of
-				 * locks it may still hold (the oldest made room) */
-	FH_STAT_PROCS_FULL,	/* processes not traced: `procs` map full */
-	FH_STAT_CHILDREN_FULL,	/* children not followed: `children` map full */
-	FH_STAT_STACKS_LOST,	/* stacks not recorded: stack map full or error */
-	FH_STAT_FORKS_LOST,	/* fork events among FH_STAT_LOST: mt_forks = reported + these */
-	FH_STAT_MAX,
-};
-
-/* procs map: the processes being traced (when filtering by PID), and the
- * processes that have lock probes (every mode but --track-all). */
-#define FH_PROC_TRACED		0x1
-#define FH_PROC_PROBED		0x2	/* userspace attached its lock probes */
-#define FH_PROC_REQUESTED	0x4	/* a probe request is pending */
-#define FH_PROC_EXECED		0x8	/* exec'd since probed: check its libraries again */
-#define FH_PROC_NOLIB		0x10	/* maps no C library with lock functions */
-
-struct fh_proc {
-	__u32 flags;
-	__u32 _pad;
-};
-
-/* children map: forked children of multithreaded parents, until their fate. */
-#define FH_CHILD_DECIDED	0x1	/* outcome already sent */
-
-struct fh_child {
-	__u64 fork_ns;
-	__u32 parent_pid;
-	__u32 flags;
-};
-
-/* What the `request_mode` rodata switch asks the kernel to report. */
-enum fh_request_mode {
-	FH_REQ_NONE = 0,
-	FH_REQ_TRACED_THREADS,	/* a traced process without probes made a thread */
-	FH_REQ_NEW_MT_EXE,	/* any executable's first multithreaded process */
-	FH_REQ_MT_FORK,		/* a process without probes forked while multithreaded,
-				 * or exec'd a program named in comm_filter */
-};
-
-/* --comm NAME: processes that get lock probes from their exec (adaptive mode). */
-#define FH_MAX_COMM_FILTERS	8
-
 /*
  * CPython: how a BPF program finds the current thread's innermost Python
  * frames at a uprobe or tracepoint, without the GIL. Userspace fills one per
@@ -368,7 +156,263 @@ struct fh_py_layout {
 	__u16 frame_instr_size;		/* bytes at frame_instr: 4 (an int) or 8 */
 	__u16 frame_owner;		/* _PyInterpreterFrame.owner, a char (3.11+) */
 	__u16 frame_owner_cstack;	/* FRAME_OWNED_BY_CSTACK (3.12+): skip it */
+	/* Bytes read at once from a thread state and from a frame: past the
+	 * farthest field above (at most FH_PY_READ_MAX). */
+	__u16 tstate_read;
+	__u16 frame_read;
 };
+
+/* The most a BPF walker reads of one thread state or frame at once. */
+#define FH_PY_READ_MAX		256
+
+/* fh_py_stack.status */
+#define FH_PY_NOT_WALKED	0	/* no layout for the process (yet): not known */
+#define FH_PY_WALKED		1	/* walked: n frames (0: the thread ran no Python) */
+
+/*
+ * The innermost Python frames of a thread, as the kernel read them (struct
+ * fh_py_layout): each a code object and its instruction as the version
+ * records it; src/pyframes.c turns them into file, line and function.
+ */
+struct fh_py_frame {
+	__u64 code;
+	__u64 instr;
+};
+
+struct fh_py_stack {
+	struct fh_py_frame f[FH_PY_FRAMES];
+	__u8 n;			/* frames in f[] */
+	__u8 status;		/* FH_PY_* */
+	__u8 _pad[6];
+};
+
+/* One lock a thread is believed to hold; kept in task storage. */
+struct fh_held_lock {
+	__u64 addr;		/* lock address; 0 marks a free slot */
+	__u64 acquired_ns;	/* CLOCK_MONOTONIC when the lock call was made */
+	__u64 caller;		/* return address of the lock call: exact frame */
+	__u64 fp[FH_LOCK_FP_FRAMES];	/* callers of the caller, by frame pointer; 0 ends */
+	__s32 stack_id;		/* user stack at the call; < 0: none */
+	__u32 stack_gen;	/* stack map generation stack_id belongs to */
+	__u8 kind;		/* enum fh_lock_kind */
+	__u8 layout;		/* enum fh_layout */
+	__u16 depth;		/* recursive acquisitions still to release, for
+				 * kinds whose releases are probed (a glibc
+				 * mutex's depth is read from its word) */
+	__u32 flags;		/* FH_HELD_* */
+	struct fh_py_stack py;	/* the Python frames that took it */
+};
+
+/* fh_held_lock.flags */
+#define FH_HELD_TRY		0x1	/* taken by a try function */
+
+struct fh_thread_locks {
+	struct fh_held_lock slot[FH_HELD_SLOTS];
+	/* An acquisition in flight, for kinds whose lock word cannot tell a
+	 * holder from a waiter: it becomes a slot when the call returns 0. */
+	struct fh_held_lock pending;
+	__u64 pending_ra;	/* where pending's call keeps its return address */
+	/* The outermost lock call of this thread not known to be over: lock
+	 * functions that call each other (musl's, C11 mtx_*) are one call. */
+	__u64 call_addr;	/* its lock; 0: none */
+	__u64 call_ra;		/* stack address of its return address */
+	__u64 call_ip;		/* the probe it hit (which function) */
+	__u64 call_ret;		/* the return address it had: while the stack
+				 * still holds it there, the call is in flight */
+	/* This thread's TID in its own PID namespace: what lock words hold
+	 * (0 until the first lock call sets it). */
+	__u32 ns_tid;
+	/* py_layouts_gen (bpf/python.bpf.h) when py was copied from the
+	 * py_layouts map; py.version 0: the process has no layout. */
+	__u32 py_gen;
+	struct fh_py_layout py;
+};
+
+/* fh_lock.flags */
+#define FH_LOCK_OWN		0x1	/* held by the forking thread itself */
+#define FH_LOCK_CONFIRMED	0x2	/* the lock word named the holder at the fork */
+/* Set by userspace when it reads the event, never by the kernel: the lock is
+ * the interpreter's own, recognized by what took it (src/hazard.h). */
+#define FH_LOCK_PY_SENTINEL	0x100	/* a thread's sentinel (Thread._tstate_lock) */
+#define FH_LOCK_PY_WAITER	0x200	/* a threading.Condition waiter lock */
+#define FH_LOCK_PY_INTERNAL	(FH_LOCK_PY_SENTINEL | FH_LOCK_PY_WAITER)
+
+/* A lock in a fork snapshot. */
+struct fh_lock {
+	__u64 addr;
+	__u64 acquired_ns;
+	__u64 caller;
+	__u64 fp[FH_LOCK_FP_FRAMES];
+	__s32 stack_id;
+	__u32 holder_tid;
+	__u16 kind;
+	__u16 flags;
+	__u32 depth;
+	char holder_comm[FH_COMM_LEN];
+	struct fh_py_stack py;	/* the Python frames that took it */
+};
+
+/* fh_fork_event.flags */
+#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light) */
+#define FH_FORK_TRUNCATED	0x2	/* more threads than FH_MAX_SNAPSHOT_THREADS */
+
+/*
+ * A new process forked from a multithreaded traced process. Sent with only
+ * nr_locks entries of locks[]: foreign and own locks mixed, own ones flagged.
+ */
+struct fh_fork_event {
+	__u32 type;
+	__u32 pid;		/* parent tgid */
+	__u32 tid;		/* forking thread */
+	__u32 child_pid;
+	__u64 time_ns;		/* CLOCK_MONOTONIC */
+	__u32 threads;		/* parent's thread count at the fork */
+	__u32 nr_locks;		/* entries of locks[] that follow */
+	__u32 nr_own;		/* ... of which the forking thread's own */
+	__u32 locks_omitted;	/* foreign locks held beyond FH_MAX_FOREIGN_LOCKS */
+	__u32 flags;
+	__s32 stack_id;		/* user stack of the fork call */
+	__u32 ppid;		/* parent's parent */
+	__u32 walked;		/* threads whose locks were looked at */
+	char comm[FH_COMM_LEN];
+	__u64 cgroup_id;	/* the forking thread's cgroup (v2 hierarchy) */
+	__u32 ns_pid;		/* parent tgid in its own (innermost) PID namespace */
+	__u32 ns_child_pid;	/* child pid in its own PID namespace */
+	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
+	struct fh_py_stack py;	/* the forking thread's Python frames */
+	struct fh_lock locks[FH_EVENT_LOCKS];
+};
+
+/*
+ * Locks of other threads in a fork event, sent or omitted: the hazard
+ * candidates the kernel sends a stack copy for (and counts in
+ * FH_STAT_HAZARDS_LOST when the event is lost). Userspace's verdict on an
+ * event, which sets some of them aside, is src/hazard.h's.
+ */
+#define FH_FORK_FOREIGN_LOCKS(ev)	((ev)->nr_locks - (ev)->nr_own + (ev)->locks_omitted)
+
+enum fh_child_outcome {
+	FH_CHILD_EXEC = 1,
+	FH_CHILD_EXIT,
+	FH_CHILD_DEADLOCK,
+	FH_CHILD_ALIVE,
+};
+
+/* What became of the child of a fork event. */
+struct fh_child_event {
+	__u32 type;
+	__u32 pid;
+	__u32 parent_pid;
+	__u32 outcome;		/* enum fh_child_outcome */
+	__u64 time_ns;
+	__u64 fork_ns;		/* time of the fork */
+	__s32 exit_code;	/* wait status for FH_CHILD_EXIT */
+	__u32 _pad;
+};
+
+/* fh_deadlock_event.flags */
+#define FH_DL_OWNER_KNOWN	0x1	/* owner_tid read from the lock word and verified */
+#define FH_DL_PI		0x2	/* PI futex: the TID is in the futex word itself */
+
+/* The only thread of a forked child blocks forever on a private futex. */
+struct fh_deadlock_event {
+	__u32 type;
+	__u32 pid;
+	__u32 tid;
+	__u32 parent_pid;
+	__u64 time_ns;
+	__u64 fork_ns;
+	__u64 futex;		/* futex word address */
+	__u32 owner_tid;	/* valid with FH_DL_OWNER_KNOWN */
+	__u32 flags;
+	__s32 stack_id;
+	__u32 syscall;		/* syscall number of the wait */
+	__u32 op;		/* futex op (futex(2) only) */
+	__u32 _pad;
+	char comm[FH_COMM_LEN];
+	__u64 cgroup_id;	/* the child's cgroup (v2 hierarchy) */
+	__u32 ns_pid;		/* pid in its own (innermost) PID namespace */
+	__u32 _pad2;
+	char exe_name[FH_EXE_NAME_LEN];	/* basename of its executable */
+	struct fh_py_stack py;	/* where it waits in Python (the parent's layout) */
+};
+
+/* Bytes of user stack copied (from the stack pointer up) for DWARF unwinding. */
+#define FH_USTACK_BYTES		8192
+
+/*
+ * The user registers and the top of the user stack of a thread at a hazard
+ * fork or a deadlocked wait, sent just before that event (same tid and
+ * time_ns): libraries without frame pointers are unwound from it in
+ * userspace with their CFI. Sent with only `len` bytes of data.
+ */
+struct fh_ustack_event {
+	__u32 type;
+	__u32 pid;
+	__u32 tid;
+	__u32 len;		/* bytes of data[] copied from sp */
+	__u64 time_ns;		/* the time_ns of the event it belongs to */
+	__u64 ip, sp, bp;
+	__u8 data[FH_USTACK_BYTES];
+};
+
+/* A traced process needs its lock probes checked (it became multithreaded,
+ * or exec'd and may now map another C library). */
+struct fh_probe_request {
+	__u32 type;
+	__u32 pid;
+};
+
+/* Indexes of the per-CPU counters in the `stats` map. */
+enum fh_stat {
+	FH_STAT_FORKS,		/* forks (new processes) from traced processes */
+	FH_STAT_MT_FORKS,	/* ... of which the parent was multithreaded */
+	FH_STAT_DEADLOCKS,	/* children found blocked forever */
+	FH_STAT_LOST,		/* events dropped: ring buffer full */
+	FH_STAT_HELD_FULL,	/* locks forgotten: a thread's slots were full of
+				 * locks it may still hold (the oldest made room) */
+	FH_STAT_PROCS_FULL,	/* processes not traced: `procs` map full */
+	FH_STAT_CHILDREN_FULL,	/* children not followed: `children` map full */
+	FH_STAT_STACKS_LOST,	/* stacks not recorded: stack map full or error */
+	FH_STAT_FORKS_LOST,	/* fork events among FH_STAT_LOST: mt_forks = reported + these */
+	FH_STAT_HAZARDS_LOST,	/* ... of which with hazard candidates (FH_FORK_FOREIGN_LOCKS):
+				 * userspace counts the hazards it receives, these on top */
+	FH_STAT_MAX,
+};
+
+/* procs map: the processes being traced (when filtering by PID), and the
+ * processes that have lock probes (every mode but --track-all). */
+#define FH_PROC_TRACED		0x1
+#define FH_PROC_PROBED		0x2	/* userspace attached its lock probes */
+#define FH_PROC_REQUESTED	0x4	/* a probe request is pending */
+#define FH_PROC_EXECED		0x8	/* exec'd since probed: check its libraries again */
+#define FH_PROC_NOLIB		0x10	/* maps no C library with lock functions */
+
+struct fh_proc {
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* children map: forked children of multithreaded parents, until their fate. */
+#define FH_CHILD_DECIDED	0x1	/* outcome already sent */
+
+struct fh_child {
+	__u64 fork_ns;
+	__u32 parent_pid;
+	__u32 flags;
+};
+
+/* What the `request_mode` rodata switch asks the kernel to report. */
+enum fh_request_mode {
+	FH_REQ_NONE = 0,
+	FH_REQ_TRACED_THREADS,	/* a traced process without probes made a thread */
+	FH_REQ_NEW_MT_EXE,	/* any executable's first multithreaded process */
+	FH_REQ_MT_FORK,		/* a process without probes forked while multithreaded,
+				 * or exec'd a program named in comm_filter */
+};
+
+/* --comm NAME: processes that get lock probes from their exec (adaptive mode). */
+#define FH_MAX_COMM_FILTERS	8
 
 /* forkhazard calibrate (src/calibrate.c): its probes on its own code, each
  * counted in calib_hits[] at the index its cookie carries. */

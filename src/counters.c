@@ -12,7 +12,7 @@ const struct fh_counter_info fh_counters[FH_CNT_MAX] = {
 			      "from multithreaded processes", FH_STAT_MT_FORKS },
 	[FH_CNT_HAZARDS] = { "hazards", "forkhazard_hazards_total",
 			     "Forks while another thread of the parent held a lock (kernel count).",
-			     "hazards", FH_STAT_HAZARDS },
+			     "hazards", -1 },
 	[FH_CNT_DEADLOCKS] = { "deadlocks", "forkhazard_deadlocks_total",
 			       "Forked children confirmed deadlocked.", "deadlocks",
 			       FH_STAT_DEADLOCKS },

@@ -23,6 +23,7 @@
 #include "outfile.h"
 #include "output.h"
 #include "procfs.h"
+#include "pyframes.h"
 #include "siteid.h"
 #include "sites.h"
 #include "symbolize.h"
@@ -45,6 +46,7 @@ struct daemon {
 	struct metrics_http *http;
 	struct metrics_addr addr;
 	struct fh_frame *frames;		/* FH_STACK_DEPTH of them */
+	struct pyrt_frame pyframe;		/* an innermost Python frame */
 	struct child_site child[CHILD_MAP];
 	double tokens;				/* global rate limit */
 	uint64_t tokens_ns;
@@ -147,11 +149,20 @@ static int event_frames(struct daemon *d, __u32 pid, uint32_t tid, uint64_t time
 			      d->frames, FH_STACK_DEPTH, cfi);
 }
 
+/* The innermost Python frame of a recorded stack of pid, into d->pyframe:
+ * false when it has none. */
+static bool python_frame(struct daemon *d, __u32 pid, const struct fh_py_stack *st)
+{
+	return d->o.py && pyframes_stack(d->o.py, (pid_t)pid, st, &d->pyframe, 1) == 1;
+}
+
 /* A hazard fork's site: the executable, the lock acquisition sites (each
- * lock's exact caller), and the fork call site. */
+ * lock's innermost Python frame, else its exact caller), and the fork call
+ * site (in Python, else native). */
 static void fork_site(struct daemon *d, const struct fh_fork_event *ev, const char *name,
 		      const char *exe, struct siteid_key *key)
 {
+	const struct pyrt_frame *f = &d->pyframe;
 	bool cfi;
 	int n;
 
@@ -161,11 +172,17 @@ static void fork_site(struct daemon *d, const struct fh_fork_event *ev, const ch
 
 		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
 			continue;
+		if (python_frame(d, ev->pid, &l->py)) {
+			siteid_lock_python(key, l->kind, f->file, f->function, f->line);
+			continue;
+		}
 		syms_resolve_return(d->o.syms, (pid_t)ev->pid, l->caller, &d->frames[0]);
 		siteid_lock(key, l->kind, &d->frames[0]);
 	}
 	if (ev->locks_omitted)
 		siteid_locks_omitted(key);
+	if (python_frame(d, ev->pid, &ev->py))
+		siteid_python_place(key, f->file, f->function, f->line);
 	n = event_frames(d, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
 	siteid_finish(d->ids, key, d->frames, n, cfi);
 }
@@ -179,6 +196,8 @@ static void deadlock_site(struct daemon *d, const struct fh_deadlock_event *ev,
 	int n;
 
 	siteid_begin(key, SITE_DEADLOCK, oc->name, oc->exe, ev->comm);
+	if (python_frame(d, ev->pid, &ev->py))
+		siteid_python_place(key, d->pyframe.file, d->pyframe.function, d->pyframe.line);
 	n = event_frames(d, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
 	siteid_finish(d->ids, key, d->frames, n, cfi);
 }

@@ -18,6 +18,7 @@
 struct containers;
 struct fh_config;
 struct output;
+struct pyframes;
 struct syms;
 struct ustacks;
 
@@ -26,6 +27,7 @@ struct daemon_opts {
 	struct output *out;		/* where its reports go */
 	struct syms *syms;
 	struct ustacks *ustacks;
+	struct pyframes *py;		/* Python frames (site identity), or NULL */
 	struct containers *containers;
 	int64_t mono_to_real_ns;
 	/* The tracer's part of the metrics (counts, health, map fill), read

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include "clock.h"
 #include "container.h"
 #include "correlate.h"
 #include "events.h"
 #include "forkhazard.h"
+#include "hazard.h"
 #include "output.h"
+#include "pyframes.h"
 #include "ustacks.h"
 
 static bool over_time(struct events *e)
@@ -47,9 +51,84 @@ static bool well_formed(__u32 type, const void *data, size_t size)
 	}
 }
 
-int events_handle(void *ctx, void *data, size_t size)
+/* A fork event with hazard candidates (its header read). */
+static bool fork_candidate(const void *data, size_t size)
+{
+	const struct fh_fork_event *ev = data;
+
+	return size >= offsetof(struct fh_fork_event, locks) && FH_FORK_FOREIGN_LOCKS(ev) > 0;
+}
+
+/* Unwind the stack copies held back (they go to ustacks, by tid and time). */
+static void unwind_held(struct events *e)
+{
+	for (int i = 0; i < e->nheld; i++) {
+		ustacks_add(e->ustacks, e->held_stacks[i], clock_mono_ns());
+		free(e->held_stacks[i]);
+	}
+	e->nheld = 0;
+}
+
+/* A stack copy arrives before its fork or deadlock: with a Python side to
+ * read first, it waits for that event (a few at most), else it is unwound
+ * now, while the process is surely there. */
+static void stack_copy(struct events *e, const struct fh_ustack_event *ev, size_t size)
+{
+	struct fh_ustack_event *copy;
+
+	if (!e->ustacks)
+		return;
+	if (e->py && e->nheld == EVENTS_HELD_STACKS)
+		unwind_held(e);
+	copy = e->py ? malloc(sizeof(*copy)) : NULL;
+	if (!copy) {
+		ustacks_add(e->ustacks, ev, clock_mono_ns());
+		return;
+	}
+	memcpy(copy, ev, size < sizeof(*copy) ? size : sizeof(*copy));
+	e->held_stacks[e->nheld++] = copy;
+}
+
+void events_free(struct events *e)
+{
+	for (int i = 0; i < e->nheld; i++)
+		free(e->held_stacks[i]);
+	e->nheld = 0;
+	free(e->fork_copy);
+	e->fork_copy = NULL;
+}
+
+/*
+ * What userspace adds to a record before anything judges it (the ring
+ * buffer's copy is read-only): the Python side of forks (the interpreter's
+ * own locks marked) and deadlocks. Returns the record to use.
+ */
+static const void *annotate(struct events *e, __u32 type, const void *data, size_t size,
+			    struct fh_deadlock_event *dl)
+{
+	if (!e->py)
+		return data;
+	if (type == FH_EV_FORK) {
+		if (!e->fork_copy && !(e->fork_copy = malloc(sizeof(*e->fork_copy))))
+			return data;	/* judged unmarked: its internal locks count */
+		memcpy(e->fork_copy, data, size < sizeof(*e->fork_copy) ? size :
+					   sizeof(*e->fork_copy));
+		pyframes_fork(e->py, e->fork_copy);
+		return e->fork_copy;
+	}
+	if (type == FH_EV_DEADLOCK) {
+		memcpy(dl, data, sizeof(*dl));
+		pyframes_deadlock(e->py, dl);
+		return dl;
+	}
+	return data;
+}
+
+int events_handle(void *ctx, void *data_in, size_t size)
 {
 	struct events *e = ctx;
+	struct fh_deadlock_event dl;
+	const void *data = data_in;
 	__u32 type;
 
 	if (size < sizeof(type)) {
@@ -60,12 +139,18 @@ int events_handle(void *ctx, void *data, size_t size)
 	if (e->count_only) {
 		e->unread++;
 		e->unread_forks += type == FH_EV_FORK;
+		e->unread_hazards += type == FH_EV_FORK && fork_candidate(data, size);
 		return 0;
 	}
 	if (!well_formed(type, data, size)) {
 		e->malformed++;
 		return over_time(e) ? -EAGAIN : 0;
 	}
+	data = annotate(e, type, data, size, &dl);
+	if (type == FH_EV_FORK || type == FH_EV_DEADLOCK)
+		unwind_held(e);
+	if (type == FH_EV_FORK)
+		e->hazards += hazard_fork(data);
 	if (e->accept && !e->accept(e->accept_ctx, type, data, size))
 		return over_time(e) ? -EAGAIN : 0;
 	switch (type) {
@@ -82,19 +167,18 @@ int events_handle(void *ctx, void *data, size_t size)
 		break;
 	case FH_EV_DEADLOCK:
 		if (e->out)
-			output_note_process(e->out, (pid_t)((struct fh_deadlock_event *)data)->pid);
+			output_note_process(e->out, (pid_t)((const struct fh_deadlock_event *)data)->pid);
 		correlate_deadlock(e->corr, data);
 		break;
 	case FH_EV_PROBE_REQUEST:
 		if (e->probe_request)
-			e->probe_request(e->ctx, (pid_t)((struct fh_probe_request *)data)->pid);
+			e->probe_request(e->ctx, (pid_t)((const struct fh_probe_request *)data)->pid);
 		/* The earliest a process is seen: after its probes, not to delay them. */
 		if (e->out)
-			output_note_process(e->out, (pid_t)((struct fh_probe_request *)data)->pid);
+			output_note_process(e->out, (pid_t)((const struct fh_probe_request *)data)->pid);
 		break;
 	case FH_EV_USTACK:
-		if (e->ustacks)
-			ustacks_add(e->ustacks, data, clock_mono_ns());
+		stack_copy(e, data, size);
 		break;
 	}
 	/* libbpf stops consuming at a negative return, this record consumed */

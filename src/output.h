@@ -16,6 +16,7 @@
 struct fh_container;
 struct fh_counts;
 struct jw;
+struct pyframes;
 struct syms;
 struct ustacks;
 
@@ -26,6 +27,7 @@ struct output_opts {
 	int stack_depth;
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
+	struct pyframes *py;		/* Python frames and thread names, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
 };
 

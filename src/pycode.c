@@ -165,3 +165,14 @@ size_t pycode_site_path(const char *path, char *out, size_t size)
 		out[n < size ? n : size - 1] = '\0';
 	return n;
 }
+
+void pycode_frame_text(const char *file, const char *function, int line, char *out, size_t size)
+{
+	char site[1024];
+
+	pycode_site_path(file, site, sizeof(site));
+	if (line > 0)
+		snprintf(out, size, "%s (%s:%d)", function, site, line);
+	else
+		snprintf(out, size, "%s (%s)", function, site);
+}

@@ -32,4 +32,12 @@ int pycode_line(int minor, const uint8_t *table, size_t len, int firstlineno, in
  */
 size_t pycode_site_path(const char *path, char *out, size_t size);
 
+/*
+ * A Python frame as people read it and as a site names it:
+ * "function (site path:line)", "function (site path)" when the line is not
+ * known (0). Unescaped: the caller escapes it for where it goes. Writes at
+ * most size bytes (NUL included).
+ */
+void pycode_frame_text(const char *file, const char *function, int line, char *out, size_t size);
+
 #endif

@@ -35,6 +35,7 @@
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
+#include "pyframes.h"
 #include "symbolize.h"
 #include "ustacks.h"
 #include "tracer.h"
@@ -50,6 +51,7 @@ struct tracer {
 	struct syms *syms;
 	struct ustacks *ustacks;
 	struct output *out;
+	struct pyframes *py;		/* Python processes: layouts, frames, names */
 	struct correlate *corr;
 	struct events events;
 	FILE *outf;
@@ -270,10 +272,16 @@ static void set_proc_flags(struct tracer *t, pid_t pid, __u32 flags)
 	bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_ANY);
 }
 
-/* Attach per-process lock probes; mark the process as probed in the kernel. */
-static int probe_process(struct tracer *t, pid_t pid)
+/* Attach per-process lock probes; mark the process as probed in the kernel.
+ * A Python gets its layout first, so that its locks are seen with their
+ * Python frames from the first one on; `again`: it may have exec'd since it
+ * was last looked at. */
+static int probe_process(struct tracer *t, pid_t pid, bool again)
 {
-	int n = probes_attach_process(t->probes, pid, true);
+	int n;
+
+	pyframes_watch(t->py, pid, again);
+	n = probes_attach_process(t->probes, pid, true);
 
 	if (n >= 0 || n == -ENODATA) {
 		__u32 key = (__u32)pid;
@@ -310,12 +318,13 @@ static void on_probe_request(void *ctx, pid_t pid)
 
 	switch (t->cfg->trace_mode) {
 	case FH_TRACE_ALL:	/* its libraries, for every process */
+		pyframes_watch(t->py, pid, true);
 		n = probes_attach_process(t->probes, pid, false);
 		if (n == -ENODATA)
 			log_debug("PID %d maps no C library with lock functions", (int)pid);
 		break;
-	default:		/* for this process only */
-		n = probe_process(t, pid);
+	default:		/* for this process only (a request: a new program, maybe) */
+		n = probe_process(t, pid, true);
 		break;
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
@@ -346,7 +355,7 @@ static int probe_named_processes(struct tracer *t)
 			if (strcmp(st.comm, cfg->comms[i]))
 				continue;
 			set_proc_flags(t, pid, FH_PROC_REQUESTED);
-			probe_process(t, pid);
+			probe_process(t, pid, false);
 			break;
 		}
 	}
@@ -440,7 +449,7 @@ static int attach_pids(struct tracer *t)
 		set_proc_flags(t, pid, FH_PROC_TRACED);
 		if (!t->probes)
 			continue;
-		n = probe_process(t, pid);
+		n = probe_process(t, pid, false);
 		if (n == -ENOENT) {
 			log_error("no such process: %d", (int)pid);
 			return n;
@@ -618,6 +627,8 @@ static void tick(struct tracer *t)
 	uint64_t stats[FH_STAT_MAX], now = clock_mono_ns();
 
 	correlate_tick(t->corr, now);
+	if (t->py)
+		pyframes_tick(t->py, now);
 	read_stats(t, stats);
 	report_lost(t, stats[FH_STAT_LOST], now);
 	warn_full(t, stats);
@@ -763,6 +774,9 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	read_stats(t, stats);
 	for (int i = 0; i < FH_CNT_MAX; i++)
 		c->v[i] = fh_counters[i].stat >= 0 ? stats[fh_counters[i].stat] : 0;
+	/* judged by src/hazard.h as they came; those never read, on top */
+	c->v[FH_CNT_HAZARDS] = t->events.hazards + t->events.unread_hazards +
+			       stats[FH_STAT_HAZARDS_LOST];
 	/* what the drain at exit left unread, counted as lost */
 	c->v[FH_CNT_LOST] += t->events.unread;
 	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
@@ -811,6 +825,8 @@ static void cleanup(struct tracer *t)
 	forkhazard_bpf__destroy(t->skel);
 	correlate_free(t->corr);
 	output_free(t->out);
+	events_free(&t->events);
+	pyframes_free(t->py);
 	ustacks_free(t->ustacks);
 	syms_free(t->syms);
 	if (t->epfd > 0)
@@ -913,16 +929,20 @@ int tracer_run(const struct fh_config *cfg)
 	/* 256 events' stacks outlive any hold window; 200 DWARF walks a second
 	 * (a few ms each, cold) keep a hazard storm from starving the loop. */
 	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
+	t.py = pyframes_new(&(struct pyframes_opts){
+		.layouts_fd = tracks_locks(cfg->trace_mode) ? bpf_map__fd(t.skel->maps.py_layouts) : -1,
+		.layouts_gen = &t.skel->data->py_layouts_gen,
+	});
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
 		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
-		.mono_to_real_ns = clock_mono_to_real_ns(),
+		.py = t.py, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	t.out = output_new(&oo);
 	t.containers = containers_new();
 	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers && t.out) {
 		struct daemon_opts dopts = {
-			.cfg = cfg, .out = t.out, .syms = t.syms, .ustacks = t.ustacks,
+			.cfg = cfg, .out = t.out, .syms = t.syms, .ustacks = t.ustacks, .py = t.py,
 			.containers = t.containers, .mono_to_real_ns = oo.mono_to_real_ns,
 			.health = tracer_health, .health_ctx = &t,
 		};
@@ -946,9 +966,10 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.corr = t.corr;
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
+	t.events.py = t.py;
 	if (cfg->json)	/* JSON events say where their processes run */
 		t.events.containers = t.containers;
-	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr) {
+	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.py) {
 		log_error("out of memory");
 		goto out;
 	}
