@@ -474,7 +474,7 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 		text_py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm, pyname,
 			       sizeof(pyname)),
 		held, l->depth > 1 ? " (recursive)" : "",
-		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)", internal ? ": the " : "",
+		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)", internal ? ": the interpreter's " : "",
 		internal ? internal : "");
 	npy = py_frames(o, (pid_t)ev->pid, &l->py);
 	text_py_stack(o, npy, "        ");

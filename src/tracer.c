@@ -774,9 +774,9 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	read_stats(t, stats);
 	for (int i = 0; i < FH_CNT_MAX; i++)
 		c->v[i] = fh_counters[i].stat >= 0 ? stats[fh_counters[i].stat] : 0;
-	/* judged by src/hazard.h as they came; those never read, on top */
-	c->v[FH_CNT_HAZARDS] = t->events.hazards + t->events.unread_hazards +
-			       stats[FH_STAT_HAZARDS_LOST];
+	/* the lost ones (counted in the kernel), plus those judged by
+	 * src/hazard.h as they came, plus the candidates never read */
+	c->v[FH_CNT_HAZARDS] += t->events.hazards + t->events.unread_hazards;
 	/* what the drain at exit left unread, counted as lost */
 	c->v[FH_CNT_LOST] += t->events.unread;
 	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
