@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include "clock.h"
 #include "hazard.h"
@@ -15,8 +16,11 @@
 #define PENDING_NS	(5 * 1000000000ull)	/* how long an interpreter may take to start */
 #define RECHECK_NS	(10 * 1000000000ull)	/* "not Python" holds this long (PID reuse) */
 #define ALIASES		64			/* parents gone, read through their children */
+#define STARTING_NS	(2 * 1000000000ull)	/* how long a new program is watched closely */
+#define POLL_NS		(2 * 1000000ull)	/* ... how often */
 
 enum watch_state {
+	WATCH_STARTING,		/* a program just exec'd: a Python, maybe, starting */
 	WATCH_PENDING,		/* a Python whose interpreter is not initialized yet */
 	WATCH_INSTALLED,	/* the kernel has its layout */
 	WATCH_NOT_PYTHON,	/* or not readable, or not walkable (no glibc) */
@@ -26,6 +30,9 @@ struct watched {
 	pid_t pid;
 	enum watch_state state;
 	uint64_t since_ns;	/* decided (or pending) since */
+	uint64_t next_ns;	/* WATCH_STARTING: when to look again */
+	dev_t exe_dev;		/* ... and the program it ran before its exec */
+	ino_t exe_ino;
 };
 
 /* A parent that was gone when its fork event arrived: its child is a copy
@@ -42,6 +49,7 @@ struct pyframes {
 	int nw;
 	struct alias alias[ALIASES];
 	int next_alias;
+	int starting;		/* entries WATCH_STARTING */
 	bool full_said;
 	struct pyframes_stats st;
 };
@@ -132,6 +140,7 @@ static struct watched *watch_slot(struct pyframes *pf, pid_t pid)
 			if (pf->w[i].since_ns < pf->w[oldest].since_ns)
 				oldest = i;
 		w = &pf->w[oldest];
+		pf->starting -= w->state == WATCH_STARTING;
 	}
 	*w = (struct watched){ .pid = pid };
 	return w;
@@ -179,8 +188,77 @@ void pyframes_watch(struct pyframes *pf, pid_t pid, bool again)
 		pyrt_forget(pf->r, pid);	/* another program, or another process */
 	if (!w)
 		w = watch_slot(pf, pid);
+	else if (w->state == WATCH_STARTING)
+		pf->starting--;
 	w->since_ns = now;
 	w->state = install(pf, pid);
+}
+
+/* The file pid runs (st_dev, st_ino of /proc/PID/exe); false if gone. */
+static bool exe_of(pid_t pid, dev_t *dev, ino_t *ino)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (stat(path, &st))
+		return false;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return true;
+}
+
+void pyframes_watch_exec(struct pyframes *pf, pid_t pid)
+{
+	struct watched *w = watched(pf, pid);
+
+	if (!pf->r || pf->o.layouts_fd < 0)
+		return;
+	if (!w)
+		w = watch_slot(pf, pid);
+	else if (w->state == WATCH_STARTING)
+		pf->starting--;
+	pf->starting++;
+	w->state = WATCH_STARTING;
+	w->since_ns = clock_mono_ns();
+	w->next_ns = w->since_ns;
+	if (!exe_of(pid, &w->exe_dev, &w->exe_ino))
+		w->exe_dev = w->exe_ino = 0;
+}
+
+bool pyframes_polling(const struct pyframes *pf)
+{
+	return pf->starting > 0;
+}
+
+/* A program just exec'd: its layout as soon as its interpreter has its
+ * thread-state key (before the program's first thread, with luck). */
+static void poll_starting(struct pyframes *pf, struct watched *w, uint64_t now_ns)
+{
+	enum watch_state st;
+
+	dev_t dev;
+	ino_t ino;
+
+	if (now_ns < w->next_ns)
+		return;
+	w->next_ns = now_ns + POLL_NS;
+	if (exe_of(w->pid, &dev, &ino) && dev == w->exe_dev && ino == w->exe_ino)
+		return;	/* not exec'd yet */
+	/* a program that is no Python is left alone at once */
+	st = pyrt_program_is_python(w->pid) == 1 ? WATCH_PENDING : WATCH_NOT_PYTHON;
+	if (st == WATCH_PENDING) {
+		pyrt_forget(pf->r, w->pid);	/* "not yet" may stick in pyrt: afresh */
+		st = install(pf, w->pid);
+	}
+	/* a Python still being loaded or started (or gone: the deadline
+	 * ends it) */
+	if (st != WATCH_INSTALLED && pyrt_program_is_python(w->pid) == 1 &&
+	    now_ns - w->since_ns < STARTING_NS)
+		return;
+	w->state = st;
+	w->since_ns = now_ns;
+	pf->starting--;
 }
 
 void pyframes_tick(struct pyframes *pf, uint64_t now_ns)
@@ -188,6 +266,15 @@ void pyframes_tick(struct pyframes *pf, uint64_t now_ns)
 	for (int i = 0; i < pf->nw; i++) {
 		struct watched *w = &pf->w[i];
 
+		if (w->state == WATCH_STARTING) {
+			if (now_ns - w->since_ns > STARTING_NS) {
+				w->state = WATCH_NOT_PYTHON;
+				pf->starting--;
+				continue;
+			}
+			poll_starting(pf, w, now_ns);
+			continue;
+		}
 		if (w->state != WATCH_PENDING)
 			continue;
 		w->state = install(pf, w->pid);

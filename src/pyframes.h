@@ -12,6 +12,7 @@
 #ifndef FH_PYFRAMES_H
 #define FH_PYFRAMES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include "forkhazard.h"
@@ -56,6 +57,15 @@ void pyframes_free(struct pyframes *pf);
  * for pid is stale (it exec'd, or the kernel dropped its layout).
  */
 void pyframes_watch(struct pyframes *pf, pid_t pid, bool again);
+/*
+ * pid is about to exec (a COMMAND, before it is released): look at it
+ * every few ms once it has exec'd and while
+ * its program starts, so that a Python's layout is in the kernel before the
+ * program's first thread takes its first lock. pyframes_polling says when
+ * pyframes_tick is wanted that often.
+ */
+void pyframes_watch_exec(struct pyframes *pf, pid_t pid);
+bool pyframes_polling(const struct pyframes *pf);
 void pyframes_tick(struct pyframes *pf, uint64_t now_ns);
 
 /*

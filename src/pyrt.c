@@ -1077,6 +1077,23 @@ void pyrt_free(struct pyrt *r)
 	free(r);
 }
 
+int pyrt_program_is_python(pid_t pid)
+{
+	struct elf_sym runtime = { .name = "_PyRuntime" };
+	char path[64];
+	int fd, err;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	err = elf_needs(fd, "libpython3.");
+	if (err == 0 && !elf_find_syms(fd, &runtime, 1))
+		err = runtime.found;
+	close(fd);
+	return err;
+}
+
 void pyrt_forget(struct pyrt *r, pid_t pid)
 {
 	for (size_t i = 0; i < r->nprocs; i++) {

@@ -85,6 +85,13 @@ void pyrt_free(struct pyrt *r);
  */
 int pyrt_open(struct pyrt *r, pid_t pid, struct pyrt_info *info);
 
+/*
+ * Does the program pid runs hold or load a CPython (a libpython3.* it
+ * needs, or a _PyRuntime of its own)? Told from the executable's file alone,
+ * before its interpreter is loaded or started. Returns 1, 0, or -errno.
+ */
+int pyrt_program_is_python(pid_t pid);
+
 /* Forget pid (it exited or exec'd): its caches and thread names. */
 void pyrt_forget(struct pyrt *r, pid_t pid);
 

@@ -41,6 +41,7 @@
 #include "tracer.h"
 
 #define TICK_MS			100
+#define PY_POLL_MS		2	/* pyframes_polling() */
 #define STACK_MAP_RESET_LOSSES	256	/* empty the stack map after this many losses */
 
 struct tracer {
@@ -704,11 +705,15 @@ static int run_loop(struct tracer *t)
 	uint64_t expirations;
 
 	while (!t->stop) {
-		int n = epoll_wait(t->epfd, evs, 8, TICK_MS);
+		/* a program starting that may be a Python: looked at every few ms */
+		bool polling = pyframes_polling(t->py);
+		int n = epoll_wait(t->epfd, evs, 8, polling ? PY_POLL_MS : TICK_MS);
 		bool events_ready = false;
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (polling)
+			pyframes_tick(t->py, clock_mono_ns());
 		for (int i = 0; i < n; i++) {
 			int fd = evs[i].data.fd;
 
@@ -998,6 +1003,9 @@ int tracer_run(const struct fh_config *cfg)
 		term_escape(cfg->command[0], (size_t)-1, name, sizeof(name));
 		fprintf(stderr, "Tracing %s (PID %d) and its descendants... Hit Ctrl-C to end.\n",
 			name, (int)t.cmd.pid);
+		/* before it runs: what it runs until its exec is known */
+		if (tracks_locks(cfg->trace_mode))
+			pyframes_watch_exec(t.py, t.cmd.pid);
 		if ((err = command_release(&t.cmd))) {
 			log_error("cannot start %s: %s", name, strerror(-err));
 			goto out;
