@@ -125,7 +125,7 @@ $(OUT)/tests/symprog-minidebug: tests/progs/symprog.c tests/progs/minidebuginfo.
 # Lock-kind test programs: kinds.c also built static and with musl (the lock
 # functions at other places, with other layouts), and lockfn linked with a
 # small library that has its own lock (--lock-fn).
-TEST_PROGS	+= $(addprefix $(OUT)/tests/,kinds-static kinds-musl kinds-musl-static libfhlock.so \
+TEST_PROGS	+= $(addprefix $(OUT)/tests/,kinds-static kinds-musl kinds-musl-static libfhlock.so libfhcthread.so \
 		   nolocks-musl-static)
 MUSL_CC		?= musl-gcc
 
@@ -146,6 +146,11 @@ $(OUT)/tests/kinds-musl-static: tests/progs/kinds.c
 $(OUT)/tests/nolocks-musl-static: tests/progs/nolocks.c
 	@mkdir -p $(@D)
 	$(MUSL_CC) -static -O0 -g -Wall -Wextra $< -o $@
+
+# A C thread for a Python program to start (ctypes): a lock taken with no Python frame.
+$(OUT)/tests/libfhcthread.so: tests/progs/lib/fhcthread.c
+	@mkdir -p $(@D)
+	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $(PROG_FLAGS) $< -o $@
 
 $(OUT)/tests/libfhlock.so: tests/progs/lib/fhlock.c
 	@mkdir -p $(@D)
