@@ -8,10 +8,13 @@ lock in a Python process with its native frames only."""
 
 import json
 import os
+import re
 import signal
+import subprocess
+import tempfile
 import time
 
-from fh import Tracer, check, kill_child_of, prog
+from fh import ROOT, Skip, Tracer, check, kill_child_of, prog, wait_until
 from test_pyrt import HANG, PYTHONS, interpreter
 
 SENTINEL_FUNCTIONS = ("Thread._set_tstate_lock", "_set_tstate_lock")
@@ -181,3 +184,67 @@ def make_version_tests(label):
 
 for _label in PYTHONS:
     make_version_tests(_label)
+
+
+GUNICORN_APP = os.path.join(ROOT, "tests", "progs", "gunicorn")
+
+
+def marked_lines(path):
+    lines = {}
+    with open(path) as f:
+        for n, text in enumerate(f, 1):
+            m = re.search(r"# LINE (\w+)$", text.rstrip())
+            if m:
+                lines[m.group(1)] = n
+    return lines
+
+
+def test_gunicorn_preload_metrics_thread_whole_system():
+    """Debian's gunicorn --preload -w 4 serving an app whose metrics thread,
+    started at import in the master, takes a threading.Lock every
+    millisecond; forkhazard in its default mode (whole system, adaptive).
+    The master's first multithreaded fork arms its lock probes ("locks":
+    null); every later fork of that round is a hazard naming the metrics
+    thread and the line of the app that took the lock; each worker hangs in
+    the app's at-fork hook, in Python."""
+    if not os.access("/usr/bin/gunicorn", os.X_OK):
+        raise Skip("gunicorn is not installed (Debian: gunicorn; make deps)")
+    app = os.path.join(GUNICORN_APP, "metrics_app.py")
+    lines = marked_lines(app)
+    sock = tempfile.mktemp(prefix="fh-gunicorn-", suffix=".sock")
+    t = Tracer([])
+    g = subprocess.Popen(["/usr/bin/gunicorn", "--preload", "-w", "4", "-b", "unix:" + sock,
+                          "--chdir", GUNICORN_APP, "metrics_app:app"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        def four_hung():
+            with open(t.tmp.name) as f:
+                return sum('"type":"deadlock"' in l and '"parent_pid":%d,' % g.pid in l
+                           for l in f) >= 4
+        wait_until(four_hung, 30, "four workers hung")
+    finally:
+        os.killpg(g.pid, signal.SIGKILL)
+        g.wait()
+        g.stderr.close()
+        r = t.stop()
+        if os.path.exists(sock):
+            os.unlink(sock)
+    forks = sorted(r.of("fork", pid=g.pid), key=lambda e: e["time"])[:4]
+    check(len(forks) == 4, "the first round: four workers forked", forks)
+    check(forks[0]["locks"] is None and forks[0]["severity"] == "info",
+          "the master's first multithreaded fork arms its probes", forks[0])
+    for ev in forks[1:]:
+        check(ev["severity"] == "hazard", "every later fork of the round is a hazard", ev)
+        named = [l for l in ev["locks"] if l["py_thread"] == "metrics"]
+        check(len(named) == 1, "the metrics thread's lock", ev["locks"])
+        check(named[0]["py_stack"][:1] == [{"file": app, "line": lines["collect"],
+                                            "function": "collect"}],
+              "taken by the app's collect() at its `with metrics_lock:`", named[0])
+        check(ev["py_stack"][:1] and ev["py_stack"][0]["function"] == "Arbiter.spawn_worker",
+              "forked in gunicorn's Arbiter.spawn_worker", ev["py_stack"])
+    for ev in forks:
+        d = r.one("deadlock", pid=ev["child_pid"])
+        check(d["py_stack"][:1] == [{"file": app, "line": lines["reset"],
+                                     "function": "reset_in_worker"}],
+              "the worker hangs in the app's at-fork hook", d["py_stack"])
