@@ -7,6 +7,7 @@
 #   make unit       build and run the unit tests and the pipeline test (no
 #                   clang, bpftool or root needed)
 #   make bench      deps + build + run the benchmarks (bench/)
+#   make bench-bpfcost  BPF program time per lock-probe hit, Python and C
 #   make asan       an ASan+UBSan build in build-asan/
 #   make fuzz       fuzz the symbolizer's ELF parsing and the /proc parsers,
 #                   FUZZ_SECONDS (60) each
@@ -280,6 +281,12 @@ soak: deps all $(TEST_PROGS)
 bench: deps all
 	@scripts/deps.sh bench
 	$(PYTHON) bench/run.py --build $(OUT) $(BENCH_ARGS)
+
+# BPF program time per lock-probe hit (bpf_stats), per CPython and for a C
+# mutex: what the Python frame walk adds (bench/bpfcost.py).
+.PHONY: bench-bpfcost
+bench-bpfcost: all
+	$(PYTHON) bench/bpfcost.py --build $(OUT)
 
 vmlinux:
 	scripts/gen-vmlinux.sh $(ARCH)

@@ -119,12 +119,19 @@ void pyframes_free(struct pyframes *pf)
 
 /* ---- layouts for the kernel ---------------------------------------------------- */
 
-static struct watched *watched(struct pyframes *pf, pid_t pid)
+static int watched_at(const struct pyframes *pf, pid_t pid)
 {
 	for (int i = 0; i < pf->nw; i++)
 		if (pf->w[i].pid == pid)
-			return &pf->w[i];
-	return NULL;
+			return i;
+	return -1;
+}
+
+static struct watched *watched(struct pyframes *pf, pid_t pid)
+{
+	int i = watched_at(pf, pid);
+
+	return i < 0 ? NULL : &pf->w[i];
 }
 
 /* A slot for pid: a free one, else the oldest decision. */
@@ -224,6 +231,13 @@ void pyframes_watch_exec(struct pyframes *pf, pid_t pid)
 	w->next_ns = w->since_ns;
 	if (!exe_of(pid, &w->exe_dev, &w->exe_ino))
 		w->exe_dev = w->exe_ino = 0;
+}
+
+bool pyframes_walked(const struct pyframes *pf, pid_t pid)
+{
+	int i = watched_at(pf, pid);
+
+	return i >= 0 && pf->w[i].state == WATCH_INSTALLED;
 }
 
 bool pyframes_polling(const struct pyframes *pf)

@@ -282,8 +282,9 @@ static int probe_process(struct tracer *t, pid_t pid, bool again)
 	int n;
 
 	pyframes_watch(t->py, pid, again);
-	n = probes_attach_process(t->probes, pid, true);
-
+	/* its Condition waiters are told by their frames: no sem_destroy trap */
+	n = pyframes_walked(t->py, pid) ? probes_attach_python(t->probes, pid) :
+					  probes_attach_process(t->probes, pid, true);
 	if (n >= 0 || n == -ENODATA) {
 		__u32 key = (__u32)pid;
 		struct fh_proc proc;
@@ -484,6 +485,7 @@ static int attach_targets(struct tracer *t)
 		return n;
 	switch (t->cfg->trace_mode) {
 	case FH_TRACE_ADAPTIVE:
+		probes_prepare(t->probes);
 		return probe_named_processes(t);
 	case FH_TRACE_ALL:
 		n = probes_attach_everywhere(t->probes);
