@@ -50,7 +50,7 @@ FH_CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-missing-field-in
 ALL_CFLAGS	= $(CFLAGS) $(FH_CFLAGS) $(EXTRA_CFLAGS)
 # libbpf is linked statically so the binary runs where libbpf is not installed.
 LDLIBS		:= -Wl,-Bstatic -lbpf -Wl,-Bdynamic -ldw -lelf -lz -lcapstone -llzma -lstdc++ \
-		   -lmicrohttpd -lsystemd -lm
+		   -lmicrohttpd -lsystemd -ljson-c -lm
 BPF_CFLAGS	:= -g -O2 -mcpu=v3 -target bpf -Wall -Werror -D__TARGET_ARCH_$(BPF_ARCH) \
 		   -I$(VMLINUX_DIR) -Iinclude
 

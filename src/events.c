@@ -7,7 +7,9 @@
 #include "container.h"
 #include "correlate.h"
 #include "events.h"
+#include "finding.h"
 #include "forkhazard.h"
+#include "gate.h"
 #include "hazard.h"
 #include "output.h"
 #include "pyframes.h"
@@ -196,15 +198,33 @@ static const struct fh_container *where(struct events *e, __u32 pid, uint64_t cg
 	return k;
 }
 
+/* A finding the rules set aside shows in JSON, and in text with -v. */
+static bool shows(const struct events *e, const struct finding *f)
+{
+	return !f->suppressed || output_shows_suppressed(e->out);
+}
+
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
 		      const struct fh_deadlock_event *dl)
 {
 	struct events *e = ctx;
 	struct fh_container k;
 	struct output_meta meta = { 0 };
+	struct occurrence oc;
+	struct finding f;
 
 	if (!output_wants_fork(e->out, ev))
 		return;
+	if (e->findings && hazard_fork(ev)) {
+		findings_observe(e->findings, ev->pid, ev->comm, ev->exe_name, ev->cgroup_id, &oc);
+		findings_fork(e->findings, ev, &oc, &f);
+		findings_remember_child(e->findings, ev->child_pid, f.key.d.id, !shows(e, &f));
+		if (!shows(e, &f))
+			return;
+		meta.site = f.site;
+		meta.suppressed_by = f.suppressed_by;
+		meta.suppressed = f.suppressed;
+	}
 	meta.container = where(e, ev->pid, ev->cgroup_id, ev->time_ns, &k);
 	output_fork(e->out, ev, fate, dl, &meta);
 }
@@ -215,8 +235,11 @@ static void sink_child(void *ctx, const struct fh_child_event *ev, const struct 
 	struct fh_container k;
 	struct output_meta meta = { 0 };
 
-	/* A fate is news only where its fork was (text mode hides info forks). */
+	/* A fate is news only where its fork was (text mode hides info forks,
+	 * and what the rules set aside). */
 	if (fork && !output_wants_fork(e->out, fork))
+		return;
+	if (e->findings && findings_child_hidden(e->findings, ev->pid))
 		return;
 	/* the child's, while it is there; else its parent's, which it had */
 	meta.container = where(e, ev->pid, 0, ev->time_ns, &k);
@@ -231,10 +254,26 @@ static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const s
 	struct events *e = ctx;
 	struct fh_container k;
 	struct output_meta meta = { 0 };
+	struct occurrence oc;
+	struct finding f;
+	bool show = true;
 
 	(void)with_fork;	/* the deadlock's own record carries its stack */
-	meta.container = where(e, ev->pid, ev->cgroup_id, ev->time_ns, &k);
-	output_deadlock(e->out, ev, lock, fork, &meta);
+	if (e->findings) {
+		findings_observe(e->findings, ev->pid, ev->comm, ev->exe_name, ev->cgroup_id, &oc);
+		findings_deadlock(e->findings, ev, lock, fork, &oc, &f);
+		show = shows(e, &f);
+		meta.site = f.site;
+		meta.suppressed_by = f.suppressed_by;
+		meta.suppressed = f.suppressed;
+	}
+	if (show) {
+		meta.container = where(e, ev->pid, ev->cgroup_id, ev->time_ns, &k);
+		output_deadlock(e->out, ev, lock, fork, &meta);
+	}
+	/* after it was read: its /proc goes with it */
+	if (e->gate)
+		gate_kill_deadlocked(e->gate, ev);
 }
 
 static int sink_hold(void *ctx, const struct fh_fork_event *ev)

@@ -11,6 +11,8 @@
 
 struct containers;
 struct correlate;
+struct findings;
+struct gate;
 struct output;
 struct pyframes;
 struct ustacks;
@@ -25,6 +27,8 @@ struct events {
 	struct ustacks *ustacks;	/* where user-stack copies are unwound, or NULL */
 	struct containers *containers;	/* where processes run, for JSON; NULL: not told */
 	struct pyframes *py;		/* the Python side of events, or NULL */
+	struct findings *findings;	/* judges hazards and deadlocks (site, rules); NULL: none */
+	struct gate *gate;		/* --kill-deadlocked; NULL: none */
 	/* A traced process asks for lock probes (fh_probe_request). */
 	void (*probe_request)(void *ctx, pid_t pid);
 	void *ctx;

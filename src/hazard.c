@@ -76,3 +76,20 @@ const char *hazard_internal_name(uint32_t flags)
 		return "condition-waiter";
 	return NULL;
 }
+
+enum hazard_level hazard_fork_level(const struct fh_fork_event *ev, const bool *set_aside,
+				    bool omitted_set_aside)
+{
+	if (ev->locks_omitted && !omitted_set_aside)
+		return HAZARD_LEVEL_HAZARD;
+	for (uint32_t i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++)
+		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN &&
+		    !(set_aside && set_aside[i]))
+			return HAZARD_LEVEL_HAZARD;
+	return HAZARD_LEVEL_NONE;
+}
+
+enum hazard_level hazard_deadlock_level(bool set_aside)
+{
+	return set_aside ? HAZARD_LEVEL_NONE : HAZARD_LEVEL_DEADLOCK;
+}

@@ -2,12 +2,13 @@
 /*
  * Whether a fork is a hazard, and which of its locks make it one: the one
  * place that decides it, for the text and JSON output, the daemon's sites and
- * filters, the summary and the metrics. Every lock another thread held at the
- * fork is a hazard, except the interpreter's own: a thread's sentinel and a
- * threading.Condition's waiter locks, recognized by the Python frame that
- * took them (hazard_py_internal; src/pyframes.c marks them on the event as
- * it arrives). A rule that sets more aside (a lock in shared memory, one the
- * child re-creates) is a new role here, and every consumer follows.
+ * filters, the summary, the metrics and the exit status of --fail-on. Every
+ * lock another thread held at the fork is a hazard, except the interpreter's
+ * own: a thread's sentinel and a threading.Condition's waiter locks,
+ * recognized by the Python frame that took them (hazard_py_internal;
+ * src/pyframes.c marks them on the event as it arrives). A rule that sets
+ * more aside (a lock in shared memory, one the child re-creates) is a new
+ * role here, and every consumer follows.
  */
 #ifndef FH_HAZARD_H
 #define FH_HAZARD_H
@@ -51,5 +52,21 @@ uint32_t hazard_py_internal(const char *file, const char *function, int line, in
 
 /* "sentinel", "condition-waiter" (JSON's "internal"), or NULL. */
 const char *hazard_internal_name(uint32_t flags);
+
+/* How bad a finding is; a deadlock is worse than a hazard (--fail-on). */
+enum hazard_level { HAZARD_LEVEL_NONE, HAZARD_LEVEL_HAZARD, HAZARD_LEVEL_DEADLOCK };
+
+/*
+ * THE decision "is this a finding, of which level", once the suppression
+ * rules (suppress.c) have spoken: a fork is a hazard finding while one of its
+ * foreign locks is not set aside (set_aside[i] for ev->locks[i]; NULL: none
+ * is), the locks the kernel omitted included (omitted_set_aside: a rule
+ * that names no lock stack covers them too); a confirmed deadlock is a
+ * deadlock finding unless set aside. What the verdicts of issue 15 add (a
+ * lock the child re-creates, one in shared memory) counts as nothing here.
+ */
+enum hazard_level hazard_fork_level(const struct fh_fork_event *ev, const bool *set_aside,
+				    bool omitted_set_aside);
+enum hazard_level hazard_deadlock_level(bool set_aside);
 
 #endif

@@ -125,31 +125,10 @@ static int max_frames(const struct output *o)
 	return o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
 }
 
-static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uint64_t exact)
-{
-	return syms_stack(o->o.syms, pid, stack_id, skip, exact, o->frames, max_frames(o));
-}
-
-/*
- * A held lock's stack: the exact caller, then either the kernel's stack walk
- * (--lock-stack=full) or the frame-pointer frames the BPF side recorded. A
- * frame-pointer frame that lands in no mapped module is garbage from code
- * without frame pointers: the walk stops there rather than print it.
- */
+/* A held lock's stack (symbolize.c says how it is made). */
 static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *l)
 {
-	int n = stack_frames(o, pid, l->stack_id, 1, l->caller);
-
-	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max_frames(o); i++) {
-		struct fh_frame *f = &o->frames[n];
-
-		syms_resolve_return(o->o.syms, pid, l->fp[i], f);
-		if (!f->has_module)
-			break;
-		f->fp = true;
-		n++;
-	}
-	return n;
+	return syms_lock_stack(o->o.syms, pid, l, o->frames, max_frames(o));
 }
 
 /*
@@ -328,6 +307,11 @@ bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev)
 	return o->o.json || o->o.verbose || hazard_fork(ev);
 }
 
+bool output_shows_suppressed(const struct output *o)
+{
+	return o->o.json || o->o.verbose;
+}
+
 bool output_json(const struct output *o)
 {
 	return o->o.json;
@@ -353,7 +337,7 @@ static const char *lock_runtime(const struct output *o, const struct fh_lock *l,
 }
 
 static void json_lock(struct output *o, const char *key, const struct fh_fork_event *ev,
-		      const struct fh_lock *l)
+		      const struct fh_lock *l, const char *suppressed_by)
 {
 	const char *runtime, *internal = hazard_internal_name(l->flags);
 	char name[PYRT_NAME_LEN];
@@ -377,13 +361,21 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	runtime = lock_runtime(o, l, n);
 	if (runtime)
 		jw_str(&o->jw, "runtime", runtime);
+	if (suppressed_by)
+		jw_str(&o->jw, "suppressed_by", suppressed_by);
 	json_stack(o, "stack", n);
 	jw_obj_end(&o->jw);
 }
 
+/* The rule that set lock i aside, or NULL. */
+static const char *suppressed_by(const struct output_meta *meta, uint32_t i)
+{
+	return meta && meta->suppressed_by ? meta->suppressed_by[i] : NULL;
+}
+
 /* The locks of one role ("locks": the hazards, "own_locks"). */
 static void json_locks(struct output *o, const struct fh_fork_event *ev, const char *key,
-		       enum hazard_lock role)
+		       enum hazard_lock role, const struct output_meta *meta)
 {
 	if (ev->flags & FH_FORK_LIGHT) {
 		jw_null(&o->jw, key);
@@ -392,7 +384,7 @@ static void json_locks(struct output *o, const struct fh_fork_event *ev, const c
 	jw_arr_begin(&o->jw, key);
 	for (__u32 i = 0; i < ev->nr_locks; i++)
 		if (hazard_lock_role(ev, &ev->locks[i]) == role)
-			json_lock(o, NULL, ev, &ev->locks[i]);
+			json_lock(o, NULL, ev, &ev->locks[i], suppressed_by(meta, i));
 	jw_arr_end(&o->jw);
 }
 
@@ -418,13 +410,15 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev,
 	jw_uint(&o->jw, "child_pid", ev->child_pid);
 	jw_uint(&o->jw, "threads", ev->threads);
 	jw_str(&o->jw, "severity", hazard_fork(ev) ? "hazard" : "info");
-	json_locks(o, ev, "locks", HAZARD_LOCK_FOREIGN);
-	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN);
-	json_locks(o, ev, "internal_locks", HAZARD_LOCK_INTERNAL);
+	json_locks(o, ev, "locks", HAZARD_LOCK_FOREIGN, meta);
+	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN, meta);
+	json_locks(o, ev, "internal_locks", HAZARD_LOCK_INTERNAL, meta);
 	if (ev->locks_omitted)
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
 		jw_bool(&o->jw, "threads_truncated", true);
+	if (meta && meta->suppressed)
+		jw_bool(&o->jw, "suppressed", true);
 	pyframes_json(&o->jw, "py_stack", o->pyframes, py_frames(o, (pid_t)ev->pid, &ev->py));
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
@@ -456,8 +450,22 @@ static const char *text_py_thread(struct output *o, pid_t pid, pid_t tid, const 
 	return buf;
 }
 
+/* " (suppressed by FILE:LINE)" after what a rule set aside (-v names it). */
+static void text_suppressed(struct output *o, const char *rule)
+{
+	char where[1024];
+
+	if (!rule)
+		return;
+	term_escape(rule, (size_t)-1, where, sizeof(where));
+	if (o->o.verbose)
+		fprintf(o->o.f, " (suppressed by %s)", where);
+	else
+		fputs(" (suppressed)", o->o.f);
+}
+
 static void text_lock_line(struct output *o, const struct fh_fork_event *ev, const struct fh_lock *l,
-			   const char *indent)
+			   const char *indent, const char *rule)
 {
 	char held[32], name[FH_COMM_LEN * 4 + 1], pyname[PYRT_NAME_LEN * 4 + 4];
 	const char *runtime, *internal = hazard_internal_name(l->flags);
@@ -468,7 +476,7 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 	term_escape(l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN), name, sizeof(name));
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
-	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s)%s for %s%s%s%s%s\n", indent,
+	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s)%s for %s%s%s%s%s", indent,
 		runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
 		(unsigned long long)l->addr, l->holder_tid, name,
 		text_py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm, pyname,
@@ -476,6 +484,8 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 		held, l->depth > 1 ? " (recursive)" : "",
 		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)", internal ? ": the interpreter's " : "",
 		internal ? internal : "");
+	text_suppressed(o, rule);
+	fputc('\n', o->o.f);
 	npy = py_frames(o, (pid_t)ev->pid, &l->py);
 	text_py_stack(o, npy, "        ");
 	/* o->frames is still the lock's: py_frames does not touch it */
@@ -515,7 +525,8 @@ static void text_verdict(struct output *o, const struct fh_fork_event *ev,
 }
 
 static void text_fork(struct output *o, const struct fh_fork_event *ev,
-		      const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
+		      const struct fh_child_event *fate, const struct fh_deadlock_event *dl,
+		      const struct output_meta *meta)
 {
 	char tid[16], child[16], thr[16];
 	__u32 foreign = hazard_foreign_locks(ev);
@@ -529,21 +540,25 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	if (ev->flags & FH_FORK_LIGHT)
 		fputs("fork (locks not tracked)\n", o->o.f);
 	else if (foreign)
-		fprintf(o->o.f, "HAZARD: %u foreign lock%s\n", foreign, foreign == 1 ? "" : "s");
+		fprintf(o->o.f, "%s: %u foreign lock%s\n",
+			meta && meta->suppressed ? "hazard, suppressed" : "HAZARD", foreign,
+			foreign == 1 ? "" : "s");
 	else
 		fputs("fork, no foreign lock held\n", o->o.f);
+	if (foreign && meta && meta->site)
+		fprintf(o->o.f, "    site %s\n", meta->site);
 
 	for (__u32 i = 0; i < ev->nr_locks; i++)
 		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN)
-			text_lock_line(o, ev, &ev->locks[i], "    ");
+			text_lock_line(o, ev, &ev->locks[i], "    ", suppressed_by(meta, i));
 	if (ev->locks_omitted)
 		fprintf(o->o.f, "    ... and %u more locks\n", ev->locks_omitted);
 	for (__u32 i = 0; i < ev->nr_locks; i++)
 		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_OWN)
-			text_lock_line(o, ev, &ev->locks[i], "    own: ");
+			text_lock_line(o, ev, &ev->locks[i], "    own: ", NULL);
 	for (__u32 i = 0; i < ev->nr_locks && o->o.verbose; i++)
 		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_INTERNAL)
-			text_lock_line(o, ev, &ev->locks[i], "    internal: ");
+			text_lock_line(o, ev, &ev->locks[i], "    internal: ", NULL);
 	if (foreign || o->o.verbose > 1) {
 		char pyname[PYRT_NAME_LEN * 4 + 4];
 		int npy = py_frames(o, (pid_t)ev->pid, &ev->py);
@@ -569,7 +584,7 @@ void output_fork(struct output *o, const struct fh_fork_event *ev,
 	if (o->o.json)
 		json_fork(o, ev, meta);
 	else
-		text_fork(o, ev, fate, dl);
+		text_fork(o, ev, fate, dl, meta);
 }
 
 /* ---- child, deadlock, lost, summary ------------------------------------ */
@@ -637,9 +652,13 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 		else
 			jw_null(&o->jw, "owner_tid");
 		if (lock && fork)
-			json_lock(o, "lock", fork, lock);
+			json_lock(o, "lock", fork, lock, NULL);
 		else
 			jw_null(&o->jw, "lock");
+		if (meta && meta->suppressed) {
+			jw_bool(&o->jw, "suppressed", true);
+			jw_str(&o->jw, "suppressed_by", suppressed_by(meta, 0));
+		}
 		/* read from the child: the code it runs is the frozen copy */
 		pyframes_json(&o->jw, "py_stack", o->pyframes, py_frames(o, (pid_t)ev->pid, &ev->py));
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
@@ -651,13 +670,19 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 	}
 	snprintf(tid, sizeof(tid), "%u", ev->tid);
 	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), "-", "1");
-	fprintf(o->o.f, "DEADLOCK: child of %u blocked forever\n", ev->parent_pid);
+	fprintf(o->o.f, "%s: child of %u blocked forever\n", meta && meta->suppressed ?
+		"deadlock, suppressed" : "DEADLOCK", ev->parent_pid);
+	if (meta && meta->site) {
+		fprintf(o->o.f, "    site %s", meta->site);
+		text_suppressed(o, suppressed_by(meta, 0));
+		fputc('\n', o->o.f);
+	}
 	fprintf(o->o.f, "    waits on futex 0x%llx", (unsigned long long)ev->futex);
 	if (ev->flags & FH_DL_OWNER_KNOWN)
 		fprintf(o->o.f, " owned by %u, a thread of the parent", ev->owner_tid);
 	fputc('\n', o->o.f);
 	if (lock && fork)
-		text_lock_line(o, fork, lock, "    inherited ");
+		text_lock_line(o, fork, lock, "    inherited ", NULL);
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	{
 		int npy = py_frames(o, (pid_t)ev->pid, &ev->py);

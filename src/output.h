@@ -32,12 +32,17 @@ struct output_opts {
 };
 
 /*
- * What the caller knows of an event beyond its record, written with it in
- * JSON (docs/json.md): where the process runs, and the daemon's site.
+ * What the caller knows of an event beyond its record, written with it
+ * (docs/json.md): where the process runs, its finding's site, and what the
+ * suppression rules made of it (finding.c).
  */
 struct output_meta {
 	const char *site;			/* the site's id (16 hex digits), or NULL */
 	const struct fh_container *container;	/* cgroup and container; NULL: unknown */
+	/* The rule ("FILE:LINE") that set each lock aside: a fork's
+	 * ev->locks[i], a deadlock's [0]; NULL (or a NULL array) where none did. */
+	const char *const *suppressed_by;
+	bool suppressed;			/* the rules set the whole finding aside */
 };
 
 struct output;
@@ -58,6 +63,8 @@ void output_note_fork(struct output *o, pid_t pid, pid_t child, const char *comm
 
 /* Should a fork event be shown at all (text mode hides "info" forks without -v)? */
 bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev);
+/* Are findings the suppression rules set aside shown (JSON, or text with -v)? */
+bool output_shows_suppressed(const struct output *o);
 
 /*
  * A fork; in text mode `fate` and `deadlock`, when known, are printed under

@@ -10,6 +10,7 @@
 #include "hazard.h"
 #include "json.h"
 #include "log.h"
+#include "pycode.h"
 #include "pyframes.h"
 
 #define WATCH_MAX	512			/* processes whose Python-ness is decided */
@@ -451,6 +452,14 @@ int pyframes_stack(struct pyframes *pf, pid_t pid, const struct fh_py_stack *st,
 		if (!resolve(pf, pid, &st->f[i], &out[n]))
 			n++;
 	return n;
+}
+
+int pyframes_place(const struct pyrt_frame *f, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!pycode_stdlib(f[i].file))
+			return i;
+	return 0;
 }
 
 int pyframes_thread(struct pyframes *pf, pid_t pid, pid_t tid, const char *os_name, char *buf,

@@ -84,6 +84,10 @@ void pyframes_deadlock(struct pyframes *pf, struct fh_deadlock_event *ev);
  * max (those that resolve). 0 for none. */
 int pyframes_stack(struct pyframes *pf, pid_t pid, const struct fh_py_stack *st,
 		   struct pyrt_frame *out, int max);
+/* Of frames f[0..n) (innermost first, n > 0), the one that names the place
+ * of what they did: the innermost outside the standard library (the user's
+ * call into it: os.fork's caller, Pool's), else the innermost. Its index. */
+int pyframes_place(const struct pyrt_frame *f, int n);
 /* Thread tid's Python thread name (threading.Thread.name), or, in a CPython
  * 3.14+ (which names its threads' OS threads so), os_name (FH_COMM_LEN
  * bytes; may be NULL): 0, or -ENOENT with buf "". */

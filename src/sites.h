@@ -78,6 +78,10 @@ void site_note_pid(struct site *s, uint32_t pid);
 /* Distinct processes affected: exact up to SITE_EXACT_PIDS, then estimated. */
 uint64_t site_processes(const struct site *s);
 
+/* Where s is in the table, in [0, max): a caller keeps its own data about a
+ * site in an array beside it (report.c), cleared when the site is evicted. */
+size_t sites_slot(const struct sites *t, const struct site *s);
+
 /* Every site, most recently seen first; fn may not add or remove sites. */
 void sites_foreach(struct sites *t, void (*fn)(void *ctx, struct site *s), void *ctx);
 

@@ -510,6 +510,23 @@ int syms_stack(struct syms *s, pid_t pid, int stack_id, int skip, uint64_t exact
 	return n;
 }
 
+int syms_lock_stack(struct syms *s, pid_t pid, const struct fh_lock *l, struct fh_frame *frames,
+		    int max)
+{
+	int n = syms_stack(s, pid, l->stack_id, 1, l->caller, frames, max);
+
+	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max; i++) {
+		struct fh_frame *f = &frames[n];
+
+		syms_resolve_return(s, pid, l->fp[i], f);
+		if (!f->has_module)
+			break;
+		f->fp = true;
+		n++;
+	}
+	return n;
+}
+
 /* ---- unwinding captured stacks ------------------------------------------------ */
 
 #if defined(__x86_64__)

@@ -29,13 +29,17 @@
 #include "escape.h"
 #include "elfsyms.h"
 #include "events.h"
+#include "finding.h"
 #include "forkhazard.skel.h"
+#include "gate.h"
 #include "log.h"
 #include "outfile.h"
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
 #include "pyframes.h"
+#include "sarif.h"
+#include "suppress.h"
 #include "symbolize.h"
 #include "ustacks.h"
 #include "tracer.h"
@@ -66,6 +70,11 @@ struct tracer {
 	uint64_t stacks_lost_at_reset;
 	uint32_t full_warned;	/* FH_STAT_* bits already warned about */
 	struct daemon *daemon;		/* --daemon (daemon.c) */
+	struct suppressions *supp;	/* --suppressions */
+	struct findings *findings;	/* sites, executables, the rules' verdicts */
+	struct gate *gate;		/* what the run found, for its end; not --daemon */
+	FILE *sarif;			/* --sarif */
+	struct fh_counts final;		/* the summary's counts */
 	struct containers *containers;	/* cgroup and container of JSON events */
 	bool reopen;			/* SIGHUP: reopen the outputs */
 	uint64_t output_errors, output_reopens, output_retry_ns;
@@ -94,14 +103,21 @@ static void read_stats(struct tracer *t, uint64_t out[FH_STAT_MAX])
 
 /* ---- set-up -------------------------------------------------------------- */
 
+/* --kill-deadlocked may have to signal another user's child. */
+static uint64_t caps_to_kill(const struct fh_config *cfg)
+{
+	return cfg->gate.kill_deadlocked ? FH_CAPBIT(FH_CAP_KILL) : 0;
+}
+
 static int preflight(const struct fh_config *cfg)
 {
-	int missing = caps_check(caps_needed_at_start(cfg->user != NULL));
+	uint64_t needed = caps_needed_at_start(cfg->user != NULL) | caps_to_kill(cfg);
+	int missing = caps_check(needed);
 
 	if (missing) {
 		char need[256];
 
-		caps_format(caps_needed_at_start(cfg->user != NULL), need, sizeof(need));
+		caps_format(needed, need, sizeof(need));
 		log_error("missing %s: run as root, or with %s", caps_name(missing), need);
 		return -EPERM;
 	}
@@ -794,6 +810,7 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	if (t->probes)
 		probes_get_stats(t->probes, &ps);
 	c->v[FH_CNT_UNPROBED_PROCS] = (uint64_t)ps.procs_refused;
+	c->v[FH_CNT_SUPPRESSED_BY_RULE] = t->findings ? findings_suppressed(t->findings) : 0;
 }
 
 static void finish(struct tracer *t)
@@ -819,6 +836,7 @@ static void finish(struct tracer *t)
 	if (t->daemon)
 		daemon_finish(t->daemon, now);
 	output_summary(t->out, now, &c);
+	t->final = c;
 	output_flush(t->out);
 	if (t->events.malformed)
 		log_warn("%llu malformed records from the kernel side (a bug: please report)",
@@ -845,6 +863,11 @@ static void cleanup(struct tracer *t)
 	if (t->outf && t->outf != stdout)
 		fclose(t->outf);
 	daemon_free(t->daemon);
+	findings_free(t->findings);
+	gate_free(t->gate);
+	supp_free(t->supp);
+	if (t->sarif)
+		fclose(t->sarif);
 	containers_free(t->containers);
 	log_close_file();
 }
@@ -897,6 +920,54 @@ static void tracer_health(void *ctx, struct exposition *e)
 		};
 }
 
+/* --suppressions: every file read before anything else, so that a
+ * malformed rule is a usage error (2) with its file and line. */
+static int load_rules(struct tracer *t)
+{
+	const struct fh_gate_config *g = &t->cfg->gate;
+	char err[768];
+
+	if (!g->nsuppressions)
+		return FH_EXIT_OK;
+	t->supp = supp_new();
+	if (!t->supp) {
+		log_error("out of memory");
+		return FH_EXIT_ERROR;
+	}
+	for (int i = 0; i < g->nsuppressions; i++) {
+		if (supp_load(t->supp, g->suppressions[i], err, sizeof(err))) {
+			log_error("%s", err);
+			return FH_EXIT_USAGE;
+		}
+	}
+	log_info("%zu suppression rule%s", supp_count(t->supp), supp_count(t->supp) == 1 ? "" : "s");
+	return FH_EXIT_OK;
+}
+
+/* --sarif FILE: opened (as -o is) before tracing, written at the end. */
+static int open_sarif(struct tracer *t)
+{
+	if (!t->cfg->gate.sarif)
+		return 0;
+	t->sarif = outfile_open(t->cfg->gate.sarif, OUTFILE_USER);
+	return t->sarif ? 0 : -EPERM;
+}
+
+/* The run's end as a gate: the rules -v prints, the SARIF file, the status. */
+static int end_gate(struct tracer *t, int status)
+{
+	const struct fh_config *cfg = t->cfg;
+
+	if (cfg->verbose)
+		gate_print_rules(t->gate, stderr);
+	if (t->sarif && sarif_write(t->sarif, t->gate, cfg->gate.sarif_root)) {
+		log_error("cannot write the SARIF file %s: %s", cfg->gate.sarif, strerror(errno));
+		return FH_EXIT_ERROR;
+	}
+	return gate_exit_status(t->gate, status, t->has_cmd && status != FH_EXIT_OK,
+				t->final.v[FH_CNT_LOST_FORKS]);
+}
+
 int tracer_run(const struct fh_config *cfg)
 {
 	struct tracer t = { .cfg = cfg, .epfd = -1, .sigfd = -1, .timerfd = -1 };
@@ -907,12 +978,17 @@ int tracer_run(const struct fh_config *cfg)
 	libbpf_set_print(log_libbpf);
 	if (cfg->svc.daemon && log_open_file(cfg->svc.log_file))
 		return FH_EXIT_ERROR;
+	if ((status = load_rules(&t)) != FH_EXIT_OK) {
+		supp_free(t.supp);
+		return status;
+	}
+	status = FH_EXIT_ERROR;
 	err = preflight(cfg);
-	if (err)
+	if (err || open_output(&t) || open_sarif(&t)) {
+		cleanup(&t);
 		return FH_EXIT_ERROR;
+	}
 	raise_fd_limit();
-	if (open_output(&t))
-		return FH_EXIT_ERROR;
 	if (cfg->command) {
 		struct command_user user;
 		char name[256];
@@ -947,10 +1023,23 @@ int tracer_run(const struct fh_config *cfg)
 	};
 	t.out = output_new(&oo);
 	t.containers = containers_new();
-	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers && t.out) {
+	if (!cfg->svc.daemon)
+		t.gate = gate_new(&cfg->gate);
+	{
+		struct findings_opts fo = {
+			.syms = t.syms, .ustacks = t.ustacks, .py = t.py, .supp = t.supp,
+			.gate = t.gate,
+			/* JSON events say where they run (events.c); the daemon's filters
+			 * and reports need it at once */
+			.containers = cfg->svc.daemon ? t.containers : NULL,
+		};
+
+		t.findings = findings_new(&fo);
+	}
+	if (cfg->svc.daemon && t.findings && t.out) {
 		struct daemon_opts dopts = {
-			.cfg = cfg, .out = t.out, .syms = t.syms, .ustacks = t.ustacks, .py = t.py,
-			.containers = t.containers, .mono_to_real_ns = oo.mono_to_real_ns,
+			.cfg = cfg, .out = t.out, .findings = t.findings,
+			.mono_to_real_ns = oo.mono_to_real_ns,
 			.health = tracer_health, .health_ctx = &t,
 		};
 
@@ -974,9 +1063,13 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
 	t.events.py = t.py;
+	t.events.findings = t.findings;
+	if (cfg->gate.kill_deadlocked)
+		t.events.gate = t.gate;
 	if (cfg->json)	/* JSON events say where their processes run */
 		t.events.containers = t.containers;
-	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.py) {
+	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.findings || !t.py ||
+	    (!cfg->svc.daemon && !t.gate)) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -992,7 +1085,7 @@ int tracer_run(const struct fh_config *cfg)
 		goto out;
 	}
 	/* Loaded and attached: what is left to do needs far less. */
-	if ((err = caps_limit(caps_kept_after_attach()))) {
+	if ((err = caps_limit(caps_kept_after_attach() | caps_to_kill(cfg)))) {
 		log_error("cannot drop capabilities: %s", strerror(-err));
 		goto out;
 	}
@@ -1033,6 +1126,8 @@ int tracer_run(const struct fh_config *cfg)
 	status = FH_EXIT_OK;
 	if (t.has_cmd && command_reap(&t.cmd))
 		status = command_exit_status(&t.cmd);
+	if (t.gate)
+		status = end_gate(&t, status);
 out:
 	if (t.has_cmd) {
 		if (status == FH_EXIT_ERROR && !t.cmd.reaped && t.cmd.go_fd >= 0)

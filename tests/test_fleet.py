@@ -39,7 +39,6 @@ PLANNED = {
     "forkhazard_governor_rearms_total",
     "forkhazard_governed_processes",
     "forkhazard_mitigated_total",
-    "forkhazard_suppressed_by_rule_total",
 }
 # Series Prometheus makes itself.
 PROMETHEUS_MADE = {"up", "ALERTS"}

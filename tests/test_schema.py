@@ -18,8 +18,9 @@ from fh import check
 UNIT = True     # needs no BPF and no root: run.py --unit-only runs it too
 
 # Records the pipeline cannot make: `inspect` reads a live process
-# (tests/test_inspect.py validates its records).
-NOT_FROM_PIPELINE = {"inspect", "inspect_thread", "calibration"}
+# (tests/test_inspect.py validates its records), `report` reads recordings
+# (tests/test_report.py).
+NOT_FROM_PIPELINE = {"inspect", "inspect_thread", "calibration", "report"}
 
 
 def schema():
@@ -163,6 +164,8 @@ DOC_SECTIONS = {
     "calibration": ["### calibration"], "calibration.batches": ["### calibration"], "calibration_batch": ["### calibration"], "calibration.costs_ns": ["### calibration"],
     "site.children": ["### site"], "site_table": ["### site_table"],
     "site_table.suppressed": ["### site_table"],
+    "report": ["### report"], "report_site": ["### report"],
+    "report_site.children": ["### report"],
 }
 
 

@@ -33,9 +33,13 @@
 #include "counters.h"
 #include "daemon.h"
 #include "events.h"
+#include "finding.h"
 #include "forkhazard.h"
+#include "gate.h"
 #include "output.h"
 #include "pyframes.h"
+#include "sarif.h"
+#include "suppress.h"
 #include "symbolize.h"
 #include "ustacks.h"
 #include "unit.h"
@@ -49,6 +53,9 @@ struct pipeline {
 	struct containers *containers;
 	struct pyframes *py;
 	struct output *out;
+	struct suppressions *supp;
+	struct gate *gate;
+	struct findings *findings;
 	struct daemon *daemon;
 	struct correlate *corr;
 	struct events ev;
@@ -145,11 +152,32 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->out = output_new(&oo);
 	if (!p->out)
 		return false;
+	if (p->cfg.gate.nsuppressions) {
+		char err[512];
+
+		p->supp = supp_new();
+		for (int i = 0; i < p->cfg.gate.nsuppressions; i++)
+			if (!p->supp || supp_load(p->supp, p->cfg.gate.suppressions[i], err, sizeof(err)))
+				return false;
+	}
+	if (!p->cfg.svc.daemon)
+		p->gate = gate_new(&p->cfg.gate);
+	{
+		struct findings_opts fo = {
+			.syms = p->syms, .ustacks = p->ustacks, .py = p->py, .supp = p->supp,
+			.gate = p->gate,
+			.containers = p->cfg.svc.daemon ? p->containers : NULL,
+		};
+
+		p->findings = findings_new(&fo);
+		if (!p->findings)
+			return false;
+	}
+	p->ev.findings = p->findings;
 	if (p->cfg.svc.daemon) {
 		struct daemon_opts d = {
-			.cfg = &p->cfg, .out = p->out, .syms = p->syms, .ustacks = p->ustacks,
-			.py = p->py,
-			.containers = p->containers, .mono_to_real_ns = oo.mono_to_real_ns,
+			.cfg = &p->cfg, .out = p->out, .findings = p->findings,
+			.mono_to_real_ns = oo.mono_to_real_ns,
 		};
 
 		p->daemon = daemon_new(&d);
@@ -186,6 +214,7 @@ static const char *pipeline_finish(struct pipeline *p, uint64_t now)
 
 	for (int i = 0; i < FH_CNT_MAX; i++)
 		c.v[i] = (uint64_t)i;
+	c.v[FH_CNT_SUPPRESSED_BY_RULE] = findings_suppressed(p->findings);
 	correlate_tick(p->corr, now);
 	correlate_finish(p->corr, now);
 	if (p->daemon)
@@ -216,6 +245,9 @@ static void pipeline_close(struct pipeline *p)
 {
 	correlate_free(p->corr);
 	daemon_free(p->daemon);
+	findings_free(p->findings);
+	gate_free(p->gate);
+	supp_free(p->supp);
 	output_free(p->out);
 	containers_free(p->containers);
 	events_free(&p->ev);
@@ -507,7 +539,7 @@ static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t
  * mutex taken in this program (with its frame-pointer callers), a Python
  * semaphore, a lock taken in code without symbols, one of our own, and
  * more than the event holds. Its fork call's stack copy goes first. */
-static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
+static void send_hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 {
 	struct fh_lock *l;
 
@@ -567,7 +599,7 @@ UNIT_TEST(json_every_event_type)
 	CHECK(child > 0 && code_setup());
 	CHECK(pipeline_open(&p, json_args));
 	/* a hazard whose child deadlocks on the mutex, owner named by the lock word */
-	hazard_fork(&p, (__u32)child, t);
+	send_hazard_fork(&p, (__u32)child, t);
 	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000001000ull, forkev.tid + 1, t,
 		       t + 4000000, "test_pipeline");
 	child_event(&p, (__u32)child, (__u32)getpid(), FH_CHILD_EXIT, SIGKILL, t, t + 9000000);
@@ -630,7 +662,7 @@ UNIT_TEST(text_holds_a_fork_for_its_fate)
 
 	CHECK(code_setup());
 	CHECK(pipeline_open(&p, args));
-	hazard_fork(&p, 424250, t);
+	send_hazard_fork(&p, 424250, t);
 	child_event(&p, 424250, (__u32)getpid(), FH_CHILD_EXEC, 0, t, t + 41000);
 	/* an info fork is not shown without -v, nor is its child's fate */
 	fork_event(&forkev, (__u32)getpid(), 424251, t + 10, "test_pipeline");
@@ -704,11 +736,11 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	CHECK(p.cfg.json);
 	CHECK(unit_capture_begin(&cap));	/* the daemon's log lines */
 	/* a site reported in full, then its deadlock, then only counted */
-	hazard_fork(&p, (__u32)child, t);
+	send_hazard_fork(&p, (__u32)child, t);
 	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000001000ull, forkev.tid + 1, t,
 		       t + 1000, "test_pipeline");
 	for (int i = 0; i < 3; i++)
-		hazard_fork(&p, 424300 + (__u32)i, t + 2000 + (uint64_t)i);
+		send_hazard_fork(&p, 424300 + (__u32)i, t + 2000 + (uint64_t)i);
 	child_event(&p, 424300, (__u32)getpid(), FH_CHILD_EXEC, 0, t + 2000, t + 3000);
 	/* five distinct lock sites: four described, one more counted */
 	fork_event(&forkev, (__u32)getpid(), 424310, t + 4000, "manylocks");
@@ -871,4 +903,163 @@ UNIT_TEST(python_daemon_sites_by_python_frames)
 		  "\"lock_sites\":[\"Cache.refresh (app/cache.py:42)\",\"0x1234\"]");
 	CHECK(strstr(log, "forked at spawn_reporter (/srv/app/main.py:57)"));
 	pipeline_close(&p);
+}
+
+/* ---- suppression rules, sites in every mode --------------------------------------- */
+
+/* A rules file for the cases below: the made-up hazard's recursive mutex
+ * (taken in pipeline_lock_site_a) by a frame glob, every finding of
+ * executable "plainexe", and deadlocks that wait in our capture function. */
+static const char *rules_file(void)
+{
+	static char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/fh-pipeline-%d.supp", (int)getpid());
+	f = fopen(path, "w");
+	if (!f)
+		return NULL;
+	fputs("# accepted\n"
+	      "hazard lock=pipeline_lock_site_a   # line 2\n"
+	      "any exe=plainexe\n"
+	      "deadlock wait=\"pipeline_fork_call_site (*test_pipeline.c:*)\"\n", f);
+	fclose(f);
+	return path;
+}
+
+UNIT_TEST(json_suppressions_set_locks_and_findings_aside)
+{
+	static struct pipeline p;
+	static const char *args[] = { "-j", "--suppressions", NULL, NULL };
+	pid_t child = spawn_child();
+	uint64_t t = clock_mono_ns();
+	const char *out, *path = rules_file();
+	char want[128];
+
+	CHECK(path && child > 0 && code_setup());
+	args[2] = path;
+	CHECK(pipeline_open(&p, args));
+	/* one lock of five set aside: still a hazard, with its site */
+	send_hazard_fork(&p, 424400, t);
+	/* every lock set aside by the executable's rule: no finding left */
+	plain_hazard(&p, 424401, 424402, t + 10, "plainexe");
+	/* a deadlock of a fork never seen, waiting where the rule says */
+	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000007000ull, 0, t, t + 600,
+		       "test_pipeline");
+	out = pipeline_finish(&p, t + 800);
+	keep(&p, "json_suppressions_set_locks_and_findings_aside");
+	end_child(child);
+	snprintf(want, sizeof(want), "\"suppressed_by\":\"%s:2\"", path);
+	CHECK_HAS(out, want, "\"severity\":\"hazard\"", "\"site\":\"", "\"suppressed\":true",
+		  "\"suppressed_by_rule\":2");
+	snprintf(want, sizeof(want), "\"suppressed\":true,\"suppressed_by\":\"%s:4\"", path);
+	CHECK_HAS(out, want);
+	snprintf(want, sizeof(want), "\"suppressed_by\":\"%s:3\"", path);
+	CHECK_HAS(out, want);
+	/* the first hazard keeps four unsuppressed locks: it is not "suppressed" */
+	CHECK(strstr(out, "\"threads_truncated\":true,\"py_stack\":[],\"stack\""));
+	CHECK_INT(findings_suppressed(p.findings), 2);
+	pipeline_close(&p);
+	unlink(path);
+}
+
+UNIT_TEST(text_suppressed_shown_with_v_only)
+{
+	static struct pipeline p, pv;
+	static const char *args[] = { "--hold-ms", "0", "--suppressions", NULL, NULL };
+	static const char *vargs[] = { "-v", "--hold-ms", "0", "--suppressions", NULL, NULL };
+	uint64_t t = clock_mono_ns();
+	const char *out, *path = rules_file();
+	char want[128];
+
+	CHECK(path && code_setup());
+	args[3] = vargs[4] = path;
+	CHECK(pipeline_open(&p, args));
+	send_hazard_fork(&p, 424410, t);
+	plain_hazard(&p, 424411, 424412, t + 10, "plainexe");
+	child_event(&p, 424412, 424411, FH_CHILD_EXEC, 0, t + 10, t + 20);
+	out = pipeline_finish(&p, t + 100);
+	keep(&p, "text_suppressed_shown_with_v_only");
+	CHECK_HAS(out, "HAZARD: 5 foreign locks\n    site ", "(recursive) (suppressed)\n",
+		  "(1 findings suppressed by rules)");
+	CHECK(!strstr(out, "424411"));	/* set aside: neither it nor its child's fate */
+	pipeline_close(&p);
+	CHECK(pipeline_open(&pv, vargs));
+	plain_hazard(&pv, 424411, 424412, t + 10, "plainexe");
+	out = pipeline_finish(&pv, t + 100);
+	snprintf(want, sizeof(want), "(suppressed by %s:3)", path);
+	CHECK_HAS(out, "hazard, suppressed: 1 foreign lock\n    site ", want);
+	pipeline_close(&pv);
+	unlink(path);
+}
+
+UNIT_TEST(daemon_suppressed_only_counted)
+{
+	static struct pipeline p;
+	static const char *args[] = { "--daemon", "--suppressions", NULL, NULL };
+	static char log[4096], none[16];
+	struct unit_capture cap;
+	uint64_t t = clock_mono_ns();
+	const char *out, *path = rules_file();
+
+	CHECK(path);
+	args[2] = path;
+	CHECK(pipeline_open(&p, args));
+	CHECK(unit_capture_begin(&cap));
+	plain_hazard(&p, 424421, 424422, t, "plainexe");
+	plain_hazard(&p, 424423, 424424, t + 10, "otherexe");
+	out = pipeline_finish(&p, t + 100);
+	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
+	keep(&p, "daemon_suppressed_only_counted");
+	CHECK_HAS(out, "\"exe_name\":\"otherexe\"", "\"suppressed_by_rule\":1");
+	CHECK(!strstr(out, "plainexe"));	/* neither written nor aggregated */
+	CHECK(strstr(log, "otherexe") && !strstr(log, "plainexe"));	/* nor logged */
+	pipeline_close(&p);
+	unlink(path);
+}
+
+UNIT_TEST(gate_fails_on_what_is_left_and_writes_sarif)
+{
+	static struct pipeline p;
+	static const char *args[] = { "-j", "--fail-on", "hazard", "--suppressions", NULL, NULL };
+	uint64_t t = clock_mono_ns();
+	const char *path = rules_file();
+	static char lines[4096], none[16];
+	struct unit_capture cap;
+	char *sarif = NULL;
+	size_t len = 0;
+	int st[4];
+	FILE *f;
+
+	CHECK(path && code_setup());
+	args[4] = path;
+	CHECK(pipeline_open(&p, args));
+	plain_hazard(&p, 424431, 424432, t, "plainexe");
+	pipeline_finish(&p, t + 100);
+	CHECK(unit_capture_begin(&cap));	/* the closing lines */
+	/* only what the rules set aside: passes; the command's own failure kept */
+	st[0] = gate_exit_status(p.gate, 0, false, 0);
+	st[1] = gate_exit_status(p.gate, 5, true, 0);
+	send_hazard_fork(&p, 424433, t + 200);
+	st[2] = gate_exit_status(p.gate, 0, false, 3);
+	st[3] = gate_exit_status(p.gate, 7, true, 0);
+	unit_capture_end(&cap, none, sizeof(none), lines, sizeof(lines));
+	CHECK_INT(st[0], 0);
+	CHECK_INT(st[1], 5);
+	CHECK_INT(st[2], FH_EXIT_FINDINGS);
+	CHECK_INT(st[3], 7);
+	CHECK_HAS(lines, "forkhazard: passing (--fail-on=hazard): 0 hazards and 0 deadlocks left, "
+		  "1 suppressed by rules\n", "its status 5 kept",
+		  "forkhazard: failing with status 66 (--fail-on=hazard): 1 hazard and 0 deadlocks "
+		  "left, 1 suppressed by rules; 3 fork events lost: findings may be missing\n");
+	f = open_memstream(&sarif, &len);
+	CHECK(f);
+	CHECK_INT(sarif_write(f, p.gate, "/nonexistent"), 0);
+	fclose(f);
+	CHECK_HAS(sarif, "\"version\":\"2.1.0\"", "\"ruleId\":\"fork-hazard\"",
+		  "\"partialFingerprints\":{\"forkhazardSite/v1\":\"", "\"kind\":\"external\"",
+		  "\"name\":\"pipeline_fork_call_site\"", "\"name\":\"pipeline_lock_site_a\"");
+	free(sarif);
+	pipeline_close(&p);
+	unlink(path);
 }

@@ -1,0 +1,357 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "clock.h"
+#include "finding.h"
+#include "gate.h"
+#include "procfs.h"
+#include "pyframes.h"
+#include "suppress.h"
+#include "symbolize.h"
+#include "ustacks.h"
+
+#define CHILD_MAP	4096	/* children -> their fork's site, direct-mapped */
+
+struct child_site {
+	uint32_t pid;
+	bool hidden;
+	uint64_t site;
+};
+
+struct findings {
+	struct findings_opts o;
+	struct siteid *ids;
+	struct fh_frame *frames;		/* FH_STACK_DEPTH: an event's stack */
+	struct fh_frame *lframes;		/* FH_STACK_DEPTH: a lock's */
+	struct pyrt_frame py[FH_PY_FRAMES];	/* an event's Python frames */
+	struct pyrt_frame lpy[FH_PY_FRAMES];	/* a lock's */
+	struct supp_frames strings[SUPP_STACKS];
+	struct child_site child[CHILD_MAP];
+	uint64_t suppressed;
+};
+
+struct findings *findings_new(const struct findings_opts *opts)
+{
+	struct findings *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return NULL;
+	fs->o = *opts;
+	fs->ids = siteid_new();
+	fs->frames = calloc(FH_STACK_DEPTH, sizeof(*fs->frames));
+	fs->lframes = calloc(FH_STACK_DEPTH, sizeof(*fs->lframes));
+	for (int i = 0; i < SUPP_STACKS; i++)
+		supp_frames_init(&fs->strings[i]);
+	if (!fs->ids || !fs->frames || !fs->lframes) {
+		findings_free(fs);
+		return NULL;
+	}
+	return fs;
+}
+
+void findings_free(struct findings *fs)
+{
+	if (!fs)
+		return;
+	siteid_free(fs->ids);
+	free(fs->frames);
+	free(fs->lframes);
+	for (int i = 0; i < SUPP_STACKS; i++)
+		supp_frames_free(&fs->strings[i]);
+	free(fs);
+}
+
+uint64_t findings_suppressed(const struct findings *fs)
+{
+	return fs->suppressed;
+}
+
+void findings_remember_child(struct findings *fs, uint32_t child, uint64_t site, bool hidden)
+{
+	struct child_site *c = &fs->child[child % CHILD_MAP];
+
+	c->pid = child;
+	c->site = site;
+	c->hidden = hidden;
+}
+
+uint64_t findings_child_site(const struct findings *fs, uint32_t child)
+{
+	const struct child_site *c = &fs->child[child % CHILD_MAP];
+
+	return c->pid == child ? c->site : 0;
+}
+
+bool findings_child_hidden(const struct findings *fs, uint32_t child)
+{
+	const struct child_site *c = &fs->child[child % CHILD_MAP];
+
+	return c->pid == child && c->hidden;
+}
+
+void findings_observe(struct findings *fs, __u32 pid, const char *comm, const char *exe_name,
+		      uint64_t cgroup_id, struct occurrence *oc)
+{
+	size_t len = strnlen(comm, FH_COMM_LEN);
+	const char *base;
+	ssize_t n;
+
+	memcpy(oc->comm, comm, len);
+	oc->comm[len] = '\0';
+	oc->known = fs->o.containers &&
+		    containers_lookup(fs->o.containers, (pid_t)pid, cgroup_id, clock_mono_ns(),
+				      &oc->k);
+	len = strnlen(exe_name, FH_EXE_NAME_LEN);
+	if (!len) {
+		exe_name = oc->comm;
+		len = strlen(oc->comm);
+	}
+	memcpy(oc->name, exe_name, len);
+	oc->name[len] = '\0';
+	n = procfs_read_exe((pid_t)pid, oc->exe, sizeof(oc->exe));
+	if (n > 0) {
+		base = strrchr(oc->exe, '/');
+		base = base ? base + 1 : oc->exe;
+		/* not the event's program any more (it exec'd, or the PID was reused) */
+		if (strncmp(base, oc->name, len) || (len < FH_EXE_NAME_LEN - 1 && base[len]))
+			n = 0;
+	}
+	if (n <= 0)
+		snprintf(oc->exe, sizeof(oc->exe), "%s", oc->name);
+}
+
+/* An event's stack into fs->frames: the CFI-unwound copy when there is one
+ * (*cfi), else the frame-pointer walk. */
+static int event_frames(struct findings *fs, __u32 pid, uint32_t tid, uint64_t time_ns,
+			int stack_id, bool *cfi)
+{
+	return ustacks_frames(fs->o.ustacks, fs->o.syms, (pid_t)pid, tid, time_ns, stack_id,
+			      fs->frames, FH_STACK_DEPTH, cfi);
+}
+
+/* The Python frames of a recorded stack of pid into out (FH_PY_FRAMES):
+ * how many resolve (0: none, or not a Python). */
+static int py_frames(struct findings *fs, __u32 pid, const struct fh_py_stack *st,
+		     struct pyrt_frame *out)
+{
+	return fs->o.py ? pyframes_stack(fs->o.py, (pid_t)pid, st, out, FH_PY_FRAMES) : 0;
+}
+
+/* A lock's stacks: its Python frames into fs->lpy (*npy), its native ones
+ * into fs->lframes (returned). */
+static int lock_frames(struct findings *fs, const struct fh_fork_event *ev,
+		       const struct fh_lock *l, int *npy)
+{
+	*npy = py_frames(fs, ev->pid, &l->py, fs->lpy);
+	return syms_lock_stack(fs->o.syms, (pid_t)ev->pid, l, fs->lframes, FH_STACK_DEPTH);
+}
+
+/* A stack's strings for the rules, if a rule names that stack: its Python
+ * frames (innermost first), then its native ones. The one place a stack
+ * becomes strings. */
+static const struct supp_frames *strings_of(struct findings *fs, enum supp_stack which,
+					    const struct pyrt_frame *py, int npy,
+					    const struct fh_frame *frames, int n)
+{
+	struct supp_frames *l = &fs->strings[which];
+
+	if (!supp_names(fs->o.supp, which))
+		return NULL;
+	supp_frames_reset(l);
+	for (int i = 0; i < npy; i++)
+		supp_frames_add_python(l, py[i].file, py[i].line > 0 ? (unsigned int)py[i].line : 0,
+				       py[i].function);
+	for (int i = 0; i < n; i++)
+		supp_frames_add_native(l, &frames[i]);
+	return l;
+}
+
+/*
+ * A hazard fork's site: the executable, the lock acquisition sites (each
+ * lock's innermost Python frame: where it was taken, the library's line
+ * when a library took it; else its exact caller), and the fork call site:
+ * in Python, the innermost frame outside the standard library (the user's
+ * line that called os.fork, or Pool, or what forks below it), else native.
+ * The fork's frames are left in fs->py (*npy) and fs->frames (*n).
+ */
+static void fork_site(struct findings *fs, const struct fh_fork_event *ev, const char *name,
+		      const char *exe, struct siteid_key *key, int *npy, int *n)
+{
+	const struct pyrt_frame *f;
+	bool cfi;
+
+	siteid_begin(key, SITE_HAZARD, name, exe, ev->comm);
+	for (__u32 i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++) {
+		const struct fh_lock *l = &ev->locks[i];
+
+		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
+			continue;
+		if (py_frames(fs, ev->pid, &l->py, fs->lpy)) {
+			f = &fs->lpy[0];
+			siteid_lock_python(key, l->kind, f->file, f->function, f->line);
+			continue;
+		}
+		syms_resolve_return(fs->o.syms, (pid_t)ev->pid, l->caller, &fs->lframes[0]);
+		siteid_lock(key, l->kind, &fs->lframes[0]);
+	}
+	if (ev->locks_omitted)
+		siteid_locks_omitted(key);
+	*npy = py_frames(fs, ev->pid, &ev->py, fs->py);
+	if (*npy) {
+		f = &fs->py[pyframes_place(fs->py, *npy)];
+		siteid_python_place(key, f->file, f->function, f->line);
+	}
+	*n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
+	siteid_finish(fs->ids, key, fs->frames, *n, cfi);
+}
+
+static void subject_of(struct supp_subject *subj, unsigned int kind, const struct finding *f,
+		       const struct occurrence *oc)
+{
+	memset(subj, 0, sizeof(*subj));
+	subj->kind = kind;
+	subj->site = f->site;
+	subj->exe = strchr(oc->exe, '/') ? oc->exe : NULL;
+	subj->exe_name = oc->name;
+}
+
+static void set_site(struct finding *f, uint64_t id)
+{
+	f->key.d.id = id;
+	snprintf(f->site, sizeof(f->site), "%016llx", (unsigned long long)id);
+}
+
+/* The locks of a new site's first occurrence, for gate.c. */
+static void gate_locks(struct findings *fs, struct gate_site *gs, const struct fh_fork_event *ev,
+		       const char *const *suppressed_by)
+{
+	for (__u32 i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++) {
+		const struct fh_lock *l = &ev->locks[i];
+		int ln, npy;
+
+		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
+			continue;
+		ln = lock_frames(fs, ev, l, &npy);
+		gate_site_lock(gs, ev, l, suppressed_by ? suppressed_by[i] : NULL, fs->lpy, npy,
+			       fs->lframes, ln);
+	}
+}
+
+void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
+		   const struct occurrence *oc, struct finding *f)
+{
+	bool aside[FH_EVENT_LOCKS] = { false }, omitted_aside = false, any_aside = false;
+	bool lock_rules = supp_names(fs->o.supp, SUPP_LOCK);
+	const struct supp_rule *r = NULL;
+	struct supp_subject subj;
+	struct gate_site *gs;
+	int n, npy;
+
+	memset(f->suppressed_by, 0, sizeof(f->suppressed_by));
+	fork_site(fs, ev, oc->name, oc->exe, &f->key, &npy, &n);
+	set_site(f, f->key.d.id);
+	subject_of(&subj, SUPP_HAZARD, f, oc);
+	subj.stack[SUPP_FORK] = strings_of(fs, SUPP_FORK, fs->py, npy, fs->frames, n);
+	/* without a rule on lock stacks, one answer serves every lock */
+	if (!lock_rules)
+		r = supp_match(fs->o.supp, &subj);
+	for (__u32 i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++) {
+		const struct fh_lock *l = &ev->locks[i];
+
+		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
+			continue;
+		if (lock_rules) {
+			int lnpy, ln = lock_frames(fs, ev, l, &lnpy);
+
+			subj.stack[SUPP_LOCK] = strings_of(fs, SUPP_LOCK, fs->lpy, lnpy, fs->lframes,
+							   ln);
+			r = supp_match(fs->o.supp, &subj);
+		}
+		aside[i] = r != NULL;
+		any_aside |= aside[i];
+		f->suppressed_by[i] = r ? supp_rule_where(r) : NULL;
+	}
+	if (ev->locks_omitted) {	/* unknown locks: only a rule naming no lock stack */
+		subj.stack[SUPP_LOCK] = NULL;
+		omitted_aside = supp_match(fs->o.supp, &subj) != NULL;
+		any_aside |= omitted_aside;
+	}
+	f->level = hazard_fork_level(ev, aside, omitted_aside);
+	f->suppressed = f->level == HAZARD_LEVEL_NONE && any_aside;
+	fs->suppressed += f->suppressed;
+	gs = fs->o.gate ? gate_fork(fs->o.gate, f, ev, oc) : NULL;
+	if (gs) {	/* fs->py, fs->frames: still the fork's */
+		gate_site_stack(gs, GATE_STACK_FORK, fs->py, npy, fs->frames, n);
+		gate_locks(fs, gs, ev, f->suppressed_by);
+	}
+}
+
+/* A deadlock whose fork was no hazard (or was never seen): the executable
+ * and where the child waits (its innermost Python frame, if it has one). */
+static void deadlock_site(struct findings *fs, const struct fh_deadlock_event *ev,
+			  const struct occurrence *oc, struct siteid_key *key)
+{
+	bool cfi;
+	int n;
+
+	siteid_begin(key, SITE_DEADLOCK, oc->name, oc->exe, ev->comm);
+	if (py_frames(fs, ev->pid, &ev->py, fs->py))
+		siteid_python_place(key, fs->py[0].file, fs->py[0].function, fs->py[0].line);
+	n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
+	siteid_finish(fs->ids, key, fs->frames, n, cfi);
+}
+
+void findings_deadlock(struct findings *fs, const struct fh_deadlock_event *ev,
+		       const struct fh_lock *lock, const struct fh_fork_event *fork,
+		       const struct occurrence *oc, struct finding *f)
+{
+	uint64_t known = findings_child_site(fs, ev->pid);
+	bool hazard = fork && hazard_fork(fork), cfi;
+	const struct supp_rule *r;
+	struct supp_subject subj;
+	struct gate_site *gs;
+	int n = 0, ln = 0, npy = 0, lnpy = 0;
+
+	memset(f->suppressed_by, 0, sizeof(f->suppressed_by));
+	if (hazard) {
+		char fname[FH_EXE_NAME_LEN + 1];
+
+		snprintf(fname, sizeof(fname), "%.*s", FH_EXE_NAME_LEN, fork->exe_name[0] ?
+			 fork->exe_name : oc->name);
+		fork_site(fs, fork, fname, oc->exe, &f->key, &npy, &n);
+	} else {
+		deadlock_site(fs, ev, oc, &f->key);
+	}
+	set_site(f, known ? known : f->key.d.id);
+	subject_of(&subj, SUPP_DEADLOCK, f, oc);
+	/* the parent's fork stack (left by fork_site), the lock's, the child's wait */
+	subj.stack[SUPP_FORK] = hazard ? strings_of(fs, SUPP_FORK, fs->py, npy, fs->frames, n) :
+					 NULL;
+	if (lock && fork && supp_names(fs->o.supp, SUPP_LOCK)) {
+		ln = lock_frames(fs, fork, lock, &lnpy);
+		subj.stack[SUPP_LOCK] = strings_of(fs, SUPP_LOCK, fs->lpy, lnpy, fs->lframes, ln);
+	}
+	if (supp_names(fs->o.supp, SUPP_WAIT)) {
+		npy = py_frames(fs, ev->pid, &ev->py, fs->py);
+		n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
+		subj.stack[SUPP_WAIT] = strings_of(fs, SUPP_WAIT, fs->py, npy, fs->frames, n);
+	}
+	r = supp_match(fs->o.supp, &subj);
+	f->suppressed_by[0] = r ? supp_rule_where(r) : NULL;
+	f->level = hazard_deadlock_level(r != NULL);
+	f->suppressed = r != NULL;
+	fs->suppressed += f->suppressed;
+	gs = fs->o.gate ? gate_deadlock(fs->o.gate, f, ev, oc) : NULL;
+	if (!gs)
+		return;
+	if (hazard) {	/* a site of its own: its fork and locks too */
+		npy = py_frames(fs, fork->pid, &fork->py, fs->py);
+		n = event_frames(fs, fork->pid, fork->tid, fork->time_ns, fork->stack_id, &cfi);
+		gate_site_stack(gs, GATE_STACK_FORK, fs->py, npy, fs->frames, n);
+		gate_locks(fs, gs, fork, NULL);
+	}
+	npy = py_frames(fs, ev->pid, &ev->py, fs->py);
+	n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
+	gate_site_stack(gs, GATE_STACK_WAIT, fs->py, npy, fs->frames, n);
+}
