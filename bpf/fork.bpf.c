@@ -308,10 +308,22 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	/* the forking thread (current) in Python: where it called fork */
 	py = py_layout_of(tgid);
 	if (py) {
-		py_walk(py, parent, &ev->py);
+		py_walk(py, parent, &ev->py, 0);
 	} else {
 		ev->py.n = 0;
 		ev->py.status = FH_PY_NOT_WALKED;
+	}
+	/* deeper, while the stack before was full: the user's call below
+	 * which a library forked */
+	for (int k = 0; k < FH_PY_FORK_OUTER; k++) {
+		struct fh_py_stack *prev = k ? &ev->py_outer[k - 1] : &ev->py;
+
+		if (py && prev->status == FH_PY_WALKED && prev->n == FH_PY_FRAMES) {
+			py_walk(py, parent, &ev->py_outer[k], (__u32)(k + 1) * FH_PY_FRAMES);
+		} else {
+			ev->py_outer[k].n = 0;
+			ev->py_outer[k].status = FH_PY_NOT_WALKED;
+		}
 	}
 	if (locks_seen)
 		snapshot_locks(ev, parent);

@@ -47,8 +47,9 @@ struct {
 } py_scratch SEC(".maps") __weak;
 
 /* Frames looked at per walk, C-stack shims included (3.12+ put one at each
- * entry into the interpreter from C). */
-#define FH_PY_WALK_MAX		(FH_PY_FRAMES + 4)
+ * entry into the interpreter from C): a fork's deepest stack and 4 shims.
+ * A walk of FH_PY_FRAMES (a lock's) stops when it has them. */
+#define FH_PY_WALK_MAX		(FH_PY_FORK_FRAMES + 4)
 
 /* The field of `size` bytes at `off` in a chunk. The offset comes from the
  * layout (a map value): masked and checked, so that the verifier sees a
@@ -94,17 +95,18 @@ static __always_inline __u64 thread_pointer(struct task_struct *t)
 }
 
 /*
- * Walk task t's Python frames into out, with layout l. Must run in a thread
+ * Walk task t's Python frames into out, with layout l, from the skip-th
+ * (0: the innermost; a fork's outer stacks skip those before them). Must run in a thread
  * of t's process (user reads go to current's mm); t is current, or the
  * only thread of a forked child at its context switch. Not inlined: one
  * copy of the walk for the lock probe and one per tracepoint program.
  */
 static __noinline void py_walk(const struct fh_py_layout *l, struct task_struct *t,
-			       struct fh_py_stack *out)
+			       struct fh_py_stack *out, __u32 skip)
 {
 	__u64 tp, tstate = 0, f, code, instr;
 	struct py_chunk *c;
-	__u32 zero = 0, n = 0;
+	__u32 zero = 0, n = 0, seen = 0;
 
 	out->n = 0;
 	out->status = FH_PY_WALKED;
@@ -134,7 +136,8 @@ static __noinline void py_walk(const struct fh_py_layout *l, struct task_struct 
 		instr = l->frame_instr_size == 4 ? (__u64)(__s64)(__s32)chunk_u32(c, l->frame_instr) :
 						   chunk_u64(c, l->frame_instr);
 		if (code && (l->frame_owner == FH_PY_NONE ||
-			     chunk_u8(c, l->frame_owner) != l->frame_owner_cstack)) {
+			     chunk_u8(c, l->frame_owner) != l->frame_owner_cstack) &&
+		    seen++ >= skip) {
 			out->f[n & (FH_PY_FRAMES - 1)].code = code;
 			out->f[n & (FH_PY_FRAMES - 1)].instr = instr;
 			n++;

@@ -29,6 +29,12 @@
 /* Python frames recorded with an acquisition, a fork call or a deadlocked
  * wait (innermost first), in processes whose struct fh_py_layout is known. */
 #define FH_PY_FRAMES		4
+/* A fork event's Python frames go deeper: FH_PY_FORK_OUTER stacks of
+ * FH_PY_FRAMES more beyond its first (16 in all), so that the user's call
+ * below which a library forks (multiprocessing's Pool: 9 frames of the
+ * standard library) is among them. */
+#define FH_PY_FORK_OUTER	3
+#define FH_PY_FORK_FRAMES	(FH_PY_FRAMES * (1 + FH_PY_FORK_OUTER))
 
 /* How much stack each lock acquisition records (the lock_stack rodata switch). */
 enum fh_lock_stack {
@@ -280,6 +286,9 @@ struct fh_fork_event {
 	__u32 ns_child_pid;	/* child pid in its own PID namespace */
 	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
 	struct fh_py_stack py;	/* the forking thread's Python frames */
+	/* and those beyond: py_outer[k] has frames (k + 1) * FH_PY_FRAMES on,
+	 * walked (FH_PY_WALKED) only when the stack before it was full */
+	struct fh_py_stack py_outer[FH_PY_FORK_OUTER];
 	struct fh_lock locks[FH_EVENT_LOCKS];
 };
 

@@ -24,7 +24,7 @@ struct findings {
 	struct siteid *ids;
 	struct fh_frame *frames;		/* FH_STACK_DEPTH: an event's stack */
 	struct fh_frame *lframes;		/* FH_STACK_DEPTH: a lock's */
-	struct pyrt_frame py[FH_PY_FRAMES];	/* an event's Python frames */
+	struct pyrt_frame py[FH_PY_FORK_FRAMES];	/* an event's Python frames */
 	struct pyrt_frame lpy[FH_PY_FRAMES];	/* a lock's */
 	struct supp_frames strings[SUPP_STACKS];
 	struct child_site child[CHILD_MAP];
@@ -197,7 +197,7 @@ static void fork_site(struct findings *fs, const struct fh_fork_event *ev, const
 	}
 	if (ev->locks_omitted)
 		siteid_locks_omitted(key);
-	*npy = py_frames(fs, ev->pid, &ev->py, fs->py);
+	*npy = fs->o.py ? pyframes_fork_stack(fs->o.py, ev, fs->py, FH_PY_FORK_FRAMES) : 0;
 	if (*npy) {
 		f = &fs->py[pyframes_place(fs->py, *npy)];
 		siteid_python_place(key, f->file, f->function, f->line);
@@ -346,7 +346,7 @@ void findings_deadlock(struct findings *fs, const struct fh_deadlock_event *ev,
 	if (!gs)
 		return;
 	if (hazard) {	/* a site of its own: its fork and locks too */
-		npy = py_frames(fs, fork->pid, &fork->py, fs->py);
+		npy = fs->o.py ? pyframes_fork_stack(fs->o.py, fork, fs->py, FH_PY_FORK_FRAMES) : 0;
 		n = event_frames(fs, fork->pid, fork->tid, fork->time_ns, fork->stack_id, &cfi);
 		gate_site_stack(gs, GATE_STACK_FORK, fs->py, npy, fs->frames, n);
 		gate_locks(fs, gs, fork, NULL);

@@ -19,7 +19,7 @@ struct output {
 	struct output_opts o;
 	struct jw jw;
 	struct fh_frame frames[FH_STACK_DEPTH + 1];
-	struct pyrt_frame pyframes[FH_PY_FRAMES];
+	struct pyrt_frame pyframes[FH_PY_FORK_FRAMES];
 	bool failed;
 };
 
@@ -149,6 +149,12 @@ static int event_stack_frames(struct output *o, pid_t pid, uint32_t tid, uint64_
 static int py_frames(struct output *o, pid_t pid, const struct fh_py_stack *st)
 {
 	return o->o.py ? pyframes_stack(o->o.py, pid, st, o->pyframes, FH_PY_FRAMES) : 0;
+}
+
+/* A fork event's Python frames, into o->pyframes. */
+static int py_fork_frames(struct output *o, const struct fh_fork_event *ev)
+{
+	return o->o.py ? pyframes_fork_stack(o->o.py, ev, o->pyframes, FH_PY_FORK_FRAMES) : 0;
 }
 
 /* Thread tid's Python thread name into buf ("" when it has none). */
@@ -419,7 +425,7 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev,
 		jw_bool(&o->jw, "threads_truncated", true);
 	if (meta && meta->suppressed)
 		jw_bool(&o->jw, "suppressed", true);
-	pyframes_json(&o->jw, "py_stack", o->pyframes, py_frames(o, (pid_t)ev->pid, &ev->py));
+	pyframes_json(&o->jw, "py_stack", o->pyframes, py_fork_frames(o, ev));
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
 	json_where(o, meta, ev->exe_name, ev->ns_pid);
@@ -561,7 +567,7 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 			text_lock_line(o, ev, &ev->locks[i], "    internal: ", NULL);
 	if (foreign || o->o.verbose > 1) {
 		char pyname[PYRT_NAME_LEN * 4 + 4];
-		int npy = py_frames(o, (pid_t)ev->pid, &ev->py);
+		int npy = py_fork_frames(o, ev);
 
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		if (n || npy) {

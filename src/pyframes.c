@@ -382,6 +382,18 @@ static uint32_t internal_lock(struct pyframes *pf, pid_t pid, const struct fh_lo
 	return 0;
 }
 
+/* The stacks of a fork event in order, walked and each after a full one:
+ * ev->py, ev->py_outer[0], ...; NULL past the last. */
+static const struct fh_py_stack *fork_stack(const struct fh_fork_event *ev, int k)
+{
+	const struct fh_py_stack *prev = k > 1 ? &ev->py_outer[k - 2] : &ev->py;
+	const struct fh_py_stack *st = k ? &ev->py_outer[k - 1] : &ev->py;
+
+	if (k > FH_PY_FORK_OUTER || st->status != FH_PY_WALKED || (k && prev->n < FH_PY_FRAMES))
+		return NULL;
+	return st;
+}
+
 void pyframes_fork(struct pyframes *pf, struct fh_fork_event *ev)
 {
 	bool python_now = ev->py.status == FH_PY_WALKED;
@@ -410,7 +422,10 @@ void pyframes_fork(struct pyframes *pf, struct fh_fork_event *ev)
 		pyframes_thread(pf, (pid_t)ev->pid, (pid_t)l->holder_tid, NULL, name, sizeof(name));
 	}
 	if (python_now) {
-		resolve_now(pf, (pid_t)ev->pid, &ev->py, &inner);
+		const struct fh_py_stack *st;
+
+		for (int k = 0; (st = fork_stack(ev, k)); k++)
+			resolve_now(pf, (pid_t)ev->pid, st, &inner);
 		pyframes_thread(pf, (pid_t)ev->pid, (pid_t)ev->tid, NULL, name, sizeof(name));
 	}
 }
@@ -451,6 +466,17 @@ int pyframes_stack(struct pyframes *pf, pid_t pid, const struct fh_py_stack *st,
 	for (int i = 0; i < st->n && i < FH_PY_FRAMES && n < max; i++)
 		if (!resolve(pf, pid, &st->f[i], &out[n]))
 			n++;
+	return n;
+}
+
+int pyframes_fork_stack(struct pyframes *pf, const struct fh_fork_event *ev,
+			struct pyrt_frame *out, int max)
+{
+	const struct fh_py_stack *st;
+	int n = 0;
+
+	for (int k = 0; n < max && (st = fork_stack(ev, k)); k++)
+		n += pyframes_stack(pf, (pid_t)ev->pid, st, out + n, max - n);
 	return n;
 }
 

@@ -84,6 +84,10 @@ void pyframes_deadlock(struct pyframes *pf, struct fh_deadlock_event *ev);
  * max (those that resolve). 0 for none. */
 int pyframes_stack(struct pyframes *pf, pid_t pid, const struct fh_py_stack *st,
 		   struct pyrt_frame *out, int max);
+/* A fork event's Python frames (ev->py, then its outer stacks), innermost
+ * first, at most max (FH_PY_FORK_FRAMES: all of them). */
+int pyframes_fork_stack(struct pyframes *pf, const struct fh_fork_event *ev,
+			struct pyrt_frame *out, int max);
 /* Of frames f[0..n) (innermost first, n > 0), the one that names the place
  * of what they did: the innermost outside the standard library (the user's
  * call into it: os.fork's caller, Pool's), else the innermost. Its index. */
