@@ -120,19 +120,12 @@ void pyframes_free(struct pyframes *pf)
 
 /* ---- layouts for the kernel ---------------------------------------------------- */
 
-static int watched_at(const struct pyframes *pf, pid_t pid)
+static struct watched *watched(struct pyframes *pf, pid_t pid)
 {
 	for (int i = 0; i < pf->nw; i++)
 		if (pf->w[i].pid == pid)
-			return i;
-	return -1;
-}
-
-static struct watched *watched(struct pyframes *pf, pid_t pid)
-{
-	int i = watched_at(pf, pid);
-
-	return i < 0 ? NULL : &pf->w[i];
+			return &pf->w[i];
+	return NULL;
 }
 
 /* A slot for pid: a free one, else the oldest decision. */
@@ -236,9 +229,10 @@ void pyframes_watch_exec(struct pyframes *pf, pid_t pid)
 
 bool pyframes_walked(const struct pyframes *pf, pid_t pid)
 {
-	int i = watched_at(pf, pid);
-
-	return i >= 0 && pf->w[i].state == WATCH_INSTALLED;
+	for (int i = 0; i < pf->nw; i++)
+		if (pf->w[i].pid == pid)
+			return pf->w[i].state == WATCH_INSTALLED;
+	return false;
 }
 
 bool pyframes_polling(const struct pyframes *pf)
