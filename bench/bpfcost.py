@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run	# noqa: E402 (make bench's: its C workloads, the programs' fdinfo)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
 BPF_ENABLE_STATS = 32
@@ -47,15 +50,7 @@ def stats_fd():
 def counters(pid):
     """{program name: (run_cnt, run_time_ns)} of the lock programs pid holds."""
     out = {}
-    fds = "/proc/%d/fd" % pid
-    for fd in os.listdir(fds):
-        try:
-            if os.readlink(os.path.join(fds, fd)) != "anon_inode:bpf-prog":
-                continue
-            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
-                info = dict(l.split(":", 1) for l in f if ":" in l)
-        except OSError:
-            continue
+    for info in run.bpf_prog_infos(pid):
         name = subprocess.run(["bpftool", "prog", "show", "id", info["prog_id"].strip(),
                                "--json"], capture_output=True, text=True).stdout
         name = json.loads(name).get("name", "") if name else ""
@@ -122,8 +117,6 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     args = ap.parse_args()
     bins = args.forkhazard or [os.path.join(args.build, "forkhazard")]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import run	# its C workloads, built as make bench builds them
     run.build_progs(argparse.Namespace(build=args.build))
     fd = stats_fd()
     try:

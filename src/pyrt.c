@@ -1429,15 +1429,22 @@ int pyrt_refresh_threads(struct pyrt *r, pid_t pid)
 	return err == -ENOENT ? 0 : err;
 }
 
+/* pid's process with its threads read, or NULL (*err). */
+static struct pyproc *with_threads(struct pyrt *r, pid_t pid, int *err)
+{
+	struct pyproc *p = proc_ready(r, pid, err);
+
+	if (p && !p->threads_read && (*err = pyrt_refresh_threads(r, pid)))
+		return NULL;
+	return p;
+}
+
 static int name_of(struct pyrt *r, pid_t pid, bool by_tid, uint64_t id, char *buf, size_t size)
 {
-	struct pyproc *p;
 	int err;
+	struct pyproc *p = with_threads(r, pid, &err);
 
-	p = proc_ready(r, pid, &err);
 	if (!p)
-		return err;
-	if (!p->threads_read && (err = pyrt_refresh_threads(r, pid)))
 		return err;
 	for (int i = 0; i < p->nthreads; i++) {
 		const struct py_thread *t = &p->threads[i];
@@ -1457,13 +1464,10 @@ int pyrt_thread_name(struct pyrt *r, pid_t pid, pid_t tid, char *buf, size_t siz
 
 int pyrt_thread_sentinel(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *lock)
 {
-	struct pyproc *p;
 	int err;
+	struct pyproc *p = with_threads(r, pid, &err);
 
-	p = proc_ready(r, pid, &err);
 	if (!p)
-		return err;
-	if (!p->threads_read && (err = pyrt_refresh_threads(r, pid)))
 		return err;
 	for (int i = 0; i < p->nthreads; i++) {
 		if (tid && p->threads[i].tid == tid && p->threads[i].sentinel) {

@@ -15,6 +15,7 @@ import tempfile
 
 from fh import ROOT, check, run
 import fh
+from test_gate import rules_file
 from test_pyrt import interpreter
 
 PROG = os.path.join(ROOT, "tests", "progs", "py_gate_sites.py")
@@ -113,13 +114,6 @@ def test_python_call_sites_are_sites_and_sarif_places_them():
               r["locations"])
 
 
-def rules(text):
-    f = tempfile.NamedTemporaryFile("w", prefix="fh-pygate-", suffix=".supp", delete=False)
-    f.write(text)
-    f.close()
-    return f.name
-
-
 def test_suppression_rules_match_python_frames():
     status, facts, events, err = traced(["--fail-on=hazard"])
     lines = facts["lines"]
@@ -132,7 +126,7 @@ def test_suppression_rules_match_python_frames():
             ('hazard lock=*logging/__init__.py:*\n', ["fork_a", "fork_a", "fork_b"]),
             ('hazard fork="fork_b (py_gate_sites.py:%d)"\n' % lines["fork_b"],
              ["fork_a", "fork_a"])):
-        path = rules(text)
+        path = rules_file(text)
         try:
             status, _, events, err = traced(["--fail-on=hazard", "--suppressions", path])
         finally:
