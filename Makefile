@@ -7,6 +7,7 @@
 #   make unit       build and run the unit tests and the pipeline test (no
 #                   clang, bpftool or root needed)
 #   make bench      deps + build + run the benchmarks (bench/)
+#   make bench-bpfcost  BPF program time per lock-probe hit, Python and C
 #   make asan       an ASan+UBSan build in build-asan/
 #   make fuzz       fuzz the symbolizer's ELF parsing and the /proc parsers,
 #                   FUZZ_SECONDS (60) each
@@ -125,7 +126,7 @@ $(OUT)/tests/symprog-minidebug: tests/progs/symprog.c tests/progs/minidebuginfo.
 # Lock-kind test programs: kinds.c also built static and with musl (the lock
 # functions at other places, with other layouts), and lockfn linked with a
 # small library that has its own lock (--lock-fn).
-TEST_PROGS	+= $(addprefix $(OUT)/tests/,kinds-static kinds-musl kinds-musl-static libfhlock.so \
+TEST_PROGS	+= $(addprefix $(OUT)/tests/,kinds-static kinds-musl kinds-musl-static libfhlock.so libfhcthread.so \
 		   nolocks-musl-static)
 MUSL_CC		?= musl-gcc
 
@@ -146,6 +147,11 @@ $(OUT)/tests/kinds-musl-static: tests/progs/kinds.c
 $(OUT)/tests/nolocks-musl-static: tests/progs/nolocks.c
 	@mkdir -p $(@D)
 	$(MUSL_CC) -static -O0 -g -Wall -Wextra $< -o $@
+
+# A C thread for a Python program to start (ctypes): a lock taken with no Python frame.
+$(OUT)/tests/libfhcthread.so: tests/progs/lib/fhcthread.c
+	@mkdir -p $(@D)
+	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $(PROG_FLAGS) $< -o $@
 
 $(OUT)/tests/libfhlock.so: tests/progs/lib/fhlock.c
 	@mkdir -p $(@D)
@@ -287,6 +293,12 @@ soak: deps all $(TEST_PROGS)
 bench: deps all
 	@scripts/deps.sh bench
 	$(PYTHON) bench/run.py --build $(OUT) $(BENCH_ARGS)
+
+# BPF program time per lock-probe hit (bpf_stats), per CPython and for a C
+# mutex: what the Python frame walk adds (bench/bpfcost.py).
+.PHONY: bench-bpfcost
+bench-bpfcost: all
+	$(PYTHON) bench/bpfcost.py --build $(OUT)
 
 vmlinux:
 	scripts/gen-vmlinux.sh $(ARCH)

@@ -561,26 +561,32 @@ BPF_ENABLE_STATS = 32
 COUNT_IDLE_S = 0.25	# before SIGUSR1 and after the exit: the rate of hits not the benchmark's
 
 
-def probe_counters(pid):
-    """(runs, run time in ns) summed over the uprobe programs that process
-    pid holds open: every run is one trap, a uprobe's or a uretprobe's. The
-    kernel writes both in each program fd's fdinfo (counted while BPF run-time
-    statistics are on)."""
-    runs = ns = 0
-    seen = set()
+def bpf_prog_infos(pid):
+    """The fdinfo of each BPF program process pid holds open, as a dict
+    (prog_id, prog_type, run_cnt, run_time_ns...); none if it is gone."""
     fds = "/proc/%d/fd" % pid
     try:
         names = os.listdir(fds)
     except OSError:
-        return 0, 0	# gone: the caller sees that it exited
+        return
     for fd in names:
         try:
             if os.readlink(os.path.join(fds, fd)) != "anon_inode:bpf-prog":
                 continue
             with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
-                info = dict(l.split(":", 1) for l in f if ":" in l)
+                yield dict(l.split(":", 1) for l in f if ":" in l)
         except OSError:
             continue
+
+
+def probe_counters(pid):
+    """(runs, run time in ns) summed over the uprobe programs that process
+    pid holds open: every run is one trap, a uprobe's or a uretprobe's. The
+    kernel writes both in each program fd's fdinfo (counted while BPF run-time
+    statistics are on). (0, 0) when it is gone: the caller sees that it exited."""
+    runs = ns = 0
+    seen = set()
+    for info in bpf_prog_infos(pid):
         if int(info.get("prog_type", -1)) != BPF_PROG_TYPE_KPROBE or info["prog_id"] in seen:
             continue
         seen.add(info["prog_id"])

@@ -4,6 +4,7 @@
  * and the fate (exec, exit) of children forked from multithreaded parents.
  */
 #include "fh.bpf.h"
+#include "python.bpf.h"
 
 extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 			     unsigned int flags) __weak __ksym;
@@ -42,42 +43,12 @@ struct snapshot_ctx {
 	struct fh_fork_event *ev;
 	struct fh_child *fate;
 	struct fh_thread_locks *tl;
-	__u64 start_ns;		/* when the thread was created */
 	__u32 tid, tgid;
 	__u32 ns_tid;		/* tid as the lock words have it (PID namespace) */
 	__u64 waits_on;		/* the futex word the thread sleeps on, or 0 */
 	bool own;
-	bool leader;		/* the main thread: its start is not its program's */
 	char comm[FH_COMM_LEN];
 };
-
-/* How soon after its creation a thread takes its sentinel (thread_sentinel). */
-#define SENTINEL_NS	(500 * 1000000ULL)
-
-/*
- * CPython 3.11 and 3.12 give every threading.Thread a sentinel lock
- * (Thread._tstate_lock): the thread takes it as it starts, with a try, before
- * any code of the program runs, and holds it for its whole life; the
- * interpreter releases it when the thread ends, and after a fork the child
- * drops the other threads' sentinels (threading._after_fork). Held at every
- * fork, never a hazard. Recognized without reading the interpreter: the
- * oldest semaphore a thread holds, taken by a try within SENTINEL_NS of the
- * thread's creation, which the probes saw (so nothing older was missed).
- */
-static __always_inline bool thread_sentinel(const struct snapshot_ctx *c,
-					    const struct fh_held_lock *h)
-{
-	if (h->kind != FH_KIND_SEM || !(h->flags & FH_HELD_TRY) || c->leader ||
-	    h->acquired_ns - c->start_ns > SENTINEL_NS)
-		return false;
-	for (int j = 0; j < FH_HELD_SLOTS; j++) {
-		const struct fh_held_lock *o = &c->tl->slot[j];
-
-		if (o->addr && o->kind == FH_KIND_SEM && o->acquired_ns < h->acquired_ns)
-			return false;
-	}
-	return true;
-}
 
 /*
  * Where a held lock's word names its holder (lock_word_verdict said
@@ -138,8 +109,9 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	if (h->kind == FH_KIND_SEM && (c->waits_on == h->addr || c->tl->pending.addr == h->addr))
 		return 0;	/* its taker waits to take it again: a wake-up
 				 * signal (threading.Condition), not a lock */
-	if (thread_sentinel(c, h))
-		return 0;
+	/* The interpreter's own locks (a thread's sentinel, a Condition's
+	 * waiters) are told by the Python frames that took them, in
+	 * userspace (src/hazard.h): they are sent like any other. */
 	n = ev->nr_locks;
 	if ((!c->own && n - ev->nr_own >= FH_MAX_FOREIGN_LOCKS) || n >= FH_EVENT_LOCKS) {
 		ev->locks_omitted++;
@@ -162,6 +134,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 		l->flags |= FH_LOCK_SHARED;
 	else if (mem == MEM_UNKNOWN)
 		l->flags |= FH_LOCK_SHARED_UNKNOWN;
+	__builtin_memcpy(&l->py, &h->py, sizeof(l->py));
 	ev->nr_locks = n + 1;
 	if (c->own)
 		ev->nr_own++;
@@ -177,8 +150,7 @@ static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct fh_
 					    struct task_struct *t, bool own)
 {
 	struct snapshot_ctx c = { .ev = ev, .fate = fate, .tid = t->pid, .tgid = t->tgid,
-				  .own = own, .start_ns = t->start_time,
-				  .leader = t->pid == t->tgid };
+				  .own = own };
 
 	c.ns_tid = ns_tid_of(t);
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
@@ -187,18 +159,6 @@ static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct fh_
 	c.waits_on = sleeping_futex(t);
 	bpf_probe_read_kernel(c.comm, sizeof(c.comm), t->comm);
 	bpf_loop(FH_HELD_SLOTS, snapshot_slot, &c, 0);
-}
-
-/* The thread pointer of t, its pthread_t. */
-static __always_inline __u64 thread_pointer(struct task_struct *t)
-{
-#if defined(__TARGET_ARCH_x86)
-	return BPF_CORE_READ(t, thread.fsbase);
-#elif defined(__TARGET_ARCH_arm64)
-	return BPF_CORE_READ(t, thread.uw.tp_value);
-#else
-	return 0;
-#endif
 }
 
 /* Another thread of the parent, for the list of who else runs. */
@@ -375,6 +335,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
+	const struct fh_py_layout *py;
 	struct fh_fork_event *ev;
 	struct fh_threads_event *others;
 	struct fh_child *fate;
@@ -445,9 +406,27 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->ns_pid = ns_tgid(parent);
 	ev->ns_child_pid = ns_tgid(child);
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
+	/* the forking thread (current) in Python: where it called fork */
+	py = py_layout_of(tgid);
+	if (py) {
+		py_walk(py, parent, &ev->py, 0);
+	} else {
+		ev->py.n = 0;
+		ev->py.status = FH_PY_NOT_WALKED;
+	}
+	/* deeper, while the stack before was full: the user's call below
+	 * which a library forked */
+	for (int k = 0; k < FH_PY_FORK_OUTER; k++) {
+		struct fh_py_stack *prev = k ? &ev->py_outer[k - 1] : &ev->py;
+
+		if (py && prev->status == FH_PY_WALKED && prev->n == FH_PY_FRAMES) {
+			py_walk(py, parent, &ev->py_outer[k], (__u32)(k + 1) * FH_PY_FRAMES);
+		} else {
+			ev->py_outer[k].n = 0;
+			ev->py_outer[k].status = FH_PY_NOT_WALKED;
+		}
+	}
 	snapshot_threads(ev, fate, others, parent, locks_seen);
-	if (FH_FORK_FOREIGN_LOCKS(ev))
-		stat_inc(FH_STAT_HAZARDS);
 
 	fate->fork_ns = now;
 	fate->parent_pid = tgid;
@@ -481,6 +460,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	if (bpf_ringbuf_output(&events, ev, size, 0)) {
 		stat_inc(FH_STAT_LOST);
 		stat_inc(FH_STAT_FORKS_LOST);	/* the summary accounts for every fork */
+		/* never judged: counted as a hazard (userspace counts the
+		 * ones it receives, by src/hazard.h's predicate) */
+		if (FH_FORK_FOREIGN_LOCKS(ev))
+			stat_inc(FH_STAT_HAZARDS_LOST);
 	}
 	return 0;
 }
@@ -531,9 +514,11 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 {
 	__u32 tgid = p->tgid;
 
-	/* The old program's locks are gone with its memory. */
+	/* The old program's locks are gone with its memory, and so is its
+	 * interpreter, if it had one. */
 	if (track_locks)
 		bpf_task_storage_delete(&held_locks, p);
+	py_forget(tgid);
 	child_decided(tgid, FH_CHILD_EXEC, 0);
 	if (filter_pids) {
 		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
@@ -568,6 +553,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	if (p->signal->live.counter)
 		return 0;	/* thread exit: its task storage goes with it */
 	child_decided(tgid, FH_CHILD_EXIT, p->exit_code);
+	py_forget(tgid);
 	if (filter_pids || request_mode == FH_REQ_MT_FORK)
 		bpf_map_delete_elem(&procs, &tgid);
 	return 0;

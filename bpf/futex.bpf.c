@@ -6,6 +6,7 @@
  * a Python lock, glibc's own locks): it needs no lock probes at all.
  */
 #include "fh.bpf.h"
+#include "python.bpf.h"
 
 /* fork.bpf.c: the thread of a process by the TID its namespace gives it. */
 extern __u32 thread_by_ns_tid(__u32 pid, __u32 c0, __u32 c1, __u32 c2, __u32 c3);
@@ -142,6 +143,7 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 	     unsigned int prev_state)
 {
 	struct fh_deadlock_event ev = { .type = FH_EV_DEADLOCK };
+	const struct fh_py_layout *py;
 	struct task_struct *task = prev;
 	struct pt_regs *regs;
 	struct fh_child *c;
@@ -212,6 +214,11 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 	ev.cgroup_id = bpf_get_current_cgroup_id();
 	ev.ns_pid = ns_tgid(task);
 	exe_name_of(task, ev.exe_name, sizeof(ev.exe_name));
+	/* where it waits in Python: the child is a copy of its parent, whose
+	 * layout holds (ev.py is zeroed: not walked without one) */
+	py = py_layout_of(c->parent_pid);
+	if (py)
+		py_walk(py, task, &ev.py, 0);
 	send_user_stack(regs, ev.tid, ev.time_ns);
 	emit(&ev, sizeof(ev));
 	return 0;

@@ -25,12 +25,18 @@
  *   entry; musl's mutexes and rwlocks (whose words name no holder) and
  *   --lock-fn locks keep their release probes.
  *
+ * - In a Python process (one whose layout userspace put in py_layouts), an
+ *   acquisition also records the innermost Python frames of the thread that
+ *   takes the lock (python.bpf.h): what userspace names as the Python line
+ *   that took it, and by which it recognizes the interpreter's own locks.
+ *
  * Userspace attaches them with uprobe_multi links; the cookie of each probe
  * point carries the lock kind, its layout, the return address's place on the
  * stack, how the point tells success, and the process's hit-counter slot
  * (include/forkhazard.h).
  */
 #include "fh.bpf.h"
+#include "python.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -97,10 +103,33 @@ static __always_inline __u64 caller_of(__u64 ra)
 	return ret;
 }
 
-/* Record an acquisition as it is called: what, where from, when. */
-static __always_inline void describe_call(struct pt_regs *ctx, __u64 addr, __u64 cookie,
-					  __u64 ra, __u64 now, struct fh_held_lock *l)
+/* This thread's process's Python layout, or NULL: the map is looked up
+ * again only when userspace changed it since (a new generation). */
+static __always_inline const struct fh_py_layout *thread_py_layout(struct fh_thread_locks *tl,
+								   __u32 tgid)
 {
+	__u32 gen = py_layouts_gen;
+
+	if (tl->py_gen != gen) {
+		const struct fh_py_layout *l = py_layout_of(tgid);
+
+		if (l)
+			tl->py = *l;
+		else
+			tl->py.version = 0;
+		tl->py_gen = gen;
+	}
+	return tl->py.version ? &tl->py : NULL;
+}
+
+/* Record an acquisition as it is called: what, where from, when, and in a
+ * Python process the Python frames that take it. */
+static __always_inline void describe_call(struct pt_regs *ctx, struct fh_thread_locks *tl,
+					  __u64 addr, __u64 cookie, __u64 ra, __u64 now,
+					  struct fh_held_lock *l)
+{
+	const struct fh_py_layout *py = thread_py_layout(tl, bpf_get_current_pid_tgid() >> 32);
+
 	l->addr = addr;
 	l->kind = FH_COOKIE_KIND(cookie);
 	l->layout = FH_COOKIE_LAYOUT(cookie);
@@ -116,6 +145,12 @@ static __always_inline void describe_call(struct pt_regs *ctx, __u64 addr, __u64
 	}
 	l->stack_id = lock_stack == FH_LOCK_STACK_FULL ? user_stack_id(ctx) : -1;
 	l->stack_gen = stack_gen;
+	if (py) {
+		py_walk(py, bpf_get_current_task_btf(), &l->py, 0);
+	} else {
+		l->py.n = 0;
+		l->py.status = FH_PY_NOT_WALKED;
+	}
 }
 
 /* Is slot l of this thread (ns TID for words, pid_tgid for owners) known
@@ -357,12 +392,12 @@ int lock_acquire(struct pt_regs *ctx)
 	}
 	if (FH_COOKIE_FLAGS(cookie) & FH_PROBE_CONFIRM_RET) {
 		/* Confirmed by lock_acquired() when (and if) it returns 0. */
-		describe_call(ctx, addr, cookie, ra, now, &tl->pending);
+		describe_call(ctx, tl, addr, cookie, ra, now, &tl->pending);
 		tl->pending_ra = ra;
 		tl->call_ret = tl->pending.caller;
 		return 0;
 	}
-	describe_call(ctx, addr, cookie, ra, now, &call);
+	describe_call(ctx, tl, addr, cookie, ra, now, &call);
 	if (!point)
 		tl->call_ret = call.caller;
 	hold(tl, pid_tgid, &call);

@@ -26,6 +26,15 @@
 #define FH_STACK_DEPTH		32
 /* Frame-pointer frames recorded with each acquisition (after the exact caller). */
 #define FH_LOCK_FP_FRAMES	4
+/* Python frames recorded with an acquisition, a fork call or a deadlocked
+ * wait (innermost first), in processes whose struct fh_py_layout is known. */
+#define FH_PY_FRAMES		4
+/* A fork event's Python frames go deeper: FH_PY_FORK_OUTER stacks of
+ * FH_PY_FRAMES more beyond its first (16 in all), so that the user's call
+ * below which a library forks (multiprocessing's Pool: 9 frames of the
+ * standard library) is among them. */
+#define FH_PY_FORK_OUTER	3
+#define FH_PY_FORK_FRAMES	(FH_PY_FRAMES * (1 + FH_PY_FORK_OUTER))
 
 /* How much stack each lock acquisition records (the lock_stack rodata switch). */
 enum fh_lock_stack {
@@ -101,6 +110,90 @@ enum fh_layout {
 /* Per-process hit slots the cookie can name (24 bits, 0 reserved). */
 #define FH_MAX_HIT_SLOTS		((1u << 24) - 1)
 
+/*
+ * CPython: how a BPF program finds the current thread's innermost Python
+ * frames at a uprobe or tracepoint, without the GIL. Userspace fills one per
+ * Python process (pyrt_layout(), src/pyrt.h) from the interpreter's version,
+ * its _PyRuntime and the process's C library; x86-64 glibc. Offsets are in
+ * bytes; FH_PY_NONE where the version has no such field. Every read below is
+ * of the traced process's memory (bpf_probe_read_user) and may fail: stop
+ * there.
+ *
+ * 1. The thread state. tp = the task's thread pointer (task->thread.fsbase,
+ *    which is also the thread's pthread_t):
+ *        tstate = *(u64 *)(tp + tsd_offset + tss_key * tsd_stride)
+ *    That is pthread_getspecific(autoTSSkey): the thread's PyThreadState,
+ *    set when it first ran Python and kept while it waits with the GIL
+ *    released. 0: the thread has never run Python. Sanity check:
+ *        *(u64 *)(tstate + tstate_thread_id) == tp
+ * 2. The innermost frame:
+ *        f = *(u64 *)(tstate + tstate_frame)
+ *        if (cframe_current_frame != FH_PY_NONE && f)
+ *                f = *(u64 *)(f + cframe_current_frame)
+ * 3. Frame after frame, innermost first, until f == 0 (or enough):
+ *        code  = *(u64 *)(f + frame_code)
+ *        instr = frame_instr_size == 4 ? (__s32)*(__u32 *)(f + frame_instr)
+ *                                      : *(u64 *)(f + frame_instr)
+ *        if (frame_owner == FH_PY_NONE ||
+ *            *(u8 *)(f + frame_owner) != frame_owner_cstack)
+ *                record (code, instr)      (else: a C-stack shim, no code)
+ *        f = *(u64 *)(f + frame_previous)
+ *    Userspace turns each (code, instr) into file, line and function
+ *    (pyrt_resolve), instr as recorded: 3.10's f_lasti (an index in code
+ *    units), 3.11-3.12's prev_instr, 3.13's instr_ptr (addresses).
+ */
+#define FH_PY_NONE		0xffff
+
+struct fh_py_layout {
+	__u16 version;			/* major << 8 | minor, e.g. 0x030b */
+	__u16 tsd_stride;		/* glibc: sizeof(struct pthread_key_data), 16 */
+	__u32 tss_key;			/* the interpreter's autoTSSkey: a pthread key,
+					 * always below glibc's first block (32) */
+	__u32 tsd_offset;		/* glibc: offsetof(struct pthread,
+					 * specific_1stblock[0].data), 0x318 in 2.36 */
+	__u16 tstate_thread_id;		/* PyThreadState.thread_id: its pthread_t */
+	__u16 tstate_native_thread_id;	/* .native_thread_id: its TID (3.11+) */
+	__u16 tstate_frame;		/* .frame (3.10), .cframe (3.11, 3.12),
+					 * .current_frame (3.13) */
+	__u16 cframe_current_frame;	/* _PyCFrame.current_frame (3.11, 3.12) */
+	__u16 frame_previous;		/* PyFrameObject.f_back (3.10),
+					 * _PyInterpreterFrame.previous (3.11+) */
+	__u16 frame_code;		/* .f_code (3.10-3.12), .f_executable (3.13) */
+	__u16 frame_instr;		/* .f_lasti (3.10), .prev_instr (3.11, 3.12),
+					 * .instr_ptr (3.13) */
+	__u16 frame_instr_size;		/* bytes at frame_instr: 4 (an int) or 8 */
+	__u16 frame_owner;		/* _PyInterpreterFrame.owner, a char (3.11+) */
+	__u16 frame_owner_cstack;	/* FRAME_OWNED_BY_CSTACK (3.12+): skip it */
+	/* Bytes read at once from a thread state and from a frame: past the
+	 * farthest field above (at most FH_PY_READ_MAX). */
+	__u16 tstate_read;
+	__u16 frame_read;
+};
+
+/* The most a BPF walker reads of one thread state or frame at once. */
+#define FH_PY_READ_MAX		256
+
+/* fh_py_stack.status */
+#define FH_PY_NOT_WALKED	0	/* no layout for the process (yet): not known */
+#define FH_PY_WALKED		1	/* walked: n frames (0: the thread ran no Python) */
+
+/*
+ * The innermost Python frames of a thread, as the kernel read them (struct
+ * fh_py_layout): each a code object and its instruction as the version
+ * records it; src/pyframes.c turns them into file, line and function.
+ */
+struct fh_py_frame {
+	__u64 code;
+	__u64 instr;
+};
+
+struct fh_py_stack {
+	struct fh_py_frame f[FH_PY_FRAMES];
+	__u8 n;			/* frames in f[] */
+	__u8 status;		/* FH_PY_* */
+	__u8 _pad[6];
+};
+
 /* One lock a thread is believed to hold; kept in task storage. */
 struct fh_held_lock {
 	__u64 addr;		/* lock address; 0 marks a free slot */
@@ -115,6 +208,7 @@ struct fh_held_lock {
 				 * kinds whose releases are probed (a glibc
 				 * mutex's depth is read from its word) */
 	__u32 flags;		/* FH_HELD_* */
+	struct fh_py_stack py;	/* the Python frames that took it */
 };
 
 /* fh_held_lock.flags */
@@ -136,7 +230,10 @@ struct fh_thread_locks {
 	/* This thread's TID in its own PID namespace: what lock words hold
 	 * (0 until the first lock call sets it). */
 	__u32 ns_tid;
-	__u32 _pad;
+	/* py_layouts_gen (bpf/python.bpf.h) when py was copied from the
+	 * py_layouts map; py.version 0: the process has no layout. */
+	__u32 py_gen;
+	struct fh_py_layout py;
 };
 
 /* fh_lock.flags */
@@ -150,6 +247,11 @@ struct fh_thread_locks {
  * (bpf_find_vma busy: another program's mmap-unlock work pending on this
  * CPU, or the parent's mmap lock taken): userspace looks in /proc/PID/maps. */
 #define FH_LOCK_SHARED_UNKNOWN	0x8
+/* Set by userspace when it reads the event, never by the kernel: the lock is
+ * the interpreter's own, recognized by what took it (src/hazard.h). */
+#define FH_LOCK_PY_SENTINEL	0x100	/* a thread's sentinel (Thread._tstate_lock) */
+#define FH_LOCK_PY_WAITER	0x200	/* a threading.Condition waiter lock */
+#define FH_LOCK_PY_INTERNAL	(FH_LOCK_PY_SENTINEL | FH_LOCK_PY_WAITER)
 
 /* A lock in a fork snapshot. */
 struct fh_lock {
@@ -163,6 +265,7 @@ struct fh_lock {
 	__u16 flags;
 	__u32 depth;
 	char holder_comm[FH_COMM_LEN];
+	struct fh_py_stack py;	/* the Python frames that took it */
 };
 
 /* fh_fork_event.flags */
@@ -211,6 +314,10 @@ struct fh_fork_event {
 	__u32 ns_pid;		/* parent tgid in its own (innermost) PID namespace */
 	__u32 ns_child_pid;	/* child pid in its own PID namespace */
 	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
+	struct fh_py_stack py;	/* the forking thread's Python frames */
+	/* and those beyond: py_outer[k] has frames (k + 1) * FH_PY_FRAMES on,
+	 * walked (FH_PY_WALKED) only when the stack before it was full */
+	struct fh_py_stack py_outer[FH_PY_FORK_OUTER];
 	__u32 nr_shared;	/* foreign locks of locks[] flagged FH_LOCK_SHARED */
 	__u32 nr_other;		/* other threads listed (fh_threads_event.nr) */
 	__u32 other_omitted;	/* other threads beyond FH_MAX_OTHER_THREADS */
@@ -235,9 +342,9 @@ struct fh_threads_event {
 
 /*
  * Locks of other threads in a fork event, sent or omitted, but for those in
- * shared memory: what the kernel side counts as a hazard (FH_STAT_HAZARDS)
- * and sends a stack copy for. Userspace's verdict on an event, which may set
- * some of them aside, is src/hazard.h's.
+ * shared memory: the hazard candidates the kernel sends a stack copy for
+ * (and counts in FH_STAT_HAZARDS_LOST when the event is lost). Userspace's
+ * verdict on an event, which sets some of them aside, is src/hazard.h's.
  */
 #define FH_FORK_FOREIGN_LOCKS(ev) \
 	((ev)->nr_locks - (ev)->nr_own - (ev)->nr_shared + (ev)->locks_omitted)
@@ -311,6 +418,7 @@ struct fh_deadlock_event {
 	__u32 ns_pid;		/* pid in its own (innermost) PID namespace */
 	__u32 _pad2;
 	char exe_name[FH_EXE_NAME_LEN];	/* basename of its executable */
+	struct fh_py_stack py;	/* where it waits in Python (the parent's layout) */
 };
 
 /* Bytes of user stack copied (from the stack pointer up) for DWARF unwinding. */
@@ -343,7 +451,6 @@ struct fh_probe_request {
 enum fh_stat {
 	FH_STAT_FORKS,		/* forks (new processes) from traced processes */
 	FH_STAT_MT_FORKS,	/* ... of which the parent was multithreaded */
-	FH_STAT_HAZARDS,	/* ... of which another thread held a lock */
 	FH_STAT_DEADLOCKS,	/* children found blocked forever */
 	FH_STAT_LOST,		/* events dropped: ring buffer full */
 	FH_STAT_HELD_FULL,	/* locks forgotten: a thread's slots were full of
@@ -352,6 +459,8 @@ enum fh_stat {
 	FH_STAT_CHILDREN_FULL,	/* children not followed: `children` map full */
 	FH_STAT_STACKS_LOST,	/* stacks not recorded: stack map full or error */
 	FH_STAT_FORKS_LOST,	/* fork events among FH_STAT_LOST: mt_forks = reported + these */
+	FH_STAT_HAZARDS_LOST,	/* ... of which with hazard candidates (FH_FORK_FOREIGN_LOCKS):
+				 * userspace counts the hazards it receives, these on top */
 	FH_STAT_MAX,
 };
 
@@ -404,62 +513,6 @@ enum fh_request_mode {
 
 /* --comm NAME: processes that get lock probes from their exec (adaptive mode). */
 #define FH_MAX_COMM_FILTERS	8
-
-/*
- * CPython: how a BPF program finds the current thread's innermost Python
- * frames at a uprobe or tracepoint, without the GIL. Userspace fills one per
- * Python process (pyrt_layout(), src/pyrt.h) from the interpreter's version,
- * its _PyRuntime and the process's C library; x86-64 glibc. Offsets are in
- * bytes; FH_PY_NONE where the version has no such field. Every read below is
- * of the traced process's memory (bpf_probe_read_user) and may fail: stop
- * there.
- *
- * 1. The thread state. tp = the task's thread pointer (task->thread.fsbase,
- *    which is also the thread's pthread_t):
- *        tstate = *(u64 *)(tp + tsd_offset + tss_key * tsd_stride)
- *    That is pthread_getspecific(autoTSSkey): the thread's PyThreadState,
- *    set when it first ran Python and kept while it waits with the GIL
- *    released. 0: the thread has never run Python. Sanity check:
- *        *(u64 *)(tstate + tstate_thread_id) == tp
- * 2. The innermost frame:
- *        f = *(u64 *)(tstate + tstate_frame)
- *        if (cframe_current_frame != FH_PY_NONE && f)
- *                f = *(u64 *)(f + cframe_current_frame)
- * 3. Frame after frame, innermost first, until f == 0 (or enough):
- *        code  = *(u64 *)(f + frame_code)
- *        instr = frame_instr_size == 4 ? (__s32)*(__u32 *)(f + frame_instr)
- *                                      : *(u64 *)(f + frame_instr)
- *        if (frame_owner == FH_PY_NONE ||
- *            *(u8 *)(f + frame_owner) != frame_owner_cstack)
- *                record (code, instr)      (else: a C-stack shim, no code)
- *        f = *(u64 *)(f + frame_previous)
- *    Userspace turns each (code, instr) into file, line and function
- *    (pyrt_resolve), instr as recorded: 3.10's f_lasti (an index in code
- *    units), 3.11-3.12's prev_instr, 3.13's instr_ptr (addresses).
- */
-#define FH_PY_NONE		0xffff
-
-struct fh_py_layout {
-	__u16 version;			/* major << 8 | minor, e.g. 0x030b */
-	__u16 tsd_stride;		/* glibc: sizeof(struct pthread_key_data), 16 */
-	__u32 tss_key;			/* the interpreter's autoTSSkey: a pthread key,
-					 * always below glibc's first block (32) */
-	__u32 tsd_offset;		/* glibc: offsetof(struct pthread,
-					 * specific_1stblock[0].data), 0x318 in 2.36 */
-	__u16 tstate_thread_id;		/* PyThreadState.thread_id: its pthread_t */
-	__u16 tstate_native_thread_id;	/* .native_thread_id: its TID (3.11+) */
-	__u16 tstate_frame;		/* .frame (3.10), .cframe (3.11, 3.12),
-					 * .current_frame (3.13) */
-	__u16 cframe_current_frame;	/* _PyCFrame.current_frame (3.11, 3.12) */
-	__u16 frame_previous;		/* PyFrameObject.f_back (3.10),
-					 * _PyInterpreterFrame.previous (3.11+) */
-	__u16 frame_code;		/* .f_code (3.10-3.12), .f_executable (3.13) */
-	__u16 frame_instr;		/* .f_lasti (3.10), .prev_instr (3.11, 3.12),
-					 * .instr_ptr (3.13) */
-	__u16 frame_instr_size;		/* bytes at frame_instr: 4 (an int) or 8 */
-	__u16 frame_owner;		/* _PyInterpreterFrame.owner, a char (3.11+) */
-	__u16 frame_owner_cstack;	/* FRAME_OWNED_BY_CSTACK (3.12+): skip it */
-};
 
 /* forkhazard calibrate (src/calibrate.c): its probes on its own code, each
  * counted in calib_hits[] at the index its cookie carries. */

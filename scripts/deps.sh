@@ -7,6 +7,9 @@ pkgs="make gcc clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
       libcapstone-dev pkg-config python3 python3-jsonschema procps util-linux
       g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev musl-tools
       libjson-c-dev"
+# Real Python software for the Python reports' tests (Debian's gunicorn, on
+# Debian's python3).
+pkgs="$pkgs gunicorn"
 # Static analysis and the sanitizer/valgrind runs (make lint, check-valgrind).
 pkgs="$pkgs cppcheck clang-tidy valgrind"
 # `deps.sh bench`: also what only the benchmarks use (bench/README.md).

@@ -10,9 +10,12 @@ const struct fh_counter_info fh_counters[FH_CNT_MAX] = {
 	[FH_CNT_MT_FORKS] = { "mt_forks", "forkhazard_multithreaded_forks_total",
 			      "Forks whose parent was multithreaded.",
 			      "from multithreaded processes", FH_STAT_MT_FORKS },
+	/* the kernel's part: lost hazard candidates; tracer.c adds the forks
+	 * userspace judged hazards (src/hazard.h) */
 	[FH_CNT_HAZARDS] = { "hazards", "forkhazard_hazards_total",
-			     "Forks while another thread of the parent held a lock (kernel count).",
-			     "hazards", FH_STAT_HAZARDS },
+			     "Forks while another thread of the parent held a lock that is not "
+			     "the interpreter's own nor in shared memory.", "hazards",
+			     FH_STAT_HAZARDS_LOST },
 	[FH_CNT_MITIGATED] = { "mitigated", "forkhazard_mitigated_total",
 			       "Hazard forks whose child re-created every lock it inherited held "
 			       "(a subset of the hazards).",

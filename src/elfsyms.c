@@ -226,3 +226,38 @@ ssize_t elf_read_vaddr(int fd, uint64_t vaddr, void *buf, size_t len)
 	return ret;
 }
 
+
+int elf_needs(int fd, const char *prefix)
+{
+	Elf *elf = elf_open_fd(fd);
+	Elf_Scn *scn = NULL;
+	size_t n = strlen(prefix);
+	int found = 0;
+
+	if (!elf)
+		return -EINVAL;
+	while (!found && (scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *data;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC || !sh.sh_entsize ||
+		    !(data = elf_getdata(scn, NULL)))
+			continue;
+		for (size_t i = 0; i < data->d_size / sh.sh_entsize; i++) {
+			GElf_Dyn dyn;
+			const char *name;
+
+			if (!gelf_getdyn(data, (int)i, &dyn) || dyn.d_tag == DT_NULL)
+				break;
+			if (dyn.d_tag != DT_NEEDED)
+				continue;
+			name = elf_strptr(elf, sh.sh_link, dyn.d_un.d_val);
+			if (name && !strncmp(name, prefix, n)) {
+				found = 1;
+				break;
+			}
+		}
+	}
+	elf_end(elf);
+	return found;
+}

@@ -48,5 +48,9 @@ int elf_first_load(int fd, uint64_t *vaddr, uint64_t *offset);
  * loaded segment). */
 ssize_t elf_read_vaddr(int fd, uint64_t vaddr, void *buf, size_t len);
 
+/* Does the file need (DT_NEEDED) a library whose name starts with prefix?
+ * Returns 1, 0, or -errno for a file that is not a usable ELF object. */
+int elf_needs(int fd, const char *prefix);
+
 
 #endif

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include "clock.h"
 #include "container.h"
@@ -14,6 +15,7 @@
 #include "output.h"
 #include "procfs.h"
 #include "reinit.h"
+#include "pyframes.h"
 #include "ustacks.h"
 
 static bool over_time(struct events *e)
@@ -78,11 +80,10 @@ static int shared_at(pid_t pid, uint64_t addr)
  * placed here from the parent's maps, which it still has as its event
  * arrives. Returns the event to use: ev itself, or a corrected copy.
  */
-static const struct fh_fork_event *place_locks(struct events *e, const struct fh_fork_event *ev,
-					       size_t size)
+static const struct fh_fork_event *place_locks(const struct fh_fork_event *ev, size_t size)
 {
 	static struct fh_fork_event copy;	/* far larger than a stack frame should be */
-	bool was_hazard = FH_FORK_FOREIGN_LOCKS(ev) > 0, unsure = false;
+	bool unsure = false;
 
 	for (__u32 i = 0; i < ev->nr_locks; i++)
 		unsure |= (ev->locks[i].flags & FH_LOCK_SHARED_UNKNOWN) != 0;
@@ -105,9 +106,7 @@ static const struct fh_fork_event *place_locks(struct events *e, const struct fh
 		if (!(l->flags & FH_LOCK_OWN))
 			copy.nr_shared++;
 	}
-	if (was_hazard && !hazard_fork(&copy))
-		e->hazards_shared++;	/* the kernel counted it */
-	return &copy;
+	return &copy;	/* counted as a hazard, or not, as it is now */
 }
 
 /*
@@ -133,19 +132,15 @@ static const struct fh_deadlock_event *confirm_deadlock(struct events *e,
 	return &copy;
 }
 
-/*
- * The Python frames that took lock l of ev, innermost first: branch
- * `python` records them with each acquisition (a lock's "py_stack"); read
- * here once it is merged. Until then: none.
- */
+/* The Python frames that took lock l of ev, innermost first (the kernel
+ * walked them at the acquisition): how many, in *frames. */
 static int lock_py_frames(struct events *e, const struct fh_fork_event *ev, const struct fh_lock *l,
 			  const struct pyrt_frame **frames)
 {
-	(void)e;
-	(void)ev;
-	(void)l;
-	*frames = NULL;
-	return 0;
+	static struct pyrt_frame buf[FH_PY_FRAMES];
+
+	*frames = buf;
+	return e->py ? pyframes_stack(e->py, (pid_t)ev->pid, &l->py, buf, FH_PY_FRAMES) : 0;
 }
 
 /* The standard library's name for the foreign lock of ev at addr, when the
@@ -185,10 +180,84 @@ static void stdlib_reinit(struct events *e, const struct fh_fork_event *ev)
 	}
 }
 
-int events_handle(void *ctx, void *data, size_t size)
+/* A fork event with hazard candidates (its header read). */
+static bool fork_candidate(const void *data, size_t size)
+{
+	const struct fh_fork_event *ev = data;
+
+	return size >= offsetof(struct fh_fork_event, locks) && FH_FORK_FOREIGN_LOCKS(ev) > 0;
+}
+
+/* Unwind the stack copies held back (they go to ustacks, by tid and time). */
+static void unwind_held(struct events *e)
+{
+	for (int i = 0; i < e->nheld; i++) {
+		ustacks_add(e->ustacks, e->held_stacks[i], clock_mono_ns());
+		free(e->held_stacks[i]);
+	}
+	e->nheld = 0;
+}
+
+/* A stack copy arrives before its fork or deadlock: with a Python side to
+ * read first, it waits for that event (a few at most), else it is unwound
+ * now, while the process is surely there. */
+static void stack_copy(struct events *e, const struct fh_ustack_event *ev, size_t size)
+{
+	struct fh_ustack_event *copy;
+
+	if (!e->ustacks)
+		return;
+	if (e->py && e->nheld == EVENTS_HELD_STACKS)
+		unwind_held(e);
+	copy = e->py ? malloc(sizeof(*copy)) : NULL;
+	if (!copy) {
+		ustacks_add(e->ustacks, ev, clock_mono_ns());
+		return;
+	}
+	memcpy(copy, ev, size < sizeof(*copy) ? size : sizeof(*copy));
+	e->held_stacks[e->nheld++] = copy;
+}
+
+void events_free(struct events *e)
+{
+	for (int i = 0; i < e->nheld; i++)
+		free(e->held_stacks[i]);
+	e->nheld = 0;
+	free(e->fork_copy);
+	e->fork_copy = NULL;
+}
+
+/*
+ * What userspace adds to a record before anything judges it (the ring
+ * buffer's copy is read-only): the Python side of forks (the interpreter's
+ * own locks marked) and deadlocks. Returns the record to use.
+ */
+static const void *annotate(struct events *e, __u32 type, const void *data, size_t size,
+			    struct fh_deadlock_event *dl)
+{
+	if (!e->py)
+		return data;
+	if (type == FH_EV_FORK) {
+		if (!e->fork_copy && !(e->fork_copy = malloc(sizeof(*e->fork_copy))))
+			return data;	/* judged unmarked: its internal locks count */
+		memcpy(e->fork_copy, data, size < sizeof(*e->fork_copy) ? size :
+					   sizeof(*e->fork_copy));
+		pyframes_fork(e->py, e->fork_copy);
+		return e->fork_copy;
+	}
+	if (type == FH_EV_DEADLOCK) {
+		memcpy(dl, data, sizeof(*dl));
+		pyframes_deadlock(e->py, dl);
+		return dl;
+	}
+	return data;
+}
+
+int events_handle(void *ctx, void *data_in, size_t size)
 {
 	struct events *e = ctx;
-	const void *rec = data;
+	struct fh_deadlock_event dl;
+	const void *data = data_in;
 	__u32 type;
 
 	if (size < sizeof(type)) {
@@ -199,6 +268,7 @@ int events_handle(void *ctx, void *data, size_t size)
 	if (e->count_only) {
 		e->unread++;
 		e->unread_forks += type == FH_EV_FORK;
+		e->unread_hazards += type == FH_EV_FORK && fork_candidate(data, size);
 		return 0;
 	}
 	if (!well_formed(type, data, size)) {
@@ -206,15 +276,22 @@ int events_handle(void *ctx, void *data, size_t size)
 		return over_time(e) ? -EAGAIN : 0;
 	}
 	/* what the kernel left open is settled first: filters count verdicts */
-	if (type == FH_EV_FORK)
-		rec = place_locks(e, data, size);
-	else if (type == FH_EV_DEADLOCK && !(rec = confirm_deadlock(e, data)))
+	if (type == FH_EV_FORK) {
+		data = place_locks(data, size);
+	} else if (type == FH_EV_DEADLOCK && !(data = confirm_deadlock(e, data))) {
+		unwind_held(e);	/* its stack copy: nobody's now */
 		return over_time(e) ? -EAGAIN : 0;
-	if (e->accept && !e->accept(e->accept_ctx, type, rec, size))
+	}
+	data = annotate(e, type, data, size, &dl);
+	if (type == FH_EV_FORK || type == FH_EV_DEADLOCK)
+		unwind_held(e);
+	if (type == FH_EV_FORK)
+		e->hazards += hazard_fork(data);
+	if (e->accept && !e->accept(e->accept_ctx, type, data, size))
 		return over_time(e) ? -EAGAIN : 0;
 	switch (type) {
 	case FH_EV_FORK: {
-		const struct fh_fork_event *ev = rec;
+		const struct fh_fork_event *ev = data;
 
 		if (e->out)	/* before the parent can be gone: its stacks print later */
 			output_note_fork(e->out, (pid_t)ev->pid, (pid_t)ev->child_pid, ev->comm);
@@ -226,7 +303,7 @@ int events_handle(void *ctx, void *data, size_t size)
 		correlate_child(e->corr, data);
 		break;
 	case FH_EV_DEADLOCK: {
-		const struct fh_deadlock_event *ev = rec;
+		const struct fh_deadlock_event *ev = data;
 
 		if (e->out)
 			output_note_process(e->out, (pid_t)ev->pid);
@@ -242,14 +319,13 @@ int events_handle(void *ctx, void *data, size_t size)
 	}
 	case FH_EV_PROBE_REQUEST:
 		if (e->probe_request)
-			e->probe_request(e->ctx, (pid_t)((struct fh_probe_request *)data)->pid);
+			e->probe_request(e->ctx, (pid_t)((const struct fh_probe_request *)data)->pid);
 		/* The earliest a process is seen: after its probes, not to delay them. */
 		if (e->out)
-			output_note_process(e->out, (pid_t)((struct fh_probe_request *)data)->pid);
+			output_note_process(e->out, (pid_t)((const struct fh_probe_request *)data)->pid);
 		break;
 	case FH_EV_USTACK:
-		if (e->ustacks)
-			ustacks_add(e->ustacks, data, clock_mono_ns());
+		stack_copy(e, data, size);
 		break;
 	case FH_EV_THREADS:
 		/* a fork's first record: the parent is noted, and asked, now */

@@ -15,13 +15,19 @@ struct findings;
 struct gate;
 struct otherthreads;
 struct output;
+struct pyframes;
 struct ustacks;
+
+#define EVENTS_HELD_STACKS	4
+
+struct fh_ustack_event;
 
 struct events {
 	struct correlate *corr;
 	struct output *out;
 	struct ustacks *ustacks;	/* where user-stack copies are unwound, or NULL */
 	struct containers *containers;	/* where processes run, for JSON; NULL: not told */
+	struct pyframes *py;		/* the Python side of events, or NULL */
 	struct findings *findings;	/* judges hazards and deadlocks (site, rules); NULL: none */
 	struct gate *gate;		/* --kill-deadlocked; NULL: none */
 	struct otherthreads *others;	/* reads forks' other threads, or NULL */
@@ -47,11 +53,23 @@ struct events {
 	 * none is dropped without a trace (reported as lost). */
 	bool count_only;
 	uint64_t unread, unread_forks;
-	/* Corrections of the kernel's counts, made here: hazard forks whose
-	 * every foreign lock turned out (in /proc/PID/maps) to be shared, and
-	 * deadlocks the kernel left undecided and this confirmed. */
-	uint64_t hazards_shared, deadlocks_confirmed;
+	/* Deadlocks the kernel left undecided and this confirmed: a
+	 * correction of the kernel's count. */
+	uint64_t deadlocks_confirmed;
+	/* Forks judged hazards by src/hazard.h (the summary's "hazards",
+	 * with the kernel's count of hazard candidates lost); unread ones
+	 * with hazard candidates, never judged. */
+	uint64_t hazards, unread_hazards;
+	struct fh_fork_event *fork_copy;	/* the event being marked (pyframes) */
+	/* Stack copies not unwound yet: the Python side of the event that
+	 * follows them is read first (a DWARF walk can take longer than a
+	 * process that forks and exits lives). */
+	struct fh_ustack_event *held_stacks[EVENTS_HELD_STACKS];
+	int nheld;
 };
+
+/* What events_handle allocated. */
+void events_free(struct events *e);
 
 /* ring_buffer__new() callback; ctx is a struct events. */
 int events_handle(void *ctx, void *data, size_t size);

@@ -6,6 +6,7 @@
 #include "finding.h"
 #include "gate.h"
 #include "procfs.h"
+#include "pyframes.h"
 #include "reinit.h"
 #include "suppress.h"
 #include "symbolize.h"
@@ -36,6 +37,8 @@ struct findings {
 	struct siteid *ids;
 	struct fh_frame *frames;		/* FH_STACK_DEPTH: an event's stack */
 	struct fh_frame *lframes;		/* FH_STACK_DEPTH: a lock's */
+	struct pyrt_frame py[FH_PY_FORK_FRAMES];	/* an event's Python frames */
+	struct pyrt_frame lpy[FH_PY_FRAMES];	/* a lock's */
 	struct supp_frames strings[SUPP_STACKS];
 	struct child_site child[CHILD_MAP];
 	uint64_t suppressed;
@@ -177,10 +180,28 @@ static int event_frames(struct findings *fs, __u32 pid, uint32_t tid, uint64_t t
 			      fs->frames, FH_STACK_DEPTH, cfi);
 }
 
-/* A stack's strings for the rules, if a rule names that stack. The one
- * place a stack becomes strings: Python frames (a "py_stack") join here,
- * with supp_frames_add_python. */
+/* The Python frames of a recorded stack of pid into out (FH_PY_FRAMES):
+ * how many resolve (0: none, or not a Python). */
+static int py_frames(struct findings *fs, __u32 pid, const struct fh_py_stack *st,
+		     struct pyrt_frame *out)
+{
+	return fs->o.py ? pyframes_stack(fs->o.py, (pid_t)pid, st, out, FH_PY_FRAMES) : 0;
+}
+
+/* A lock's stacks: its Python frames into fs->lpy (*npy), its native ones
+ * into fs->lframes (returned). */
+static int lock_frames(struct findings *fs, const struct fh_fork_event *ev,
+		       const struct fh_lock *l, int *npy)
+{
+	*npy = py_frames(fs, ev->pid, &l->py, fs->lpy);
+	return syms_lock_stack(fs->o.syms, (pid_t)ev->pid, l, fs->lframes, FH_STACK_DEPTH);
+}
+
+/* A stack's strings for the rules, if a rule names that stack: its Python
+ * frames (innermost first), then its native ones. The one place a stack
+ * becomes strings. */
 static const struct supp_frames *strings_of(struct findings *fs, enum supp_stack which,
+					    const struct pyrt_frame *py, int npy,
 					    const struct fh_frame *frames, int n)
 {
 	struct supp_frames *l = &fs->strings[which];
@@ -188,17 +209,26 @@ static const struct supp_frames *strings_of(struct findings *fs, enum supp_stack
 	if (!supp_names(fs->o.supp, which))
 		return NULL;
 	supp_frames_reset(l);
+	for (int i = 0; i < npy; i++)
+		supp_frames_add_python(l, py[i].file, py[i].line > 0 ? (unsigned int)py[i].line : 0,
+				       py[i].function);
 	for (int i = 0; i < n; i++)
 		supp_frames_add_native(l, &frames[i]);
 	return l;
 }
 
-/* A hazard fork's site: the executable, the lock acquisition sites (each
- * lock's exact caller), and the fork call site, whose frames are left in
- * fs->frames (*n). */
+/*
+ * A hazard fork's site: the executable, the lock acquisition sites (each
+ * lock's innermost Python frame: where it was taken, the library's line
+ * when a library took it; else its exact caller), and the fork call site:
+ * in Python, the innermost frame outside the standard library (the user's
+ * line that called os.fork, or Pool, or what forks below it), else native.
+ * The fork's frames are left in fs->py (*npy) and fs->frames (*n).
+ */
 static void fork_site(struct findings *fs, const struct fh_fork_event *ev, const char *name,
-		      const char *exe, struct siteid_key *key, int *n)
+		      const char *exe, struct siteid_key *key, int *npy, int *n)
 {
+	const struct pyrt_frame *f;
 	bool cfi;
 
 	siteid_begin(key, SITE_HAZARD, name, exe, ev->comm);
@@ -207,11 +237,21 @@ static void fork_site(struct findings *fs, const struct fh_fork_event *ev, const
 
 		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
 			continue;
+		if (py_frames(fs, ev->pid, &l->py, fs->lpy)) {
+			f = &fs->lpy[0];
+			siteid_lock_python(key, l->kind, f->file, f->function, f->line);
+			continue;
+		}
 		syms_resolve_return(fs->o.syms, (pid_t)ev->pid, l->caller, &fs->lframes[0]);
 		siteid_lock(key, l->kind, &fs->lframes[0]);
 	}
 	if (ev->locks_omitted)
 		siteid_locks_omitted(key);
+	*npy = fs->o.py ? pyframes_fork_stack(fs->o.py, ev, fs->py, FH_PY_FORK_FRAMES) : 0;
+	if (*npy) {
+		f = &fs->py[pyframes_place(fs->py, *npy)];
+		siteid_python_place(key, f->file, f->function, f->line);
+	}
 	*n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
 	siteid_finish(fs->ids, key, fs->frames, *n, cfi);
 }
@@ -238,12 +278,13 @@ static void gate_locks(struct findings *fs, struct gate_site *gs, const struct f
 {
 	for (__u32 i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++) {
 		const struct fh_lock *l = &ev->locks[i];
-		int ln;
+		int ln, npy;
 
 		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
 			continue;
-		ln = syms_lock_stack(fs->o.syms, (pid_t)ev->pid, l, fs->lframes, FH_STACK_DEPTH);
-		gate_site_lock(gs, ev, l, suppressed_by ? suppressed_by[i] : NULL, fs->lframes, ln);
+		ln = lock_frames(fs, ev, l, &npy);
+		gate_site_lock(gs, ev, l, suppressed_by ? suppressed_by[i] : NULL, fs->lpy, npy,
+			       fs->lframes, ln);
 	}
 }
 
@@ -255,13 +296,13 @@ void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
 	const struct supp_rule *r = NULL;
 	struct supp_subject subj;
 	struct gate_site *gs;
-	int n;
+	int n, npy;
 
 	memset(f->suppressed_by, 0, sizeof(f->suppressed_by));
-	fork_site(fs, ev, oc->name, oc->exe, &f->key, &n);
+	fork_site(fs, ev, oc->name, oc->exe, &f->key, &npy, &n);
 	set_site(f, f->key.d.id);
 	subject_of(&subj, SUPP_HAZARD, f, oc);
-	subj.stack[SUPP_FORK] = strings_of(fs, SUPP_FORK, fs->frames, n);
+	subj.stack[SUPP_FORK] = strings_of(fs, SUPP_FORK, fs->py, npy, fs->frames, n);
 	/* without a rule on lock stacks, one answer serves every lock */
 	if (!lock_rules)
 		r = supp_match(fs->o.supp, &subj);
@@ -275,10 +316,10 @@ void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
 			continue;
 		}
 		if (lock_rules) {
-			int ln = syms_lock_stack(fs->o.syms, (pid_t)ev->pid, l, fs->lframes,
-						 FH_STACK_DEPTH);
+			int lnpy, ln = lock_frames(fs, ev, l, &lnpy);
 
-			subj.stack[SUPP_LOCK] = strings_of(fs, SUPP_LOCK, fs->lframes, ln);
+			subj.stack[SUPP_LOCK] = strings_of(fs, SUPP_LOCK, fs->lpy, lnpy, fs->lframes,
+							   ln);
 			r = supp_match(fs->o.supp, &subj);
 		}
 		aside[i] = r != NULL;
@@ -295,14 +336,14 @@ void findings_fork(struct findings *fs, const struct fh_fork_event *ev,
 	fs->suppressed += f->suppressed;
 	remember_finding(fs, ev, f, aside, omitted_aside);
 	gs = fs->o.gate ? gate_fork(fs->o.gate, f, ev, oc) : NULL;
-	if (gs) {	/* fs->frames: still the fork's */
-		gate_site_stack(gs, GATE_STACK_FORK, fs->frames, n);
+	if (gs) {	/* fs->py, fs->frames: still the fork's */
+		gate_site_stack(gs, GATE_STACK_FORK, fs->py, npy, fs->frames, n);
 		gate_locks(fs, gs, ev, f->suppressed_by);
 	}
 }
 
 /* A deadlock whose fork was no hazard (or was never seen): the executable
- * and where the child waits. */
+ * and where the child waits (its innermost Python frame, if it has one). */
 static void deadlock_site(struct findings *fs, const struct fh_deadlock_event *ev,
 			  const struct occurrence *oc, struct siteid_key *key)
 {
@@ -310,6 +351,8 @@ static void deadlock_site(struct findings *fs, const struct fh_deadlock_event *e
 	int n;
 
 	siteid_begin(key, SITE_DEADLOCK, oc->name, oc->exe, ev->comm);
+	if (py_frames(fs, ev->pid, &ev->py, fs->py))
+		siteid_python_place(key, fs->py[0].file, fs->py[0].function, fs->py[0].line);
 	n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
 	siteid_finish(fs->ids, key, fs->frames, n, cfi);
 }
@@ -323,7 +366,7 @@ void findings_deadlock(struct findings *fs, const struct fh_deadlock_event *ev,
 	const struct supp_rule *r;
 	struct supp_subject subj;
 	struct gate_site *gs;
-	int n = 0, ln = 0;
+	int n = 0, ln = 0, npy = 0, lnpy = 0;
 
 	memset(f->suppressed_by, 0, sizeof(f->suppressed_by));
 	if (hazard) {
@@ -331,22 +374,23 @@ void findings_deadlock(struct findings *fs, const struct fh_deadlock_event *ev,
 
 		snprintf(fname, sizeof(fname), "%.*s", FH_EXE_NAME_LEN, fork->exe_name[0] ?
 			 fork->exe_name : oc->name);
-		fork_site(fs, fork, fname, oc->exe, &f->key, &n);
+		fork_site(fs, fork, fname, oc->exe, &f->key, &npy, &n);
 	} else {
 		deadlock_site(fs, ev, oc, &f->key);
 	}
 	set_site(f, known ? known : f->key.d.id);
 	subject_of(&subj, SUPP_DEADLOCK, f, oc);
 	/* the parent's fork stack (left by fork_site), the lock's, the child's wait */
-	subj.stack[SUPP_FORK] = hazard ? strings_of(fs, SUPP_FORK, fs->frames, n) : NULL;
+	subj.stack[SUPP_FORK] = hazard ? strings_of(fs, SUPP_FORK, fs->py, npy, fs->frames, n) :
+					 NULL;
 	if (lock && fork && supp_names(fs->o.supp, SUPP_LOCK)) {
-		ln = syms_lock_stack(fs->o.syms, (pid_t)fork->pid, lock, fs->lframes,
-				     FH_STACK_DEPTH);
-		subj.stack[SUPP_LOCK] = strings_of(fs, SUPP_LOCK, fs->lframes, ln);
+		ln = lock_frames(fs, fork, lock, &lnpy);
+		subj.stack[SUPP_LOCK] = strings_of(fs, SUPP_LOCK, fs->lpy, lnpy, fs->lframes, ln);
 	}
 	if (supp_names(fs->o.supp, SUPP_WAIT)) {
+		npy = py_frames(fs, ev->pid, &ev->py, fs->py);
 		n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
-		subj.stack[SUPP_WAIT] = strings_of(fs, SUPP_WAIT, fs->frames, n);
+		subj.stack[SUPP_WAIT] = strings_of(fs, SUPP_WAIT, fs->py, npy, fs->frames, n);
 	}
 	r = supp_match(fs->o.supp, &subj);
 	f->suppressed_by[0] = r ? supp_rule_where(r) : NULL;
@@ -357,10 +401,12 @@ void findings_deadlock(struct findings *fs, const struct fh_deadlock_event *ev,
 	if (!gs)
 		return;
 	if (hazard) {	/* a site of its own: its fork and locks too */
+		npy = fs->o.py ? pyframes_fork_stack(fs->o.py, fork, fs->py, FH_PY_FORK_FRAMES) : 0;
 		n = event_frames(fs, fork->pid, fork->tid, fork->time_ns, fork->stack_id, &cfi);
-		gate_site_stack(gs, GATE_STACK_FORK, fs->frames, n);
+		gate_site_stack(gs, GATE_STACK_FORK, fs->py, npy, fs->frames, n);
 		gate_locks(fs, gs, fork, NULL);
 	}
+	npy = py_frames(fs, ev->pid, &ev->py, fs->py);
 	n = event_frames(fs, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
-	gate_site_stack(gs, GATE_STACK_WAIT, fs->frames, n);
+	gate_site_stack(gs, GATE_STACK_WAIT, fs->py, npy, fs->frames, n);
 }

@@ -5,7 +5,9 @@
  * place works out, in every mode alike, what the process is (its executable,
  * where it runs), which site the finding belongs to (siteid.c, so that one
  * site has one id in every mode), which suppression rules set its locks
- * aside (suppress.c) and what is left of it (hazard.c's level). It also
+ * aside (suppress.c) and what is left of it (hazard.c's level). Where a
+ * stack has Python frames they come first, for the site, the rules and the
+ * gate alike. It also
  * remembers the site of each hazard fork's child, for the child's fate and
  * deadlock, which come later. A run that gates on its findings (gate.c) is
  * told of each, with the frames it keeps.
@@ -22,6 +24,7 @@
 
 struct containers;
 struct gate;
+struct pyframes;
 struct reinit_set;
 struct suppressions;
 struct syms;
@@ -57,6 +60,7 @@ struct finding {
 struct findings_opts {
 	struct syms *syms;
 	struct ustacks *ustacks;
+	struct pyframes *py;		/* the Python frames of events; NULL: none */
 	struct containers *containers;	/* where processes run; NULL: not looked up */
 	const struct suppressions *supp;	/* NULL: no rules */
 	struct gate *gate;		/* told of every finding; NULL: none */

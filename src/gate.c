@@ -13,6 +13,8 @@
 #include "log.h"
 #include "output.h"
 #include "procfs.h"
+#include "pycode.h"
+#include "pyrt.h"
 #include "symbolize.h"
 
 struct gate {
@@ -152,23 +154,31 @@ static const char *base_name(const char *path)
 	return b ? b + 1 : path;
 }
 
-static void keep_frame(struct gate_frame *g, const struct fh_frame *f)
+/* A frame's strings into one allocation (g->symbol owns them); false when
+ * out of memory (g cleared). */
+static bool keep_strings(struct gate_frame *g, const char *sym, const char *file, const char *mod)
 {
-	const char *sym = f->known ? f->symbol : "";
-	const char *file = f->file[0] && f->line ? f->file : "";
-	const char *mod = f->has_module ? f->module : "";
 	size_t ns = strlen(sym) + 1, nf = strlen(file) + 1, nm = strlen(mod) + 1;
 	char *buf = malloc(ns + nf + nm);
 
 	memset(g, 0, sizeof(*g));
 	if (!buf)
-		return;
+		return false;
 	memcpy(buf, sym, ns);
 	memcpy(buf + ns, file, nf);
 	memcpy(buf + ns + nf, mod, nm);
 	g->symbol = buf;
 	g->file = buf + ns;
 	g->module = buf + ns + nf;
+	return true;
+}
+
+static void keep_frame(struct gate_frame *g, const struct fh_frame *f)
+{
+	const char *file = f->file[0] && f->line ? f->file : "";
+
+	if (!keep_strings(g, f->known ? f->symbol : "", file, f->has_module ? f->module : ""))
+		return;
 	g->line = file[0] ? f->line : 0;
 	g->addr = f->addr;
 	g->offset = f->offset;
@@ -178,8 +188,25 @@ static void keep_frame(struct gate_frame *g, const struct fh_frame *f)
 	g->libc = f->has_module && clib_file_of(f->module) != CLIB_NONE;
 }
 
-static void keep_stack(struct gate_stack *st, const struct fh_frame *frames, int n)
+static void keep_pyframe(struct gate_frame *g, const struct pyrt_frame *f)
 {
+	if (!keep_strings(g, f->function, f->file, ""))
+		return;
+	g->line = f->line > 0 ? (unsigned int)f->line : 0;
+	g->known = f->function[0] != '\0';
+	g->python = true;
+	g->stdlib = pycode_stdlib(f->file);
+}
+
+/* Python frames first (innermost first), then native ones. */
+static void keep_stack(struct gate_stack *st, const struct pyrt_frame *py, int npy,
+		       const struct fh_frame *frames, int n)
+{
+	for (int i = 0; i < npy && st->n < GATE_STACK_FRAMES; i++) {
+		keep_pyframe(&st->f[st->n], &py[i]);
+		if (st->f[st->n].symbol)
+			st->n++;
+	}
 	for (int i = 0; i < n && st->n < GATE_STACK_FRAMES; i++) {
 		keep_frame(&st->f[st->n], &frames[i]);
 		if (st->f[st->n].symbol)
@@ -189,14 +216,15 @@ static void keep_stack(struct gate_stack *st, const struct fh_frame *frames, int
 }
 
 void gate_site_stack(struct gate_site *s, enum gate_stack_kind which,
-		     const struct fh_frame *frames, int n)
+		     const struct pyrt_frame *py, int npy, const struct fh_frame *frames, int n)
 {
 	if (!s->stack[which].set)
-		keep_stack(&s->stack[which], frames, n);
+		keep_stack(&s->stack[which], py, npy, frames, n);
 }
 
 void gate_site_lock(struct gate_site *s, const struct fh_fork_event *ev, const struct fh_lock *l,
-		    const char *suppressed_by, const struct fh_frame *frames, int n)
+		    const char *suppressed_by, const struct pyrt_frame *py, int npy,
+		    const struct fh_frame *frames, int n)
 {
 	struct gate_lock *k;
 
@@ -214,12 +242,20 @@ void gate_site_lock(struct gate_site *s, const struct fh_fork_event *ev, const s
 	snprintf(k->holder_comm, sizeof(k->holder_comm), "%.*s", FH_COMM_LEN, l->holder_comm);
 	k->held_ns = ev->time_ns > l->acquired_ns ? ev->time_ns - l->acquired_ns : 0;
 	snprintf(k->suppressed_by, sizeof(k->suppressed_by), "%s", suppressed_by ? suppressed_by : "");
-	keep_stack(&k->stack, frames, n);
+	keep_stack(&k->stack, py, npy, frames, n);
 }
 
 const struct gate_frame *gate_place(const struct gate_stack *st)
 {
-	for (int i = 0; i < st->n; i++)
+	int i;
+
+	/* its Python frames (first): as pyframes_place chooses */
+	for (i = 0; i < st->n && st->f[i].python; i++)
+		if (!st->f[i].stdlib)
+			return &st->f[i];
+	if (i > 0)
+		return &st->f[0];
+	for (; i < st->n; i++)
 		if (st->f[i].has_module && !st->f[i].libc)
 			return &st->f[i];
 	return NULL;

@@ -23,6 +23,7 @@
 
 struct fh_frame;
 struct finding;
+struct pyrt_frame;
 struct occurrence;
 
 #define GATE_SITES_MAX		256	/* finding sites kept with their details */
@@ -39,6 +40,9 @@ struct gate_frame {
 	uint64_t addr, offset, module_offset;
 	bool known, has_module;
 	bool libc;			/* the C library's own: never a site's place */
+	bool python;			/* a Python frame: symbol is its function, file
+					 * its co_filename; no module */
+	bool stdlib;			/* a Python frame of the standard library */
 };
 
 enum gate_stack_kind { GATE_STACK_FORK, GATE_STACK_WAIT, GATE_STACKS };
@@ -95,10 +99,13 @@ struct gate_site *gate_deadlock(struct gate *g, const struct finding *f,
 /* A hazard finding of site whose child re-created every lock it hung on:
  * no longer left (finding.c). */
 void gate_mitigated(struct gate *g, uint64_t site);
+/* A stack is its Python frames (py[0..npy), innermost first; npy 0 outside
+ * Python), then its native ones. */
 void gate_site_stack(struct gate_site *s, enum gate_stack_kind which,
-		     const struct fh_frame *frames, int n);
+		     const struct pyrt_frame *py, int npy, const struct fh_frame *frames, int n);
 void gate_site_lock(struct gate_site *s, const struct fh_fork_event *ev, const struct fh_lock *l,
-		    const char *suppressed_by, const struct fh_frame *frames, int n);
+		    const char *suppressed_by, const struct pyrt_frame *py, int npy,
+		    const struct fh_frame *frames, int n);
 
 /* --kill-deadlocked: SIGKILL the child of a confirmed deadlock, if it is
  * still that child, blocked where the kernel saw it. */
@@ -118,8 +125,9 @@ void gate_print_rules(const struct gate *g, FILE *f);
 /* The finding sites kept, worst first (left, then count); *dropped: those
  * the table could not keep. Valid until the next gate call. */
 int gate_sites(struct gate *g, const struct gate_site *const **out, uint64_t *dropped);
-/* The frame of a stack that names its place: the first outside the C
- * library (NULL: none). */
+/* The frame of a stack that names its place: where it has Python frames,
+ * the innermost outside the standard library (else the innermost Python
+ * one); else the first outside the C library (NULL: none). */
 const struct gate_frame *gate_place(const struct gate_stack *st);
 
 #endif

@@ -2,14 +2,15 @@
 /*
  * Whether a fork is a hazard, which of its locks make it one, and whether
  * its child defused them: the one place that decides it, for the text and
- * JSON output, the daemon's sites and filters, the metrics and the exit
- * status of --fail-on. A lock
- * another thread held at the fork is a hazard unless it lies in memory the
- * parent shares (the child gets the same lock, not a frozen copy: the kernel
- * flags it, FH_LOCK_SHARED, and leaves it out of its own count,
- * FH_FORK_FOREIGN_LOCKS, which the summary's "hazards" reports). A hazard
- * stays one when the child re-creates the lock (reinit.h), but is then
- * "mitigated": every consumer follows these rules.
+ * JSON output, the daemon's sites and filters, the summary, the metrics and
+ * the exit status of --fail-on. Every lock another thread held at the fork
+ * is a hazard, except the interpreter's own (a thread's sentinel and a
+ * threading.Condition's waiter locks, recognized by the Python frame that
+ * took them: hazard_py_internal; src/pyframes.c marks them on the event as
+ * it arrives) and those in memory the parent shares (the child gets the
+ * same lock, not a frozen copy: the kernel flags it, FH_LOCK_SHARED). A
+ * hazard stays one when the child re-creates the lock (reinit.h), but is
+ * then "mitigated": every consumer follows these rules.
  */
 #ifndef FH_HAZARD_H
 #define FH_HAZARD_H
@@ -26,6 +27,8 @@ enum hazard_lock {
 	HAZARD_LOCK_FOREIGN,	/* another thread's: nothing in the child can release it */
 	HAZARD_LOCK_SHARED,	/* another thread's, in shared memory: not inherited,
 				 * its holder releases it for the child too */
+	HAZARD_LOCK_INTERNAL,	/* the interpreter's own (FH_LOCK_PY_INTERNAL): never a
+				 * hazard, whoever holds it (the child re-creates or drops it) */
 };
 
 enum hazard_lock hazard_lock_role(const struct fh_fork_event *ev, const struct fh_lock *l);
@@ -36,6 +39,25 @@ uint32_t hazard_foreign_locks(const struct fh_fork_event *ev);
 
 /* Is the fork a hazard (at least one foreign lock)? */
 bool hazard_fork(const struct fh_fork_event *ev);
+
+/*
+ * Is a lock the interpreter's own, by the innermost Python frame that took
+ * it: its file as the code object has it, its (qualified) function name, the
+ * line and the line of its `def`? CPython's threading.py, 3.10 to 3.13:
+ *   - a thread's sentinel (Thread._tstate_lock): taken in
+ *     Thread._set_tstate_lock as the thread starts and held for its life;
+ *     taken again in the child by Thread._reset_internal_locks; briefly by
+ *     Thread._wait_for_tstate_lock (join, is_alive);
+ *   - a Condition's waiter lock: taken by Condition.wait at its
+ *     `waiter.acquire(...)` lines (then released by notify, or waited on),
+ *     not at the line where it takes the condition's own lock back
+ *     (`self._acquire_restore(saved_state)`: an RLock's, a real hold).
+ * FH_LOCK_PY_SENTINEL, FH_LOCK_PY_WAITER or 0.
+ */
+uint32_t hazard_py_internal(const char *file, const char *function, int line, int firstline);
+
+/* "sentinel", "condition-waiter" (JSON's "internal"), or NULL. */
+const char *hazard_internal_name(uint32_t flags);
 
 /* How bad a finding is; a deadlock is worse than a hazard (--fail-on). */
 enum hazard_level { HAZARD_LEVEL_NONE, HAZARD_LEVEL_HAZARD, HAZARD_LEVEL_DEADLOCK };

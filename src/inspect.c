@@ -19,6 +19,7 @@
 #include "log.h"
 #include "output.h"
 #include "pycode.h"
+#include "pyframes.h"
 
 #define INSPECT_MAX_THREADS	4096	/* threads looked at; more are counted */
 #define INSPECT_MAX_STACKS	INSPECT_MAX_THREADS	/* bounded by STACKS_BUDGET_NS too */
@@ -956,18 +957,13 @@ static void text_stack(FILE *f, const struct inspect_thread *t)
 /* Python frames first, as people read a Python program: "py: f (a.py:3)". */
 static void text_py_stack(FILE *f, const struct inspect_thread *t)
 {
-	char fn[PYRT_FUNC_LEN * 4], site[PYRT_FILE_LEN], file[PYRT_FILE_LEN * 4];
+	char text[PYRT_FUNC_LEN + PYRT_FILE_LEN + 32], out[sizeof(text) * 4];
 
 	for (int i = 0; i < t->py_nframes; i++) {
 		const struct pyrt_frame *fr = &t->py_frames[i];
 
-		pycode_site_path(fr->file, site, sizeof(site));
-		esc(fr->function, fn, sizeof(fn));
-		esc(site, file, sizeof(file));
-		if (fr->line)
-			fprintf(f, "    py: %s (%s:%d)\n", fn, file, fr->line);
-		else
-			fprintf(f, "    py: %s (%s)\n", fn, file);
+		pycode_frame_text(fr->file, fr->function, fr->line, text, sizeof(text));
+		fprintf(f, "    py: %s\n", esc(text, out, sizeof(out)));
 	}
 }
 
@@ -1067,20 +1063,7 @@ static void json_thread(struct jw *w, const struct inspect_thread *t)
 	else
 		jw_null(w, "owner_pid");
 	jw_str(w, "py_thread", t->py_thread[0] ? t->py_thread : NULL);
-	jw_arr_begin(w, "py_stack");
-	for (int i = 0; i < t->py_nframes; i++) {
-		const struct pyrt_frame *fr = &t->py_frames[i];
-
-		jw_obj_begin(w, NULL);
-		jw_str(w, "file", fr->file);
-		if (fr->line)
-			jw_int(w, "line", fr->line);
-		else
-			jw_null(w, "line");
-		jw_str(w, "function", fr->function);
-		jw_obj_end(w);
-	}
-	jw_arr_end(w);
+	pyframes_json(w, "py_stack", t->py_frames, t->py_nframes);
 	jw_arr_begin(w, "stack");
 	for (int i = 0; i < t->nframes; i++) {
 		const struct inspect_frame *fr = &t->frames[i];

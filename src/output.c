@@ -12,6 +12,8 @@
 #include "json.h"
 #include "otherthreads.h"
 #include "output.h"
+#include "pycode.h"
+#include "pyframes.h"
 #include "reinit.h"
 #include "siteid.h"
 #include "symbolize.h"
@@ -24,6 +26,7 @@ struct output {
 	struct output_opts o;
 	struct jw jw;
 	struct fh_frame frames[FH_STACK_DEPTH + 1];
+	struct pyrt_frame pyframes[FH_PY_FORK_FRAMES];
 	bool failed;
 };
 
@@ -147,6 +150,41 @@ static int event_stack_frames(struct output *o, pid_t pid, uint32_t tid, uint64_
 
 	return ustacks_frames(o->o.ustacks, o->o.syms, pid, tid, time_ns, stack_id, o->frames,
 			      max_frames(o), &cfi);
+}
+
+/* The Python frames of a recorded stack of pid, into o->pyframes. */
+static int py_frames(struct output *o, pid_t pid, const struct fh_py_stack *st)
+{
+	return o->o.py ? pyframes_stack(o->o.py, pid, st, o->pyframes, FH_PY_FRAMES) : 0;
+}
+
+/* A fork event's Python frames, into o->pyframes. */
+static int py_fork_frames(struct output *o, const struct fh_fork_event *ev)
+{
+	return o->o.py ? pyframes_fork_stack(o->o.py, ev, o->pyframes, FH_PY_FORK_FRAMES) : 0;
+}
+
+/* Thread tid's Python thread name into buf ("" when it has none). */
+static const char *py_thread(struct output *o, pid_t pid, pid_t tid, const char *os_name,
+			     char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (o->o.py)
+		pyframes_thread(o->o.py, pid, tid, os_name, buf, size);
+	return buf;
+}
+
+/* Python frames first, as people read a Python program: "py: f (a.py:3)". */
+static void text_py_stack(struct output *o, int n, const char *indent)
+{
+	char text[PYRT_FUNC_LEN + PYRT_FILE_LEN + 32], esc[sizeof(text) * 4];
+
+	for (int i = 0; i < n; i++) {
+		const struct pyrt_frame *f = &o->pyframes[i];
+
+		pycode_frame_text(f->file, f->function, f->line, text, sizeof(text));
+		fprintf(o->o.f, "%spy: %s\n", indent, term_escape(text, (size_t)-1, esc, sizeof(esc)));
+	}
 }
 
 /* Stacks are resolved when printed, from what is noted when an event names
@@ -317,7 +355,8 @@ static const char *lock_runtime(const struct output *o, const struct fh_lock *l,
 static void json_lock(struct output *o, const char *key, const struct fh_fork_event *ev,
 		      const struct fh_lock *l, const char *suppressed_by)
 {
-	const char *runtime;
+	const char *runtime, *internal = hazard_internal_name(l->flags);
+	char name[PYRT_NAME_LEN];
 	int n;
 
 	jw_obj_begin(&o->jw, key);
@@ -325,12 +364,17 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	jw_str(&o->jw, "kind", lock_kind_name(l->kind));
 	jw_uint(&o->jw, "holder_tid", l->holder_tid);
 	jw_strn(&o->jw, "holder_comm", l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN));
+	py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm, name, sizeof(name));
+	jw_str(&o->jw, "py_thread", name[0] ? name : NULL);
 	jw_uint(&o->jw, "held_ns", ev->time_ns > l->acquired_ns ? ev->time_ns - l->acquired_ns : 0);
 	jw_bool(&o->jw, "confirmed", l->flags & FH_LOCK_CONFIRMED);
 	if (l->depth > 1)
 		jw_uint(&o->jw, "depth", l->depth);
 	if (l->flags & FH_LOCK_SHARED_UNKNOWN)
 		jw_bool(&o->jw, "shared_unknown", true);
+	if (internal)
+		jw_str(&o->jw, "internal", internal);
+	pyframes_json(&o->jw, "py_stack", o->pyframes, py_frames(o, (pid_t)ev->pid, &l->py));
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
 	if (runtime)
@@ -458,16 +502,19 @@ static void json_other_threads(struct output *o, const struct fh_fork_event *ev)
 static void json_fork(struct output *o, const struct fh_fork_event *ev,
 		      const struct output_meta *meta)
 {
-	char advice[2048];
+	char advice[2048], name[PYRT_NAME_LEN];
 	int n;
 
 	json_thread_header(o, "fork", ev->time_ns, ev->pid, ev->tid, ev->comm);
+	py_thread(o, (pid_t)ev->pid, (pid_t)ev->tid, ev->comm, name, sizeof(name));
+	jw_str(&o->jw, "py_thread", name[0] ? name : NULL);
 	jw_uint(&o->jw, "child_pid", ev->child_pid);
 	jw_uint(&o->jw, "threads", ev->threads);
 	jw_str(&o->jw, "severity", hazard_fork(ev) ? "hazard" : "info");
 	json_locks(o, ev, "locks", HAZARD_LOCK_FOREIGN, meta);
 	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN, meta);
 	json_locks(o, ev, "shared_locks", HAZARD_LOCK_SHARED, meta);
+	json_locks(o, ev, "internal_locks", HAZARD_LOCK_INTERNAL, meta);
 	if (ev->locks_omitted)
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
@@ -477,6 +524,7 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev,
 	if (hazard_fork(ev))
 		jw_str(&o->jw, "advice", fork_advice(o, ev, advice, sizeof(advice)));
 	json_other_threads(o, ev);
+	pyframes_json(&o->jw, "py_stack", o->pyframes, py_fork_frames(o, ev));
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
 	json_where(o, meta, ev->exe_name, ev->ns_pid);
@@ -493,6 +541,18 @@ static void text_prefix(struct output *o, uint64_t mono_ns, __u32 pid, const cha
 	fmt_clock(o, mono_ns, clock, sizeof(clock));
 	term_escape(comm, comm_len, name, sizeof(name));
 	fprintf(o->o.f, "%-8s %-7u %-7s %-16.16s %-7s %-4s ", clock, pid, tid, name, child, thr);
+}
+
+/* ' "name"', the thread's Python name escaped, or "" when it has none. */
+static const char *text_py_thread(struct output *o, pid_t pid, pid_t tid, const char *os_name,
+				  char *buf, size_t size)
+{
+	char name[PYRT_NAME_LEN], esc[PYRT_NAME_LEN * 4];
+
+	if (!py_thread(o, pid, tid, os_name, name, sizeof(name))[0])
+		return "";
+	snprintf(buf, size, " \"%s\"", term_escape(name, (size_t)-1, esc, sizeof(esc)));
+	return buf;
 }
 
 /* " (suppressed by FILE:LINE)" after what a rule set aside (-v names it). */
@@ -514,26 +574,32 @@ static void text_suppressed(struct output *o, const char *rule)
 static void text_lock_line(struct output *o, const struct fh_fork_event *ev, const struct fh_lock *l,
 			   const char *indent, const char *rule, const char *why)
 {
-	char held[32], name[FH_COMM_LEN * 4 + 1];
-	const char *runtime;
-	int n;
+	char held[32], name[FH_COMM_LEN * 4 + 1], pyname[PYRT_NAME_LEN * 4 + 4];
+	const char *runtime, *internal = hazard_internal_name(l->flags);
+	int n, npy;
 
 	fmt_duration(ev->time_ns > l->acquired_ns ? ev->time_ns - l->acquired_ns : 0, held,
 		     sizeof(held));
 	term_escape(l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN), name, sizeof(name));
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
-	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s) for %s%s%s", indent,
+	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s)%s for %s%s%s%s%s", indent,
 		runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
-		(unsigned long long)l->addr, l->holder_tid, name, held,
-		l->depth > 1 ? " (recursive)" : "",
-		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
+		(unsigned long long)l->addr, l->holder_tid, name,
+		text_py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm, pyname,
+			       sizeof(pyname)),
+		held, l->depth > 1 ? " (recursive)" : "",
+		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)", internal ? ": the interpreter's " : "",
+		internal ? internal : "");
 	text_suppressed(o, rule);
 	fputc('\n', o->o.f);
 	if (l->flags & FH_LOCK_SHARED_UNKNOWN)
 		fputs("        (whether it is in shared memory could not be checked)\n", o->o.f);
 	if (why)
 		fprintf(o->o.f, "        mitigated: the child re-created it (%s)\n", why);
+	npy = py_frames(o, (pid_t)ev->pid, &l->py);
+	text_py_stack(o, npy, "        ");
+	/* o->frames is still the lock's: py_frames does not touch it */
 	text_stack(o, n, "        ");
 }
 
@@ -670,8 +736,8 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	}
 	if (ev->locks_omitted)
 		fprintf(o->o.f, "    ... and %u more locks\n", ev->locks_omitted);
-	/* not hazards: the forking thread's own locks, and those the parent
-	 * shares with the child (-v) */
+	/* not hazards: the forking thread's own locks, those the parent shares
+	 * with the child, and the interpreter's own (-v) */
 	for (__u32 i = 0; i < ev->nr_locks && o->o.verbose; i++) {
 		enum hazard_lock role = hazard_lock_role(ev, &ev->locks[i]);
 
@@ -679,11 +745,19 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 			text_lock_line(o, ev, &ev->locks[i], "    own: ", NULL, NULL);
 		else if (role == HAZARD_LOCK_SHARED)
 			text_lock_line(o, ev, &ev->locks[i], "    shared (not inherited): ", NULL, NULL);
+		else if (role == HAZARD_LOCK_INTERNAL)
+			text_lock_line(o, ev, &ev->locks[i], "    internal: ", NULL, NULL);
 	}
 	if (foreign || o->o.verbose > 1) {
+		char pyname[PYRT_NAME_LEN * 4 + 4];
+		int npy = py_fork_frames(o, ev);
+
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
-		if (n) {
-			fputs("    fork called from:\n", o->o.f);
+		if (n || npy) {
+			fprintf(o->o.f, "    fork called from%s:\n",
+				text_py_thread(o, (pid_t)ev->pid, (pid_t)ev->tid, ev->comm, pyname,
+					       sizeof(pyname)));
+			text_py_stack(o, npy, "        ");
 			text_stack(o, n, "        ");
 		}
 	}
@@ -790,6 +864,8 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 			jw_bool(&o->jw, "suppressed", true);
 			jw_str(&o->jw, "suppressed_by", suppressed_by(meta, 0));
 		}
+		/* read from the child: the code it runs is the frozen copy */
+		pyframes_json(&o->jw, "py_stack", o->pyframes, py_frames(o, (pid_t)ev->pid, &ev->py));
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		json_stack(o, "stack", n);
 		json_where(o, meta, ev->exe_name, ev->ns_pid);
@@ -813,9 +889,14 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 	if (lock && fork)
 		text_lock_line(o, fork, lock, "    inherited ", NULL, NULL);
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
-	if (n) {
-		fputs("    waiting in:\n", o->o.f);
-		text_stack(o, n, "        ");
+	{
+		int npy = py_frames(o, (pid_t)ev->pid, &ev->py);
+
+		if (n || npy) {
+			fputs("    waiting in:\n", o->o.f);
+			text_py_stack(o, npy, "        ");
+			text_stack(o, n, "        ");
+		}
 	}
 }
 

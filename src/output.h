@@ -17,6 +17,7 @@ struct fh_container;
 struct fh_counts;
 struct jw;
 struct otherthreads;
+struct pyframes;
 struct reinit_set;
 struct syms;
 struct ustacks;
@@ -29,6 +30,7 @@ struct output_opts {
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
 	struct otherthreads *others;	/* what forks' other threads are, or NULL */
+	struct pyframes *py;		/* Python frames and thread names, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
 };
 

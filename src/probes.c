@@ -29,6 +29,8 @@ enum lock_op {
 	OP_ACQUIRE,		/* the lock word tells at the fork whether it worked */
 	OP_ACQUIRE_RET,		/* counts only if it succeeds (returns 0) */
 	OP_RELEASE,
+	OP_FREE,		/* a lock freed (sem_destroy): a release of its own link,
+				 * which a Python process does without (probes_attach_python) */
 };
 
 /* lock_fn.how */
@@ -50,8 +52,11 @@ enum lock_op {
  * point (the writer half branches away before it). A semaphore or spinlock is
  * held by its newest acquirer (bpf/fh.bpf.h, lock_owners): sem_post and
  * pthread_spin_unlock are not probed; sem_destroy is (a semaphore freed while
- * taken: a timed-out Condition waiter of CPython). mtx_unlock calls
- * pthread_mutex_unlock in both libraries: never probed.
+ * taken: a C program's one-shot signal), except in Python processes, whose
+ * such semaphores (Condition waiters) are told by the Python frame that took
+ * them (src/hazard.h): there its single-stepped trap, once per Condition
+ * wait, is not paid. mtx_unlock calls pthread_mutex_unlock in both
+ * libraries: never probed.
  */
 static const struct lock_fn {
 	const char *name;
@@ -83,12 +88,12 @@ static const struct lock_fn {
 	{ "sem_trywait",                FH_KIND_SEM,          OP_ACQUIRE_RET, FH_PROBE_TRY, FN_POINTS },
 	{ "sem_timedwait",              FH_KIND_SEM,          OP_ACQUIRE_RET, 0, FN_POINTS },
 	{ "sem_clockwait",              FH_KIND_SEM,          OP_ACQUIRE_RET, 0, FN_POINTS },
-	{ "sem_destroy",                FH_KIND_SEM,          OP_RELEASE },
+	{ "sem_destroy",                FH_KIND_SEM,          OP_FREE },
 	{ "pthread_spin_lock",          FH_KIND_SPIN,         OP_ACQUIRE_RET, 0, FN_POINTS },
 	{ "pthread_spin_trylock",       FH_KIND_SPIN,         OP_ACQUIRE_RET, FH_PROBE_TRY, FN_POINTS },
 };
 #define N_LOCK_FNS	(sizeof(lock_fns) / sizeof(lock_fns[0]))
-#define N_LINK_OPS	3		/* one uprobe_multi link per lock_op */
+#define N_LINK_OPS	4		/* one uprobe_multi link per lock_op */
 #define MAX_FN_POINTS	4		/* success points kept per function */
 #define MAX_POINTS	(N_LOCK_FNS * ELF_MAX_ALIASES * 2)
 
@@ -114,6 +119,7 @@ struct probed_proc {
 	pid_t pid;
 	int pidfd;
 	unsigned int hit_slot;	/* its counter in the lock_hits map; 0: none */
+	bool no_free;		/* without OP_FREE links (probes_attach_python) */
 	int nmods;
 	struct {
 		struct lock_module *mod;
@@ -162,6 +168,7 @@ struct probes *probes_new(const struct probes_opts *o)
 	p->prog_fd[OP_ACQUIRE] = o->acquire_fd;
 	p->prog_fd[OP_ACQUIRE_RET] = o->acquired_fd;
 	p->prog_fd[OP_RELEASE] = o->release_fd;
+	p->prog_fd[OP_FREE] = o->release_fd;
 	p->max_procs = o->max_procs;
 	p->at_entry = o->at_entry;
 	return p;
@@ -577,16 +584,16 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 }
 
 /* The links of one module, for one process (pid, counted in lock_hits slot
- * hit_slot) or every process (pid 0). */
+ * hit_slot) or every process (pid 0); without the OP_FREE one if no_free. */
 static int attach_module(struct probes *p, struct lock_module *mod, const char *path,
-			 pid_t pid, unsigned int hit_slot, int links[N_LINK_OPS])
+			 pid_t pid, unsigned int hit_slot, bool no_free, int links[N_LINK_OPS])
 {
 	__u64 cookies[MAX_POINTS];
 
 	for (int op = 0; op < N_LINK_OPS; op++)
 		links[op] = -1;
 	for (int op = 0; op < N_LINK_OPS; op++) {
-		if (!mod->npoints[op])
+		if (!mod->npoints[op] || (op == OP_FREE && no_free))
 			continue;
 		for (int i = 0; i < mod->npoints[op]; i++)
 			cookies[i] = mod->cookie[op][i] | ((__u64)hit_slot << FH_COOKIE_HIT_SLOT_SHIFT);
@@ -657,7 +664,8 @@ static int attach_resolved(struct attach_walk *w, struct lock_module *mod, const
 			return 0;
 	}
 	err = attach_module(w->p, mod, link_path, w->per_process ? w->target : 0,
-			    w->per_process ? w->pp->hit_slot : 0, links);
+			    w->per_process ? w->pp->hit_slot : 0, w->per_process && w->pp->no_free,
+			    links);
 	if (err) {
 		log_warn("cannot attach lock probes to %s for PID %d: %s", name, (int)w->target,
 			 strerror(-err));
@@ -813,6 +821,22 @@ static int find_own_libc(const struct fh_mapping *m, void *ctx)
 	return attach_mapping(m, w) ? -EIO : 1;
 }
 
+/* Resolve our own C library, as probes_prepare() wants. */
+static int resolve_own_libc(const struct fh_mapping *m, void *ctx)
+{
+	struct lock_module *mod;
+
+	if (m->perms[2] != 'x' || !is_c_library(m->path))
+		return 0;
+	resolve_module(ctx, getpid(), m, &mod);
+	return 0;
+}
+
+int probes_prepare(struct probes *p)
+{
+	return procfs_for_each_mapping(getpid(), resolve_own_libc, p);
+}
+
 /*
  * A process caught between exec and its dynamic loader mapping the C library
  * (a --comm process, a COMMAND) has nothing to probe yet. Per-process uprobes
@@ -852,7 +876,22 @@ static void tell_no_lock_fns(struct attach_walk *w)
 		 exe[0] ? exe : link);
 }
 
-int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
+/* Close the OP_FREE links pp has (a process found to be a Python since). */
+static void forgo_free(struct probes *p, struct probed_proc *pp)
+{
+	pp->no_free = true;
+	for (int m = 0; m < pp->nmods; m++) {
+		int *link = &pp->mods[m].links[OP_FREE];
+
+		if (*link >= 0) {
+			close(*link);
+			*link = -1;
+			p->links--;
+		}
+	}
+}
+
+static int attach_process(struct probes *p, pid_t pid, bool per_process, bool no_free)
 {
 	struct attach_walk w = { .p = p, .pid = pid, .target = pid, .per_process = per_process };
 	bool new_proc = false;
@@ -883,6 +922,8 @@ int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 			w.pp->hit_slot = take_hit_slot(p);
 			new_proc = true;
 		}
+		if (no_free)
+			forgo_free(p, w.pp);
 	}
 	err = procfs_for_each_mapping(pid, attach_mapping, &w);
 	if (err == -ENOENT || err == -ESRCH)
@@ -903,6 +944,16 @@ int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 	if (err)
 		return err;
 	return w.attached;
+}
+
+int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
+{
+	return attach_process(p, pid, per_process, false);
+}
+
+int probes_attach_python(struct probes *p, pid_t pid)
+{
+	return attach_process(p, pid, true, true);
 }
 
 int probes_attach_everywhere(struct probes *p)

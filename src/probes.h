@@ -58,8 +58,27 @@ int probes_attach_process(struct probes *p, pid_t pid, bool per_process);
  */
 int probes_attach_program(struct probes *p, pid_t pid, const char *program);
 
+/*
+ * Read now, before any process asks for probes, where the lock functions of
+ * this machine's C library (the one forkhazard itself maps) are probed, so
+ * that a process's first multithreaded fork arms its probes in a millisecond
+ * rather than the tens the analysis takes (adaptive mode: pools and servers
+ * fork their next worker that soon). Returns 0 or -errno.
+ */
+int probes_prepare(struct probes *p);
+
 /* System-wide: attach to the lock libraries of every running process. */
 int probes_attach_everywhere(struct probes *p);
+
+/*
+ * probes_attach_process(p, pid, true) for a Python process (one whose
+ * frames the kernel walks): from now on without the probes on functions
+ * that free a lock (sem_destroy; those it had are detached), whose work
+ * there, a semaphore freed while taken (a Condition waiter), the Python
+ * frame that took it does: it does not pay a single-stepped trap per
+ * Condition wait. Returns as probes_attach_process.
+ */
+int probes_attach_python(struct probes *p, pid_t pid);
 
 /* Detach the per-process probes of processes that have exited. */
 void probes_reap_exited(struct probes *p);

@@ -130,26 +130,44 @@ static size_t stdlib_dir(const char *c)
 	return c[n] == '/' ? n : 0;
 }
 
-size_t pycode_site_path(const char *path, char *out, size_t size)
+/* Where path's site path begins; *stdlib: there because it is the standard
+ * library's. */
+static const char *site_from(const char *path, bool *stdlib)
 {
 	static const char *const sites[] = { "/site-packages/", "/dist-packages/" };
 	const char *from = path, *lib = NULL;
-	size_t n = 0;
 
+	*stdlib = false;
 	for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++)
 		for (const char *s = strstr(path, sites[i]); s; s = strstr(s + 1, sites[i]))
 			if (s + strlen(sites[i]) > from)
 				from = s + strlen(sites[i]);
-	if (from == path) {
-		/* the standard library: the last "lib/pythonX.Y/" (lib64, Lib too) */
-		for (const char *s = strstr(path, "/python"); s; s = strstr(s + 1, "/python"))
-			if (s > path && stdlib_dir(s + 1) && (s - path >= 3) &&
-			    (!strncmp(s - 3, "lib", 3) || !strncmp(s - 3, "Lib", 3) ||
-			     (s - path >= 5 && !strncmp(s - 5, "lib64", 5))))
-				lib = s + 1;
-		if (lib)
-			from = lib;
-	}
+	if (from != path)
+		return from;
+	/* the standard library: the last "lib/pythonX.Y/" (lib64, Lib too) */
+	for (const char *s = strstr(path, "/python"); s; s = strstr(s + 1, "/python"))
+		if (s > path && stdlib_dir(s + 1) && (s - path >= 3) &&
+		    (!strncmp(s - 3, "lib", 3) || !strncmp(s - 3, "Lib", 3) ||
+		     (s - path >= 5 && !strncmp(s - 5, "lib64", 5))))
+			lib = s + 1;
+	*stdlib = lib != NULL;
+	return lib ? lib : path;
+}
+
+bool pycode_stdlib(const char *path)
+{
+	bool stdlib;
+
+	site_from(path, &stdlib);
+	return stdlib || !strncmp(path, "<frozen ", 8);
+}
+
+size_t pycode_site_path(const char *path, char *out, size_t size)
+{
+	bool stdlib;
+	const char *from = site_from(path, &stdlib);
+	size_t n = 0;
+
 	for (const char *c = from; *c;) {
 		bool slash = *c == '/';
 
@@ -164,4 +182,15 @@ size_t pycode_site_path(const char *path, char *out, size_t size)
 	if (size)
 		out[n < size ? n : size - 1] = '\0';
 	return n;
+}
+
+void pycode_frame_text(const char *file, const char *function, int line, char *out, size_t size)
+{
+	char site[1024];
+
+	pycode_site_path(file, site, sizeof(site));
+	if (line > 0)
+		snprintf(out, size, "%s (%s:%d)", function, site, line);
+	else
+		snprintf(out, size, "%s (%s)", function, site);
 }

@@ -8,6 +8,7 @@
 #ifndef FH_PYCODE_H
 #define FH_PYCODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,5 +32,21 @@ int pycode_line(int minor, const uint8_t *table, size_t len, int firstlineno, in
  * size bytes (NUL included) and returns the length the whole key has.
  */
 size_t pycode_site_path(const char *path, char *out, size_t size);
+
+/*
+ * Is path the standard library's (below "lib/pythonX.Y/", not in its
+ * site-packages; or a frozen module, "<frozen os>")? A site, a SARIF
+ * location, a report names the innermost frame that is not: the user's code
+ * that called into the library (tests/unit/test_pycode.c).
+ */
+bool pycode_stdlib(const char *path);
+
+/*
+ * A Python frame as people read it and as a site names it:
+ * "function (site path:line)", "function (site path)" when the line is not
+ * known (0). Unescaped: the caller escapes it for where it goes. Writes at
+ * most size bytes (NUL included).
+ */
+void pycode_frame_text(const char *file, const char *function, int line, char *out, size_t size);
 
 #endif

@@ -58,6 +58,7 @@ struct code_cache {
 struct py_thread {
 	uint64_t ident;			/* pthread_t */
 	uint64_t tstate;
+	uint64_t sentinel;		/* its _tstate_lock's lock (sem_t *); 0: none */
 	pid_t tid;			/* 0: not known */
 	bool named;
 	char name[PYRT_NAME_LEN];
@@ -657,15 +658,15 @@ static int read_module(struct pyproc *p, const struct fh_mapping *m)
 			 m->path);
 		return -ENOTSUP;
 	}
+	p->info.major = minor < 0 ? 0 : 3;
+	p->info.minor = minor < 0 ? 0 : minor;
+	p->info.micro = micro;
 	if (minor < 0) {
 		say_once(p->r, SAY_UNKNOWN, "PID %d: %s holds a CPython whose version cannot be "
 			 "told (no Py_Version, no version in its name): not readable", (int)p->pid,
 			 m->path);
 		return -ENOTSUP;
 	}
-	p->info.major = 3;
-	p->info.minor = minor;
-	p->info.micro = micro;
 	p->info.runtime = bias + syms[NTYPES].vaddr;
 	snprintf(p->info.module, sizeof(p->info.module), "%.*s", (int)sizeof(p->info.module) - 1,
 		 m->path);
@@ -966,6 +967,7 @@ static void frame_of(const struct pyproc *p, const struct code_entry *e, uint64_
 
 	snprintf(out->file, sizeof(out->file), "%s", e->file);
 	snprintf(out->function, sizeof(out->function), "%s", e->function);
+	out->firstline = e->firstlineno;
 	if (e->ncodeunits < 0 || off < (int64_t)e->ncodeunits * 2)
 		line = pycode_line(p->info.minor, e->table, e->table_len, e->firstlineno, off);
 	out->line = line > 0 ? line : 0;
@@ -1075,6 +1077,23 @@ void pyrt_free(struct pyrt *r)
 	free(r);
 }
 
+int pyrt_program_is_python(pid_t pid)
+{
+	struct elf_sym runtime = { .name = "_PyRuntime" };
+	char path[64];
+	int fd, err;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	err = elf_needs(fd, "libpython3.");
+	if (err == 0 && !elf_find_syms(fd, &runtime, 1))
+		err = runtime.found;
+	close(fd);
+	return err;
+}
+
 void pyrt_forget(struct pyrt *r, pid_t pid)
 {
 	for (size_t i = 0; i < r->nprocs; i++) {
@@ -1106,7 +1125,10 @@ int pyrt_open(struct pyrt *r, pid_t pid, struct pyrt_info *info)
 	int err;
 	struct pyproc *p = proc_ready(r, pid, &err);
 
-	if (p && info)
+	if (info)
+		*info = p ? p->info : (struct pyrt_info){ 0 };
+	/* a Python it cannot read still says which it is */
+	if (info && err == -ENOTSUP && (p = proc_get(r, pid)))
 		*info = p->info;
 	return err;
 }
@@ -1324,6 +1346,25 @@ static int note_tstate(struct pyproc *p, uint64_t tstate, const uint8_t *ts, voi
 	return 0;
 }
 
+/* The sem_t * of a Thread's _tstate_lock (3.10-3.12), or 0: a _thread.lock
+ * object keeps its PyThread_type_lock right after its object header. */
+#define LOCKOBJECT_LOCK		16
+
+static uint64_t thread_sentinel(struct pyproc *p, uint64_t thread)
+{
+	static const char want[] = "_thread.lock";
+	uint64_t lock, type, name, sem;
+	char tp_name[sizeof(want)];
+
+	if (attr_get(p, thread, "_tstate_lock", &lock) || (lock & 7) ||
+	    rd_ptr(p, lock + (uint64_t)p->o.object_type, &type) || (type & 7) ||
+	    rd_ptr(p, type + (uint64_t)p->o.type_name, &name) ||
+	    rd(p, name, tp_name, sizeof(tp_name)) || memcmp(tp_name, want, sizeof(want)) ||
+	    rd_ptr(p, lock + LOCKOBJECT_LOCK, &sem))
+		return 0;
+	return sem;
+}
+
 static int note_name(struct pyproc *p, uint64_t key, uint64_t value, void *ctx)
 {
 	struct py_thread *t = NULL;
@@ -1343,6 +1384,7 @@ static int note_name(struct pyproc *p, uint64_t key, uint64_t value, void *ctx)
 	}
 	if (!attr_get(p, value, "_name", &name) && !rd_str(p, name, t->name, sizeof(t->name)))
 		t->named = true;
+	t->sentinel = thread_sentinel(p, value);
 	return 0;
 }
 
@@ -1387,15 +1429,22 @@ int pyrt_refresh_threads(struct pyrt *r, pid_t pid)
 	return err == -ENOENT ? 0 : err;
 }
 
+/* pid's process with its threads read, or NULL (*err). */
+static struct pyproc *with_threads(struct pyrt *r, pid_t pid, int *err)
+{
+	struct pyproc *p = proc_ready(r, pid, err);
+
+	if (p && !p->threads_read && (*err = pyrt_refresh_threads(r, pid)))
+		return NULL;
+	return p;
+}
+
 static int name_of(struct pyrt *r, pid_t pid, bool by_tid, uint64_t id, char *buf, size_t size)
 {
-	struct pyproc *p;
 	int err;
+	struct pyproc *p = with_threads(r, pid, &err);
 
-	p = proc_ready(r, pid, &err);
 	if (!p)
-		return err;
-	if (!p->threads_read && (err = pyrt_refresh_threads(r, pid)))
 		return err;
 	for (int i = 0; i < p->nthreads; i++) {
 		const struct py_thread *t = &p->threads[i];
@@ -1413,6 +1462,22 @@ int pyrt_thread_name(struct pyrt *r, pid_t pid, pid_t tid, char *buf, size_t siz
 	return name_of(r, pid, true, (uint64_t)tid, buf, size);
 }
 
+int pyrt_thread_sentinel(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *lock)
+{
+	int err;
+	struct pyproc *p = with_threads(r, pid, &err);
+
+	if (!p)
+		return err;
+	for (int i = 0; i < p->nthreads; i++) {
+		if (tid && p->threads[i].tid == tid && p->threads[i].sentinel) {
+			*lock = p->threads[i].sentinel;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 int pyrt_thread_name_by_ident(struct pyrt *r, pid_t pid, uint64_t ident, char *buf, size_t size)
 {
 	return name_of(r, pid, false, ident, buf, size);
@@ -1423,6 +1488,20 @@ int pyrt_thread_name_by_ident(struct pyrt *r, pid_t pid, uint64_t ident, char *b
 static uint16_t u16_or_none(int32_t v)
 {
 	return v >= 0 && v < FH_PY_NONE ? (uint16_t)v : FH_PY_NONE;
+}
+
+/* Bytes to read at once to have every field that ends at ends[] (n of
+ * them; a field that does not exist ends before 8), rounded up to 8; 0 if
+ * beyond what the kernel's walker reads at once. */
+static uint16_t read_size(const int32_t *ends, int n)
+{
+	int32_t end = 8;
+
+	for (int i = 0; i < n; i++)
+		if (ends[i] > end)
+			end = ends[i];
+	end = (end + 7) & ~7;
+	return end <= FH_PY_READ_MAX ? (uint16_t)end : 0;
 }
 
 int pyrt_layout(struct pyrt *r, pid_t pid, struct fh_py_layout *l)
@@ -1465,7 +1544,13 @@ int pyrt_layout(struct pyrt *r, pid_t pid, struct fh_py_layout *l)
 		.frame_instr_size = u16_or_none(o->frame_instr_size),
 		.frame_owner = u16_or_none(o->frame_owner),
 		.frame_owner_cstack = u16_or_none(o->frame_owner_cstack),
+		.tstate_read = read_size((int32_t[]){ o->tstate_thread_id + 8, o->tstate_frame + 8 }, 2),
+		.frame_read = read_size((int32_t[]){ o->frame_previous + 8, o->frame_code + 8,
+						     o->frame_instr + o->frame_instr_size,
+						     o->frame_owner + 1 }, 4),
 	};
+	if (!l->tstate_read || !l->frame_read)
+		return -ENOTSUP;
 	return 0;
 }
 

@@ -40,6 +40,7 @@ struct pyrt_frame {
 	char file[PYRT_FILE_LEN];	/* co_filename, as the code object has it */
 	char function[PYRT_FUNC_LEN];	/* co_qualname (3.11+), co_name (3.10) */
 	int line;			/* 0: not known */
+	int firstline;			/* co_firstlineno: the line of its `def` */
 };
 
 /* A frame as a BPF program can record it (see struct fh_py_layout). */
@@ -78,10 +79,18 @@ void pyrt_free(struct pyrt *r);
  * Is pid a Python this module can read? Cheap after the first call for a
  * process (a reused PID is noticed by its start time). Returns 0 and fills
  * info (may be NULL); -ENOENT: not a Python process; -ENOTSUP: a Python it
- * cannot read (said once with log_info); -EAGAIN: its interpreter is not
+ * cannot read (said once with log_info; info->major and minor are filled
+ * when its version is known, else 0); -EAGAIN: its interpreter is not
  * initialized yet; -ESRCH: gone; other -errno: not readable (-EPERM).
  */
 int pyrt_open(struct pyrt *r, pid_t pid, struct pyrt_info *info);
+
+/*
+ * Does the program pid runs hold or load a CPython (a libpython3.* it
+ * needs, or a _PyRuntime of its own)? Told from the executable's file alone,
+ * before its interpreter is loaded or started. Returns 1, 0, or -errno.
+ */
+int pyrt_program_is_python(pid_t pid);
 
 /* Forget pid (it exited or exec'd): its caches and thread names. */
 void pyrt_forget(struct pyrt *r, pid_t pid);
@@ -123,6 +132,15 @@ int pyrt_thread_state(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *tstate);
 int pyrt_refresh_threads(struct pyrt *r, pid_t pid);
 int pyrt_thread_name(struct pyrt *r, pid_t pid, pid_t tid, char *buf, size_t size);
 int pyrt_thread_name_by_ident(struct pyrt *r, pid_t pid, uint64_t ident, char *buf, size_t size);
+
+/*
+ * The lock a threading.Thread holds for its whole life, as the interpreter
+ * knows it (3.10-3.12: Thread._tstate_lock, a _thread.lock; its
+ * PyThread_type_lock, the sem_t the C library sees): from what was read
+ * last, like the names. Returns 0 with *lock, -ENOENT (no such thread, or
+ * none: 3.13+ has no such lock), or pyrt_open's errors.
+ */
+int pyrt_thread_sentinel(struct pyrt *r, pid_t pid, pid_t tid, uint64_t *lock);
 
 /*
  * What a BPF program needs to walk pid's Python frames (struct fh_py_layout).

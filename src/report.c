@@ -11,6 +11,7 @@
 #include "escape.h"
 #include "json.h"
 #include "output.h"
+#include "pycode.h"
 #include "report.h"
 #include "sites.h"
 
@@ -184,16 +185,23 @@ static void frame_text(json_object *f, char *buf, size_t size)
 		snprintf(buf, size, "%.40s", str(f, "addr") ? str(f, "addr") : "?");
 }
 
-/* The innermost Python frame of o's "py_stack", as the text output shows
- * one. false if there is none. */
+/* The Python frame of o's "py_stack" that names its place (the innermost
+ * outside the standard library, else the innermost: as SARIF and the site
+ * choose it), as the text output shows one. false if there is none. */
 static bool py_text(json_object *o, char *buf, size_t size)
 {
 	json_object *py = array(o, "py_stack"), *f;
+	size_t n = py ? json_object_array_length(py) : 0, at = 0;
 	const char *fn, *file;
 
-	if (!py || !json_object_array_length(py))
+	if (!n)
 		return false;
-	f = json_object_array_get_idx(py, 0);
+	for (size_t i = n; i-- > 0;) {
+		file = str(json_object_array_get_idx(py, i), "file");
+		if (file && !pycode_stdlib(file))
+			at = i;
+	}
+	f = json_object_array_get_idx(py, at);
 	fn = str(f, "function");
 	file = str(f, "file");
 	snprintf(buf, size, "py: %.100s (%.120s:%" PRId64 ")", fn ? fn : "?", file ? file : "?",

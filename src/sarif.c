@@ -88,7 +88,9 @@ static void frame_text(const struct gate_frame *f, char *buf, size_t size)
 	const char *mod = strrchr(f->module, '/');
 
 	mod = mod ? mod + 1 : f->module;
-	if (f->known)
+	if (f->python)
+		snprintf(buf, size, "%.200s (%.200s)", f->symbol, f->file);
+	else if (f->known)
 		snprintf(buf, size, "%.200s+0x%" PRIx64 " [%.100s]", f->symbol, f->offset, mod);
 	else if (f->has_module)
 		snprintf(buf, size, "[%.100s+0x%" PRIx64 "]", mod, f->module_offset);

@@ -4,7 +4,8 @@
  * result per finding site (gate.c keeps them), ruled fork-hazard (level
  * warning) or fork-deadlock (error, a child deadlocked there); its
  * locations are the fork call site and each lock's acquisition site, with
- * file and line where the debug information gives them, relative to
+ * file and line where the debug information gives them (in Python: the
+ * Python file and line, gate_place's frame), relative to
  * --sarif-root (uriBaseId SRCROOT) so that review tools place them on the
  * repository's files; the holders and the stacks are related locations and
  * SARIF stacks; the site id is the result's partial fingerprint, so a

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "clib.h"
+#include "pycode.h"
 #include "siteid.h"
 #include "symbolize.h"
 
@@ -100,24 +101,73 @@ void siteid_begin(struct siteid_key *k, enum site_kind kind, const char *exe_nam
 	memcpy(k->d.comm, comm, n < sizeof(k->d.comm) - 1 ? n : sizeof(k->d.comm) - 1);
 }
 
-void siteid_lock(struct siteid_key *k, unsigned int kind, const struct fh_frame *caller)
+/* A Python frame's identity: its file wherever it is installed, its
+ * function and line. */
+static uint64_t python_hash(uint64_t h, const char *file, const char *function, int line)
 {
-	uint16_t kind16 = (uint16_t)kind;
-	uint64_t h;
+	char site[SITE_FRAME_LEN * 2];
+	size_t n = pycode_site_path(file, site, sizeof(site));
+
+	h = site_hash(h, "py", 2);
+	h = site_hash(h, site, n < sizeof(site) ? n : sizeof(site) - 1);
+	h = site_hash(h, function, strlen(function) + 1);
+	return site_hash(h, &line, sizeof(line));
+}
+
+/* Add lock site h (described by text) to the occurrence. */
+static void add_lock_site(struct siteid_key *k, uint64_t h, const char *text)
+{
 	bool seen = false;
 
-	if (k->nlocks == FH_EVENT_LOCKS)
-		return;
-	h = frame_hash(site_hash(SITE_HASH_INIT, &kind16, sizeof(kind16)), caller);
 	/* describe the distinct ones (first occurrence order) */
 	for (int i = 0; i < k->nlocks; i++)
 		seen |= k->locks[i] == h;
 	if (!seen) {
 		if (k->d.nlock_sites < SITE_LOCKS_SHOWN)
-			siteid_frame_text(caller, k->d.lock_sites[k->d.nlock_sites], SITE_FRAME_LEN);
+			snprintf(k->d.lock_sites[k->d.nlock_sites], SITE_FRAME_LEN, "%s", text);
 		k->d.nlock_sites++;
 	}
 	k->locks[k->nlocks++] = h;
+}
+
+void siteid_lock(struct siteid_key *k, unsigned int kind, const struct fh_frame *caller)
+{
+	uint16_t kind16 = (uint16_t)kind;
+	char text[SITE_FRAME_LEN];
+
+	if (k->nlocks == FH_EVENT_LOCKS)
+		return;
+	siteid_frame_text(caller, text, sizeof(text));
+	add_lock_site(k, frame_hash(site_hash(SITE_HASH_INIT, &kind16, sizeof(kind16)), caller),
+		      text);
+}
+
+void siteid_lock_python(struct siteid_key *k, unsigned int kind, const char *file,
+			const char *function, int line)
+{
+	uint16_t kind16 = (uint16_t)kind;
+	char text[SITE_FRAME_LEN];
+
+	if (k->nlocks == FH_EVENT_LOCKS)
+		return;
+	pycode_frame_text(file, function, line, text, sizeof(text));
+	add_lock_site(k, python_hash(site_hash(SITE_HASH_INIT, &kind16, sizeof(kind16)), file,
+				     function, line), text);
+}
+
+void siteid_python_place(struct siteid_key *k, const char *file, const char *function, int line)
+{
+	char text[SITE_FRAME_LEN];
+
+	k->py_place = python_hash(SITE_HASH_INIT, file, function, line);
+	k->py_place |= !k->py_place;
+	pycode_frame_text(file, function, line, text, sizeof(text));
+	if (k->d.kind == SITE_HAZARD) {
+		snprintf(k->d.fork_site, sizeof(k->d.fork_site), "%s", text);
+	} else {
+		snprintf(k->d.lock_sites[0], SITE_FRAME_LEN, "%s", text);
+		k->d.nlock_sites = 1;
+	}
 }
 
 void siteid_locks_omitted(struct siteid_key *k)
@@ -169,6 +219,11 @@ void siteid_finish(struct siteid *t, struct siteid_key *k, const struct fh_frame
 			weak = site_hash(weak, &k->locks[i], sizeof(k->locks[i]));
 	if (k->locks_omitted)
 		weak = site_hash(weak, "+omitted", 8);
+	if (k->py_place) {	/* named for sure, whatever was unwound */
+		k->d.id = site_hash(weak, &k->py_place, sizeof(k->py_place));
+		k->d.id |= !k->d.id;
+		return;
+	}
 	if (pf && k->d.kind == SITE_HAZARD) {
 		siteid_frame_text(pf, k->d.fork_site, sizeof(k->d.fork_site));
 	} else if (pf) {	/* a deadlock's place: where the child waits */

@@ -6,7 +6,11 @@
  * a deadlock whose fork was no hazard is (executable, where the child
  * waits). Each code place counts by its module's build-id (else its path)
  * and its offset in the module; the C library's own frames never name a
- * place (every program has them).
+ * place (every program has them). Where a place has a Python frame (a
+ * Python thread's lock, fork call or wait), that frame names it instead:
+ * its file as pycode_site_path() makes it the same in any virtual
+ * environment or machine, its function and line; the native frames of
+ * Python code are the interpreter's, the same for every Python call site.
  *
  * Pure: the caller resolves the frames (symbolize.c, ustacks.c) and passes
  * them in; nothing here reads /proc or prints. Unit-tested alone
@@ -41,6 +45,7 @@ struct siteid_key {
 	uint64_t locks[FH_EVENT_LOCKS];		/* each lock site's hash */
 	int nlocks;
 	bool locks_omitted;
+	uint64_t py_place;			/* siteid_python_place's hash; 0: none */
 };
 
 /*
@@ -60,12 +65,20 @@ void siteid_begin(struct siteid_key *k, enum site_kind kind, const char *exe_nam
 		  const char *exe, const char *comm);
 /* A foreign lock of a hazard: its kind, and the frame that took it. */
 void siteid_lock(struct siteid_key *k, unsigned int kind, const struct fh_frame *caller);
+/* The same for a lock taken by Python code: the innermost Python frame. */
+void siteid_lock_python(struct siteid_key *k, unsigned int kind, const char *file,
+			const char *function, int line);
 /* The kernel omitted more locks than the event holds. */
 void siteid_locks_omitted(struct siteid_key *k);
+/* The occurrence's place in Python (where fork was called, where the child
+ * waits): its innermost Python frame, which then names it rather than the
+ * native stack's. */
+void siteid_python_place(struct siteid_key *k, const char *file, const char *function, int line);
 /*
  * The occurrence's stack (the fork call, or where the child waits), n
  * frames, unwound with CFI (cfi) or not; sets k->d.id and the place the
- * stack names (fork_site, or lock_sites[0] for a deadlock).
+ * stack (or the Python place) names (fork_site, or lock_sites[0] for a
+ * deadlock).
  */
 void siteid_finish(struct siteid *t, struct siteid_key *k, const struct fh_frame *frames, int n,
 		   bool cfi);

@@ -615,6 +615,12 @@ static int uw_frame(Dwfl_Frame *state, void *arg)
 
 	if (!dwfl_frame_pc(state, &pc, &act) || pc == 0)
 		return DWARF_CB_ABORT;
+	/* A caller in no module is where unwinding went wrong (libdw falls
+	 * back to frame pointers where CFI ends, and %rbp held data): the
+	 * stack ends at the last frame that was code. */
+	if (u->n > 0 && !dwfl_addrmodule(dwfl_thread_dwfl(dwfl_frame_thread(state)),
+					 act ? pc : pc - 1))
+		return DWARF_CB_ABORT;
 	u->pcs[u->n] = pc;
 	u->activation[u->n] = act;
 	return ++u->n < u->max ? DWARF_CB_OK : DWARF_CB_ABORT;

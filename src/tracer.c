@@ -38,6 +38,7 @@
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
+#include "pyframes.h"
 #include "sarif.h"
 #include "suppress.h"
 #include "pyrt.h"
@@ -49,6 +50,7 @@
 #include "tracer.h"
 
 #define TICK_MS			100
+#define PY_POLL_MS		2	/* pyframes_polling() */
 #define STACK_MAP_RESET_LOSSES	256	/* empty the stack map after this many losses */
 
 struct tracer {
@@ -57,11 +59,11 @@ struct tracer {
 	struct ring_buffer *rb;
 	struct probes *probes;
 	struct reinitprobe *reinit;	/* CPython's lock re-creation in children */
-	struct pyrt *py;		/* Python thread names */
-	struct otherthreads *others;
+	struct otherthreads *others;	/* names a fork's other threads */
 	struct syms *syms;
 	struct ustacks *ustacks;
 	struct output *out;
+	struct pyframes *py;		/* Python processes: layouts, frames, names */
 	struct correlate *corr;
 	struct events events;
 	FILE *outf;
@@ -306,11 +308,18 @@ static void set_proc_flags(struct tracer *t, pid_t pid, __u32 flags)
 	bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_ANY);
 }
 
-/* Attach per-process lock probes; mark the process as probed in the kernel. */
-static int probe_process(struct tracer *t, pid_t pid)
+/* Attach per-process lock probes; mark the process as probed in the kernel.
+ * A Python gets its layout first, so that its locks are seen with their
+ * Python frames from the first one on; `again`: it may have exec'd since it
+ * was last looked at. */
+static int probe_process(struct tracer *t, pid_t pid, bool again)
 {
-	int n = probes_attach_process(t->probes, pid, true);
+	int n;
 
+	pyframes_watch(t->py, pid, again);
+	/* its Condition waiters are told by their frames: no sem_destroy trap */
+	n = pyframes_walked(t->py, pid) ? probes_attach_python(t->probes, pid) :
+					  probes_attach_process(t->probes, pid, true);
 	if (n >= 0 || n == -ENODATA) {
 		__u32 key = (__u32)pid;
 		struct fh_proc proc;
@@ -355,12 +364,13 @@ static void on_probe_request(void *ctx, pid_t pid)
 
 	switch (t->cfg->trace_mode) {
 	case FH_TRACE_ALL:	/* its libraries, for every process */
+		pyframes_watch(t->py, pid, true);
 		n = probes_attach_process(t->probes, pid, false);
 		if (n == -ENODATA)
 			log_debug("PID %d maps no C library with lock functions", (int)pid);
 		break;
-	default:		/* for this process only */
-		n = probe_process(t, pid);
+	default:		/* for this process only (a request: a new program, maybe) */
+		n = probe_process(t, pid, true);
 		break;
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
@@ -392,7 +402,7 @@ static int probe_named_processes(struct tracer *t)
 			if (strcmp(st.comm, cfg->comms[i]))
 				continue;
 			set_proc_flags(t, pid, FH_PROC_REQUESTED);
-			probe_process(t, pid);
+			probe_process(t, pid, false);
 			probe_reinit(t, pid);
 			break;
 		}
@@ -487,7 +497,7 @@ static int attach_pids(struct tracer *t)
 		set_proc_flags(t, pid, FH_PROC_TRACED);
 		if (!t->probes)
 			continue;
-		n = probe_process(t, pid);
+		n = probe_process(t, pid, false);
 		probe_reinit(t, pid);
 		if (n == -ENOENT) {
 			log_error("no such process: %d", (int)pid);
@@ -527,6 +537,7 @@ static int attach_targets(struct tracer *t)
 	}
 	switch (t->cfg->trace_mode) {
 	case FH_TRACE_ADAPTIVE:
+		probes_prepare(t->probes);
 		return probe_named_processes(t);
 	case FH_TRACE_ALL:
 		n = probes_attach_everywhere(t->probes);
@@ -671,6 +682,8 @@ static void tick(struct tracer *t)
 	uint64_t stats[FH_STAT_MAX], now = clock_mono_ns();
 
 	correlate_tick(t->corr, now);
+	if (t->py)
+		pyframes_tick(t->py, now);
 	read_stats(t, stats);
 	report_lost(t, stats[FH_STAT_LOST], now);
 	warn_full(t, stats);
@@ -748,11 +761,15 @@ static int run_loop(struct tracer *t)
 	uint64_t expirations;
 
 	while (!t->stop) {
-		int n = epoll_wait(t->epfd, evs, 8, TICK_MS);
+		/* a program starting that may be a Python: looked at every few ms */
+		bool polling = pyframes_polling(t->py);
+		int n = epoll_wait(t->epfd, evs, 8, polling ? PY_POLL_MS : TICK_MS);
 		bool events_ready = false;
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (polling)
+			pyframes_tick(t->py, clock_mono_ns());
 		for (int i = 0; i < n; i++) {
 			int fd = evs[i].data.fd;
 
@@ -818,13 +835,14 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	read_stats(t, stats);
 	for (int i = 0; i < FH_CNT_MAX; i++)
 		c->v[i] = fh_counters[i].stat >= 0 ? stats[fh_counters[i].stat] : 0;
+	/* the lost ones (counted in the kernel), plus those judged by
+	 * src/hazard.h as they came, plus the candidates never read */
+	c->v[FH_CNT_HAZARDS] += t->events.hazards + t->events.unread_hazards;
 	/* what the drain at exit left unread, counted as lost */
 	c->v[FH_CNT_LOST] += t->events.unread;
 	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
 	c->v[FH_CNT_CORRELATION_EVICTED] = correlate_evicted(t->corr);
 	/* what userspace settled that the kernel could not */
-	if (c->v[FH_CNT_HAZARDS] >= t->events.hazards_shared)
-		c->v[FH_CNT_HAZARDS] -= t->events.hazards_shared;
 	c->v[FH_CNT_DEADLOCKS] += t->events.deadlocks_confirmed;
 	c->v[FH_CNT_MITIGATED] = correlate_mitigated(t->corr);
 	if (t->ustacks)
@@ -872,10 +890,11 @@ static void cleanup(struct tracer *t)
 	probes_free(t->probes);	/* closing the links removes the uprobes */
 	reinitprobe_free(t->reinit);
 	otherthreads_free(t->others);
-	pyrt_free(t->py);
 	forkhazard_bpf__destroy(t->skel);
 	correlate_free(t->corr);
 	output_free(t->out);
+	events_free(&t->events);
+	pyframes_free(t->py);
 	ustacks_free(t->ustacks);
 	syms_free(t->syms);
 	if (t->epfd > 0)
@@ -1071,12 +1090,15 @@ int tracer_run(const struct fh_config *cfg)
 	/* 256 events' stacks outlive any hold window; 200 DWARF walks a second
 	 * (a few ms each, cold) keep a hazard storm from starving the loop. */
 	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
-	t.py = pyrt_new(NULL);
-	t.others = t.py ? otherthreads_new(256, t.py) : NULL;
+	t.py = pyframes_new(&(struct pyframes_opts){
+		.layouts_fd = tracks_locks(cfg->trace_mode) ? bpf_map__fd(t.skel->maps.py_layouts) : -1,
+		.layouts_gen = &t.skel->data->py_layouts_gen,
+	});
+	t.others = otherthreads_new(256, pyframes_reader(t.py));
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
 		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
-		.others = t.others, .mono_to_real_ns = clock_mono_to_real_ns(),
+		.py = t.py, .others = t.others, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	t.out = output_new(&oo);
 	t.containers = containers_new();
@@ -1084,7 +1106,8 @@ int tracer_run(const struct fh_config *cfg)
 		t.gate = gate_new(&cfg->gate);
 	{
 		struct findings_opts fo = {
-			.syms = t.syms, .ustacks = t.ustacks, .supp = t.supp, .gate = t.gate,
+			.syms = t.syms, .ustacks = t.ustacks, .py = t.py, .supp = t.supp,
+			.gate = t.gate,
 			/* JSON events say where they run (events.c); the daemon's filters
 			 * and reports need it at once */
 			.containers = cfg->svc.daemon ? t.containers : NULL,
@@ -1122,12 +1145,13 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.corr = t.corr;
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
+	t.events.py = t.py;
 	t.events.findings = t.findings;
 	if (cfg->gate.kill_deadlocked)
 		t.events.gate = t.gate;
 	if (cfg->json)	/* JSON events say where their processes run */
 		t.events.containers = t.containers;
-	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.findings ||
+	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.findings || !t.py ||
 	    !t.others || (!cfg->svc.daemon && !t.gate)) {
 		log_error("out of memory");
 		goto out;
@@ -1157,6 +1181,9 @@ int tracer_run(const struct fh_config *cfg)
 		term_escape(cfg->command[0], (size_t)-1, name, sizeof(name));
 		fprintf(stderr, "Tracing %s (PID %d) and its descendants... Hit Ctrl-C to end.\n",
 			name, (int)t.cmd.pid);
+		/* before it runs: what it runs until its exec is known */
+		if (tracks_locks(cfg->trace_mode))
+			pyframes_watch_exec(t.py, t.cmd.pid);
 		if ((err = command_release(&t.cmd))) {
 			log_error("cannot start %s: %s", name, strerror(-err));
 			goto out;

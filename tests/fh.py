@@ -23,7 +23,7 @@ class Skip(Exception):
 
 def check(cond, msg, *ctx):
     if not cond:
-        detail = "".join("\n    " + str(c)[:2000] for c in ctx)
+        detail = "".join("\n    " + str(c)[:4000] for c in ctx)
         raise TestFailure(msg + detail)
 
 

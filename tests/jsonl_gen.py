@@ -26,15 +26,31 @@ def frame(sym, module, file, line, off=19, fp=False):
     return f
 
 
+def pyframe(function, file, line):
+    return {"file": file, "line": line, "function": function}
+
+
 def site_id(i):
     return "%016x" % (0x8cbb290be647d000 + i)
 
 
 class Site:
-    """One hazard site: a program, where it forks, where its lock is taken."""
+    """One hazard site: a program, where it forks, where its lock is taken;
+    python: a Python program's (Python frames above the native ones: a Pool
+    that forks below the user's call, a lock taken in the user's code)."""
 
-    def __init__(self, i):
+    def __init__(self, i, python=False):
         self.i = i
+        self.python = python
+        app = "/srv/app%d/app.py" % i
+        pool = "/usr/lib/python3.11/multiprocessing/"
+        self.py_fork = [pyframe("Popen._launch", pool + "popen_fork.py", 66),
+                        pyframe("Popen.__init__", pool + "popen_fork.py", 19),
+                        pyframe("start_pool_%d" % i, app, 12 + i),
+                        pyframe("<module>", app, 40)] if python else []
+        self.py_lock = [pyframe("Cache.refresh_%d" % i, app, 30 + i),
+                        pyframe("refresher", app, 36)] if python else []
+        self.py_wait = [pyframe("Cache.get", app, 25)] if python else []
         self.id = site_id(i)
         self.exe = "app%d" % i
         self.module = "/srv/app%d/bin/app%d" % (i, i)
@@ -52,15 +68,18 @@ class Site:
 
     def lock_record(self, tid):
         return {"addr": "0x55a2a396c0a0", "kind": "mutex", "holder_tid": tid,
-                "holder_comm": "refresher", "held_ns": 100458988, "confirmed": True,
+                "holder_comm": "refresher", "py_thread": "refresher" if self.python else None,
+                "held_ns": 100458988, "confirmed": True, "py_stack": self.py_lock,
                 "stack": self.lock}
 
     def fork_event(self, t, pid, child, hazard=True):
         return {"type": "fork", "time": ts(t), "pid": pid, "tid": pid, "comm": self.exe,
+                "py_thread": "MainThread" if self.python else None,
                 "child_pid": child, "threads": 2, "severity": "hazard" if hazard else "info",
                 "locks": [self.lock_record(pid + 1)] if hazard else [], "own_locks": [],
-                "shared_locks": [], "other_threads": None,
-                **({"advice": ADVICE} if hazard else {}), "stack": self.fork, **({"site": self.id} if hazard else {}),
+                "shared_locks": [], "internal_locks": [], "other_threads": None,
+                **({"advice": ADVICE} if hazard else {}), "py_stack": self.py_fork, "stack": self.fork,
+                **({"site": self.id} if hazard else {}),
                 "cgroup": "/system.slice/app.service", "container_id": None,
                 "exe_name": self.exe, "ns_pid": pid, "child_ns_pid": child}
 
@@ -76,17 +95,18 @@ class Site:
         return {"type": "deadlock", "time": ts(t), "pid": child, "tid": child,
                 "comm": self.exe, "parent_pid": parent, "futex": "0x55a2a396c0a0",
                 "owner_tid": parent + 1, "lock": self.lock_record(parent + 1),
-                "stack": self.wait, "site": self.id, "cgroup": "/system.slice/app.service",
+                "py_stack": self.py_wait, "stack": self.wait, "site": self.id, "cgroup": "/system.slice/app.service",
                 "container_id": None, "exe_name": self.exe, "ns_pid": child}
 
 
-def recording(n_events, n_sites=5, seed=1, deadlock_every=500):
+def recording(n_events, n_sites=5, seed=1, deadlock_every=500, python=False):
     """About n_events records of a -j recording: hazard forks of n_sites sites
     (the lower sites more often), each followed by its child's fate, a
     deadlock every deadlock_every forks, an info fork now and then, a lost
-    record, the summary. Returns (lines, facts): facts counts by site."""
+    record, the summary; python: of Python programs. Returns (lines, facts):
+    facts counts by site."""
     rnd = random.Random(seed)
-    sites = [Site(i) for i in range(n_sites)]
+    sites = [Site(i, python) for i in range(n_sites)]
     lines, facts = [], {s.id: {"hazards": 0, "deadlocks": 0, "pids": set(),
                                "children": {"exec": 0, "exit": 0, "deadlock": 0}}
                         for s in sites}

@@ -82,6 +82,30 @@ def test_report_few_thousand_events_truncated_last_line():
         check("advice:     Another thread held this lock" in p.stdout, "the recorded advice", p.stdout)
 
 
+def test_report_python_frames_name_the_places():
+    """A Python program's sites: the fork at the user's call below which the
+    standard library forked (not popen_fork.py), the lock where the user's
+    code took it, each as a Python frame."""
+    lines, facts = jsonl_gen.recording(300, n_sites=2, deadlock_every=50, python=True)
+    for i, l in enumerate(lines[:20]):
+        fh.validate_event(json.loads(l), "generated line %d" % (i + 1))
+    with Files() as d:
+        path = d.write("events.jsonl", lines)
+        p = report("--json", path)
+        r = fh.parse_event(p.stdout, "report --json")
+        got = {s["site"]: s for s in r["sites"]}
+        check(set(got) == set(facts), "every site", sorted(got), sorted(facts))
+        for s in r["sites"]:
+            i = int(s["site"], 16) - int(jsonl_gen.site_id(0), 16)
+            check(s["fork_frame"] == "py: start_pool_%d (/srv/app%d/app.py:%d)" % (i, i, 12 + i),
+                  "the user's line that started the pool", s)
+            check(s["lock_frame"] == "py: Cache.refresh_%d (/srv/app%d/app.py:%d)" % (i, i, 30 + i),
+                  "the user's line that took the lock", s)
+        p = report(path)
+        check(p.returncode == 0 and "fork at:    py: start_pool_0 (/srv/app0/app.py:12)" in p.stdout,
+              "the text names the Python fork site", p.stdout)
+
+
 def test_report_site_in_full_as_the_alerts_say():
     lines, facts = jsonl_gen.recording(1500, n_sites=3, deadlock_every=200)
     with Files() as d:

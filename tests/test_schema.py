@@ -125,8 +125,8 @@ def test_schema_refuses_what_the_contract_does_not_say():
             continue
         check(False, "the schema refuses %s" % why, bad)
     fork = {"type": "fork", "time": good["time"], "pid": 1, "tid": 1, "comm": "x",
-            "child_pid": 2, "threads": 2, "severity": "hazard", "locks": [], "own_locks": [],
-            "shared_locks": [], "other_threads": [],
+            "py_thread": None, "child_pid": 2, "threads": 2, "severity": "hazard", "locks": [],
+            "own_locks": [], "shared_locks": [], "internal_locks": [], "other_threads": [], "py_stack": [],
             "stack": [{"addr": "0x1", "symbol": None, "offset": None, "module": None}],
             "cgroup": None, "container_id": None, "exe_name": "x", "ns_pid": 1,
             "child_ns_pid": 2}
@@ -134,6 +134,8 @@ def test_schema_refuses_what_the_contract_does_not_say():
     for path, value, why in ((("stack", 0, "addr"), "0X1", "an address not lowercase hex"),
                              (("stack", 0, "fp"), False, "fp other than true"),
                              (("locks",), [{"addr": "0x1"}], "a lock without its members"),
+                             (("py_stack",), [{"file": "a.py", "line": 0, "function": "f"}],
+                              "a Python line that is not one"),
                              (("site",), "xyz", "a site id not 16 hex digits")):
         bad = copy.deepcopy(fork)
         obj = bad

@@ -3,6 +3,13 @@
 hangs acquiring the lock in child_take(). Prints one JSON line of facts (its
 PID, the child's, the holder's TID, the lines marked "# LINE name" below) and
 sleeps in main_wait() until killed; the test kills the child too.
+
+"pool": the same thread holds the Lock while the main thread starts a
+multiprocessing.Pool (fork): its worker hangs taking the lock in pool_take();
+the facts name the worker ("workers") and the lock's line ("pool").
+"cthread LIB": no Python thread holds anything; a thread of C code
+(libfhcthread.so, through ctypes) holds a pthread mutex at do_fork(); the
+child exits at once.
 Runs under any CPython from 3.10 on."""
 
 import json
@@ -34,8 +41,15 @@ def child_take():
 def do_fork():
     pid = os.fork()  # LINE fork
     if pid == 0:
+        if KIND == "cthread":
+            os._exit(0)
         child_take()  # LINE call
     return pid
+
+
+def pool_take(_):
+    lock.acquire()  # LINE pool
+    return os.getpid()
 
 
 def main_wait():
@@ -52,12 +66,30 @@ def marked_lines():
     return lines
 
 
+facts = {"pid": os.getpid(), "main_tid": threading.get_native_id(), "lines": marked_lines(),
+         "file": os.path.abspath(__file__), "python": "%d.%d.%d" % sys.version_info[:3]}
+if KIND == "cthread":
+    import ctypes
+    lib = ctypes.CDLL(sys.argv[2])
+    lib.fh_cthread_mutex.restype = ctypes.c_void_p
+    lib.fh_cthread_start()
+    facts.update(holder_tid=lib.fh_cthread_tid(), lock="0x%x" % lib.fh_cthread_mutex())
+    t = threading.Thread(target=never.wait, name="idle", daemon=True)
+    t.start()
+    facts["child"] = do_fork()
+    os.waitpid(facts["child"], 0)
+    print(json.dumps(facts), flush=True)
+    sys.exit(0)
 t = threading.Thread(target=chatter, name="chatter-0", daemon=True)
 t.start()
 held.wait(10)
-child = do_fork()
-print(json.dumps({"pid": os.getpid(), "child": child, "holder_tid": holder_tid[0],
-                  "main_tid": threading.get_native_id(), "lines": marked_lines(),
-                  "file": os.path.abspath(__file__),
-                  "python": "%d.%d.%d" % sys.version_info[:3]}), flush=True)
+if KIND == "pool":
+    import multiprocessing
+    pool = multiprocessing.get_context("fork").Pool(1)
+    result = pool.map_async(pool_take, [0])
+    facts["workers"] = [p.pid for p in pool._pool]
+else:
+    facts["child"] = do_fork()
+facts["holder_tid"] = holder_tid[0]
+print(json.dumps(facts), flush=True)
 main_wait()

@@ -16,6 +16,7 @@
  * stripped binary are this program's code and symprog-stripped mapped here.
  */
 #include <elf.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
@@ -38,6 +39,7 @@
 #include "gate.h"
 #include "otherthreads.h"
 #include "output.h"
+#include "pyframes.h"
 #include "sarif.h"
 #include "suppress.h"
 #include "symbolize.h"
@@ -52,6 +54,7 @@ struct pipeline {
 	struct ustacks *ustacks;
 	struct containers *containers;
 	struct otherthreads *others;
+	struct pyframes *py;
 	struct output *out;
 	struct suppressions *supp;
 	struct gate *gate;
@@ -62,6 +65,65 @@ struct pipeline {
 	FILE *f;
 	char *buf;
 	size_t len;
+};
+
+/* ---- a Python process, made up ----------------------------------------------------- */
+
+/* Process PY_PID runs Python (its child PY_CHILD too): code objects at these
+ * addresses, an instruction's "address" being its line's distance from the
+ * `def`; its threads PY_PID and PY_PID + 1 are named. */
+#define PY_PID		777700
+#define PY_CHILD	777701
+#define PY_CODE_USER	0x10000
+#define PY_CODE_FORK	0x20000
+#define PY_CODE_MODULE	0x30000
+#define PY_CODE_SENTINEL 0x40000
+#define PY_CODE_WAIT	0x50000
+
+static int pipe_resolve(void *ctx, pid_t pid, uint64_t code, uint64_t instr,
+			struct pyrt_frame *out)
+{
+	static const struct {
+		uint64_t code;
+		const char *file, *function;
+		int firstline;
+	} codes[] = {
+		{ PY_CODE_USER, "/srv/venv/lib/python3.12/site-packages/app/cache.py",
+		  "Cache.refresh", 30 },
+		{ PY_CODE_FORK, "/srv/app/main.py", "spawn_reporter", 50 },
+		{ PY_CODE_MODULE, "/srv/app/main.py", "<module>", 1 },
+		{ PY_CODE_SENTINEL, "/usr/lib/python3.12/threading.py", "Thread._set_tstate_lock",
+		  1043 },
+		{ PY_CODE_WAIT, "/usr/lib/python3.12/threading.py", "Condition.wait", 323 },
+	};
+
+	(void)ctx;
+	if (pid != PY_PID && pid != PY_CHILD)
+		return -ENOENT;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		if (codes[i].code != code)
+			continue;
+		memset(out, 0, sizeof(*out));
+		snprintf(out->file, sizeof(out->file), "%s", codes[i].file);
+		snprintf(out->function, sizeof(out->function), "%s", codes[i].function);
+		out->firstline = codes[i].firstline;
+		out->line = instr ? codes[i].firstline + (int)instr : 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int pipe_thread_name(void *ctx, pid_t pid, pid_t tid, char *buf, size_t size)
+{
+	(void)ctx;
+	if (pid != PY_PID || (tid != PY_PID && tid != PY_PID + 1))
+		return -ENOENT;
+	snprintf(buf, size, "%s", tid == PY_PID ? "MainThread" : "cache-\x1b[1mrefresher");
+	return 0;
+}
+
+static const struct pyframes_ops pipe_py_ops = {
+	.resolve = pipe_resolve, .thread_name = pipe_thread_name,
 };
 
 /* The command line args (NULL-terminated, without argv[0]) parsed by cli.c,
@@ -82,13 +144,14 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->syms = syms_new(-1);
 	p->ustacks = p->syms ? ustacks_new(p->syms, 256, 200) : NULL;
 	p->containers = containers_new();
+	p->py = pyframes_new(&(struct pyframes_opts){ .layouts_fd = -1, .ops = &pipe_py_ops });
 	p->others = otherthreads_new(16, NULL);
-	if (!p->f || !p->ustacks || !p->containers || !p->others)
+	if (!p->f || !p->ustacks || !p->containers || !p->py || !p->others)
 		return false;
 	oo = (struct output_opts){
 		.f = p->f, .json = p->cfg.json, .verbose = p->cfg.verbose,
 		.stack_depth = p->cfg.stack_depth, .syms = p->syms, .ustacks = p->ustacks,
-		.others = p->others, .mono_to_real_ns = clock_mono_to_real_ns(),
+		.py = p->py, .others = p->others, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	p->out = output_new(&oo);
 	if (!p->out)
@@ -105,7 +168,8 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 		p->gate = gate_new(&p->cfg.gate);
 	{
 		struct findings_opts fo = {
-			.syms = p->syms, .ustacks = p->ustacks, .supp = p->supp, .gate = p->gate,
+			.syms = p->syms, .ustacks = p->ustacks, .py = p->py, .supp = p->supp,
+			.gate = p->gate,
 			.containers = p->cfg.svc.daemon ? p->containers : NULL,
 		};
 
@@ -136,6 +200,7 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->ev.out = p->out;
 	p->ev.ustacks = p->ustacks;
 	p->ev.others = p->others;
+	p->ev.py = p->py;
 	if (p->cfg.json)
 		p->ev.containers = p->containers;
 	output_start(p->out);
@@ -191,6 +256,8 @@ static void pipeline_close(struct pipeline *p)
 	output_free(p->out);
 	otherthreads_free(p->others);
 	containers_free(p->containers);
+	events_free(&p->ev);
+	pyframes_free(p->py);
 	ustacks_free(p->ustacks);
 	syms_free(p->syms);
 	if (p->f)
@@ -852,6 +919,130 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	pipeline_close(&p);
 }
 
+/* ---- Python ---------------------------------------------------------------------- */
+
+static void py_frame(struct fh_py_stack *st, uint64_t code_obj, uint64_t line_off)
+{
+	st->status = FH_PY_WALKED;
+	st->f[st->n].code = code_obj;
+	st->f[st->n++].instr = line_off;
+}
+
+/* PY_PID forks in spawn_reporter() (main.py:57) while its refresher
+ * thread holds a lock taken in Cache.refresh (cache.py:42; the frame
+ * below it has no line), and its own sentinel and a Condition waiter;
+ * the main thread's own sentinel, and a C lock with no Python frame.
+ * Its child deadlocks in spawn_reporter at line 59. */
+static void python_hazard(struct pipeline *p, uint64_t t)
+{
+	struct fh_deadlock_event d = {
+		.type = FH_EV_DEADLOCK, .pid = PY_CHILD, .tid = PY_CHILD, .parent_pid = PY_PID,
+		.time_ns = t + 3000, .fork_ns = t, .futex = 0x9000, .stack_id = -1, .syscall = 202,
+		.ns_pid = PY_CHILD,
+	};
+	struct fh_lock *l;
+
+	fork_event(&forkev, PY_PID, PY_CHILD, t, "python3.12");
+	py_frame(&forkev.py, PY_CODE_FORK, 7);
+	py_frame(&forkev.py, PY_CODE_MODULE, 80);
+	l = add_lock(&forkev, 0x9000, FH_KIND_SEM, 0x1234, false);
+	py_frame(&l->py, PY_CODE_USER, 12);
+	py_frame(&l->py, PY_CODE_USER, 0);
+	l = add_lock(&forkev, 0x9100, FH_KIND_SEM, 0x1234, false);
+	py_frame(&l->py, PY_CODE_SENTINEL, 6);
+	l = add_lock(&forkev, 0x9200, FH_KIND_SEM, 0x1234, false);
+	py_frame(&l->py, PY_CODE_WAIT, 26);
+	l = add_lock(&forkev, 0x9300, FH_KIND_MUTEX, 0x1234, false);
+	l->py.status = FH_PY_WALKED;	/* taken in C: no Python frame */
+	l = add_lock(&forkev, 0x9400, FH_KIND_SEM, 0x1234, true);
+	py_frame(&l->py, PY_CODE_SENTINEL, 6);
+	for (__u32 i = 0; i < forkev.nr_locks; i++)
+		forkev.locks[i].holder_tid = forkev.locks[i].flags & FH_LOCK_OWN ? PY_PID : PY_PID + 1;
+	feed(p, &forkev, fork_size(&forkev));
+	py_frame(&d.py, PY_CODE_FORK, 9);
+	snprintf(d.comm, sizeof(d.comm), "python3");
+	feed(p, &d, sizeof(d));
+}
+
+UNIT_TEST(python_frames_names_and_the_interpreters_locks)
+{
+	static struct pipeline p;
+	uint64_t t = clock_mono_ns();
+	const char *out;
+
+	CHECK(pipeline_open(&p, json_args));
+	python_hazard(&p, t);
+	out = pipeline_finish(&p, t + 10000);
+	keep(&p, "python_frames_names_and_the_interpreters_locks");
+	/* two hazards (the user's lock, the C lock); the sentinels and the
+	 * waiter are the interpreter's */
+	CHECK_INT(p.ev.hazards, 1);
+	CHECK_HAS(out, "\"py_thread\":\"MainThread\"",
+		  "\"py_thread\":\"cache-\\u001b[1mrefresher\"",
+		  "\"py_stack\":[{\"file\":\"/srv/venv/lib/python3.12/site-packages/app/cache.py\","
+		  "\"line\":42,\"function\":\"Cache.refresh\"},{\"file\":"
+		  "\"/srv/venv/lib/python3.12/site-packages/app/cache.py\",\"line\":null,",
+		  "\"internal_locks\":[{\"addr\":\"0x9100\"", "\"internal\":\"sentinel\"",
+		  "\"internal\":\"condition-waiter\"",
+		  /* the C lock: native frames only */
+		  "\"addr\":\"0x9300\",\"kind\":\"mutex\",\"holder_tid\":777701,"
+		  "\"holder_comm\":\"worker\\u001b[31m\",\"py_thread\":\"cache-",
+		  "\"py_stack\":[{\"file\":\"/srv/app/main.py\",\"line\":57,"
+		  "\"function\":\"spawn_reporter\"},{\"file\":\"/srv/app/main.py\",\"line\":81,",
+		  /* the deadlock: where the child waits, read from the child */
+		  "\"lock\":{\"addr\":\"0x9000\"", "\"function\":\"spawn_reporter\"}],\"stack\"");
+	CHECK(strstr(out, "\"confirmed\":true,\"py_stack\":[]"));
+	pipeline_close(&p);
+}
+
+UNIT_TEST(python_text_frames_first)
+{
+	static struct pipeline p;
+	static const char *args[] = { "-v", "--hold-ms", "1000", NULL };
+	uint64_t t = clock_mono_ns();
+	const char *out, *py, *native;
+
+	CHECK(pipeline_open(&p, args));
+	python_hazard(&p, t);
+	out = pipeline_finish(&p, t + 10000);
+	keep(&p, "python_text_frames_first");
+	CHECK_HAS(out, "HAZARD: 2 foreign locks",
+		  "    sem 0x9000 held by 777701 (worker\\x1b[31m) \"cache-\\x1b[1mrefresher\" for ",
+		  "        py: Cache.refresh (app/cache.py:42)\n        py: Cache.refresh (app/cache.py)\n",
+		  "    internal: sem 0x9100 held by 777701", "(unconfirmed): the interpreter's sentinel\n",
+		  ": the interpreter's condition-waiter\n",
+		  "fork called from \"MainThread\":\n        py: spawn_reporter (/srv/app/main.py:57)\n",
+		  "waiting in:\n        py: spawn_reporter (/srv/app/main.py:59)\n");
+	/* the own sentinel is the interpreter's, not an own lock */
+	CHECK(!strstr(out, "own: "));
+	/* Python frames before the native ones */
+	py = strstr(out, "py: Cache.refresh");
+	native = py ? strstr(py, "#0 ") : NULL;
+	CHECK(py && native);
+	pipeline_close(&p);
+}
+
+UNIT_TEST(python_daemon_sites_by_python_frames)
+{
+	static struct pipeline p;
+	static const char *args[] = { "--daemon", "--report-interval", "100", NULL };
+	static char log[8192], none[16];
+	struct unit_capture cap;
+	uint64_t t = clock_mono_ns();
+	const char *out;
+
+	CHECK(pipeline_open(&p, args));
+	CHECK(unit_capture_begin(&cap));
+	python_hazard(&p, t);
+	out = pipeline_finish(&p, t + 10000);
+	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
+	keep(&p, "python_daemon_sites_by_python_frames");
+	CHECK_HAS(out, "\"fork_site\":\"spawn_reporter (/srv/app/main.py:57)\"",
+		  "\"lock_sites\":[\"Cache.refresh (app/cache.py:42)\",\"0x1234\"]");
+	CHECK(strstr(log, "forked at spawn_reporter (/srv/app/main.py:57)"));
+	pipeline_close(&p);
+}
+
 /* ---- suppression rules, sites in every mode --------------------------------------- */
 
 /* A rules file for the cases below: the made-up hazard's recursive mutex
@@ -1054,7 +1245,7 @@ UNIT_TEST(kernel_unsure_cases_settled_from_maps)
 	keep(&p, "kernel_unsure_cases_settled_from_maps");
 	end_child(child);
 	munmap(shared, 4096);
-	CHECK_INT(p.ev.hazards_shared, 1);
+	CHECK_INT(p.ev.hazards, 1);	/* judged after placing: the shared one is none */
 	CHECK_INT(p.ev.deadlocks_confirmed, 1);
 	CHECK_HAS(out, "\"severity\":\"info\",\"locks\":[],\"own_locks\":[],\"shared_locks\":[{",
 		  "\"severity\":\"hazard\",\"locks\":[{");

@@ -217,3 +217,17 @@ UNIT_TEST(site_path_truncates_safely)
 	CHECK_INT(pycode_site_path("abc", out, 1), 3);
 	CHECK_STR(out, "");
 }
+
+UNIT_TEST(stdlib_is_below_pythonXY_and_not_its_site_packages)
+{
+	CHECK(pycode_stdlib("/usr/lib/python3.11/multiprocessing/popen_fork.py"));
+	CHECK(pycode_stdlib("/root/.pyenv/versions/3.12.1/lib/python3.12/threading.py"));
+	CHECK(pycode_stdlib("/usr/lib64/python3.9/os.py"));
+	CHECK(pycode_stdlib("<frozen os>"));
+	CHECK(!pycode_stdlib("/usr/lib/python3.11/site-packages/gunicorn/arbiter.py"));
+	CHECK(!pycode_stdlib("/usr/lib/python3/dist-packages/gunicorn/arbiter.py"));
+	CHECK(!pycode_stdlib("/srv/app/main.py"));
+	CHECK(!pycode_stdlib("/srv/python3.11/app.py"));	/* not below a lib directory */
+	CHECK(!pycode_stdlib("app.py"));
+	CHECK(!pycode_stdlib(""));
+}

@@ -177,3 +177,65 @@ UNIT_TEST(frame_text_for_people)
 	siteid_frame_text(&f, buf, sizeof(buf));
 	CHECK_STR(buf, "0xdead");
 }
+
+/* A hazard of a Python program: the lock taken at (lock_file, lock_line),
+ * fork called at fork_line of fork_file; the native frames are the
+ * interpreter's, the same for every Python call site (fork_off). */
+static uint64_t python_hazard(struct siteid *t, const char *lock_file, int lock_line,
+			      const char *fork_file, int fork_line, uint64_t fork_off,
+			      struct siteid_key *k)
+{
+	siteid_begin(k, SITE_HAZARD, "python3.12", "/usr/bin/python3.12", "python3");
+	siteid_lock_python(k, FH_KIND_SEM, lock_file, "Cache.refresh", lock_line);
+	if (fork_file)
+		siteid_python_place(k, fork_file, "spawn", fork_line);
+	frame(&frames[0], "/usr/lib/x86_64-linux-gnu/libc.so.6", "c0c0", 0x1000, 0x7f0000);
+	frame(&frames[1], "/usr/lib/libpython3.12.so.1.0", "py12", fork_off, 0x7f1000000000ull);
+	siteid_finish(t, k, frames, 2, true);
+	return k->d.id;
+}
+
+UNIT_TEST(python_sites_by_python_frames)
+{
+	static struct siteid_key k;
+	struct siteid *t = siteid_new();
+	const char *venv_a = "/srv/a/venv/lib/python3.12/site-packages/app/cache.py";
+	const char *venv_b = "/home/ci/.venv/lib/python3.12/site-packages/app/cache.py";
+	uint64_t a;
+
+	CHECK(t);
+	a = python_hazard(t, venv_a, 42, "/srv/a/main.py", 7, 0x500, &k);
+	CHECK_STR(k.d.lock_sites[0], "Cache.refresh (app/cache.py:42)");
+	CHECK_STR(k.d.fork_site, "spawn (/srv/a/main.py:7)");
+	/* the same code in another virtual environment, another machine's
+	 * interpreter (other native frames): one site */
+	CHECK(python_hazard(t, venv_b, 42, "/srv/a/main.py", 7, 0x9990, &k) == a);
+	/* two Python call sites that share every native frame: two sites */
+	CHECK(python_hazard(t, venv_a, 43, "/srv/a/main.py", 7, 0x500, &k) != a);
+	CHECK(python_hazard(t, venv_a, 42, "/srv/a/main.py", 8, 0x500, &k) != a);
+	/* without the fork's Python frame: named by the native stack */
+	CHECK(python_hazard(t, venv_a, 42, NULL, 0, 0x500, &k) != a);
+	CHECK_STR(k.d.fork_site, "fn_500+0x0 [libpython3.12.so.1.0]");
+	siteid_free(t);
+}
+
+UNIT_TEST(python_deadlock_site_is_where_the_child_waits)
+{
+	static struct siteid_key k;
+	struct siteid *t = siteid_new();
+	uint64_t a;
+
+	CHECK(t);
+	siteid_begin(&k, SITE_DEADLOCK, "python3", "/usr/bin/python3", "python3");
+	siteid_python_place(&k, "/usr/lib/python3.11/logging/__init__.py", "Handler.acquire", 917);
+	siteid_finish(t, &k, frames, 0, false);
+	a = k.d.id;
+	CHECK_INT(k.d.nlock_sites, 1);
+	CHECK_STR(k.d.lock_sites[0], "Handler.acquire (python3.11/logging/__init__.py:917)");
+	siteid_begin(&k, SITE_DEADLOCK, "python3", "/usr/bin/python3", "python3");
+	siteid_python_place(&k, "/opt/py/lib/python3.11/logging/__init__.py", "Handler.acquire",
+			    917);
+	siteid_finish(t, &k, frames, 0, false);
+	CHECK(k.d.id == a);
+	siteid_free(t);
+}
