@@ -28,6 +28,7 @@ struct snapshot_ctx {
 	__u32 tid, tgid;
 	__u32 ns_tid;		/* tid as the lock words have it (PID namespace) */
 	__u64 waits_on;		/* the futex word the thread sleeps on, or 0 */
+	__u64 armed_ns;		/* the process's lock probes attached since (fh_proc) */
 	bool own;
 	bool leader;		/* the main thread: its start is not its program's */
 	char comm[FH_COMM_LEN];
@@ -44,13 +45,18 @@ struct snapshot_ctx {
  * drops the other threads' sentinels (threading._after_fork). Held at every
  * fork, never a hazard. Recognized without reading the interpreter: the
  * oldest semaphore a thread holds, taken by a try within SENTINEL_NS of the
- * thread's creation, which the probes saw (so nothing older was missed).
+ * thread's creation, which the probes saw (so nothing older was missed: they
+ * were attached when the thread started).
  */
 static __always_inline bool thread_sentinel(const struct snapshot_ctx *c,
 					    const struct fh_held_lock *h)
 {
 	if (h->kind != FH_KIND_SEM || !(h->flags & FH_HELD_TRY) || c->leader ||
 	    h->acquired_ns - c->start_ns > SENTINEL_NS)
+		return false;
+	/* a thread that started without probes (before they were attached,
+	 * or in a governor's gap) took its sentinel unseen */
+	if (c->start_ns < c->armed_ns)
 		return false;
 	for (int j = 0; j < FH_HELD_SLOTS; j++) {
 		const struct fh_held_lock *o = &c->tl->slot[j];
@@ -83,6 +89,9 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	verdict = lock_word_verdict(h, c->ns_tid);
 	if (verdict == HELD_NO)
 		return 0;	/* released, waiting, failed trylock, or inside cond_wait */
+	if (verdict != HELD_YES && h->acquired_ns < c->armed_ns)
+		return 0;	/* taken before a gap in the probes: released in it,
+				 * or taken since by a thread the probes missed */
 	if (owner_by_newest(h->kind) && !newest_acquirer(c->tgid, h, c->tid))
 		return 0;	/* another thread took it since */
 	if (h->kind == FH_KIND_SEM && (c->waits_on == h->addr || c->tl->pending.addr == h->addr))
@@ -114,10 +123,11 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 
 /* Copy the locks thread `t` holds into the event. */
 static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct task_struct *t,
-					    bool own)
+					    bool own, __u64 armed_ns)
 {
 	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .tgid = t->tgid, .own = own,
-				  .start_ns = t->start_time, .leader = t->pid == t->tgid };
+				  .start_ns = t->start_time, .leader = t->pid == t->tgid,
+				  .armed_ns = armed_ns };
 
 	c.ns_tid = ns_tid_of(t);
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
@@ -129,7 +139,8 @@ static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct tas
 }
 
 /* Walk the parent's threads: what the child inherits is what they hold now. */
-static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task_struct *parent)
+static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task_struct *parent,
+					   __u64 armed_ns)
 {
 	struct bpf_iter_task it;
 	struct task_struct *t;
@@ -144,7 +155,7 @@ static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task
 			break;
 		}
 		ev->walked++;
-		snapshot_thread(ev, t, t->pid == parent->pid);
+		snapshot_thread(ev, t, t->pid == parent->pid, armed_ns);
 	}
 	bpf_iter_task_destroy(&it);
 }
@@ -245,7 +256,7 @@ static __always_inline void on_new_thread(struct task_struct *parent)
 	if (request_mode == FH_REQ_TRACED_THREADS) {
 		struct fh_proc *p = bpf_map_lookup_elem(&procs, &tgid);
 
-		if (!p || (p->flags & (FH_PROC_REQUESTED | FH_PROC_NOLIB)))
+		if (!p || (p->flags & (FH_PROC_REQUESTED | FH_PROC_NOLIB | FH_PROC_GOVERNED)))
 			return;
 		if ((p->flags & FH_PROC_PROBED) && !(p->flags & FH_PROC_EXECED))
 			return;
@@ -272,8 +283,9 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
 	struct fh_fork_event *ev;
 	struct fh_child fate = {};
+	__u32 untracked = 0;	/* FH_FORK_* reason when the locks are not seen */
+	__u64 now, size, armed_ns = 0;
 	bool locks_seen;
-	__u64 now, size;
 
 	if (child_tgid == tgid) {
 		on_new_thread(parent);
@@ -303,6 +315,12 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 
 		locks_seen = proc && (proc->flags & FH_PROC_PROBED);
+		if (proc)
+			armed_ns = proc->armed_ns;
+		if (!locks_seen)
+			untracked = !proc ? FH_FORK_UNPROBED :
+				    proc->flags & FH_PROC_GOVERNED ? FH_FORK_GOVERNED :
+				    proc->flags & FH_PROC_NOLIB ? FH_FORK_NOLIB : FH_FORK_UNPROBED;
 		/* Code that forks while multithreaded forks again (pools,
 		 * servers, test runners): track its locks from now on. */
 		if (!locks_seen && request_mode == FH_REQ_MT_FORK)
@@ -325,7 +343,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->nr_locks = 0;
 	ev->nr_own = 0;
 	ev->locks_omitted = 0;
-	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT;
+	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT | untracked;
 	ev->stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), parent->comm);
 	ev->cgroup_id = bpf_get_current_cgroup_id();
@@ -333,7 +351,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->ns_child_pid = ns_tgid(child);
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
 	if (locks_seen)
-		snapshot_locks(ev, parent);
+		snapshot_locks(ev, parent, armed_ns);
 	if (FH_FORK_FOREIGN_LOCKS(ev))
 		stat_inc(FH_STAT_HAZARDS);
 

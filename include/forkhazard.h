@@ -156,8 +156,15 @@ struct fh_lock {
 };
 
 /* fh_fork_event.flags */
-#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light) */
+#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light, or one of
+					 * the reasons below) */
 #define FH_FORK_TRUNCATED	0x2	/* more threads than FH_MAX_SNAPSHOT_THREADS */
+/* Why a process's locks were not tracked, when lock tracking is on (with
+ * FH_FORK_LIGHT; none of them: --light). */
+#define FH_FORK_UNPROBED	0x4	/* no lock probes (yet): adaptive mode asks for
+					 * them at this fork */
+#define FH_FORK_NOLIB		0x8	/* it maps no C library with lock functions */
+#define FH_FORK_GOVERNED	0x10	/* the overhead governor detached its probes */
 
 /*
  * A new process forked from a multithreaded traced process. Sent with only
@@ -287,10 +294,17 @@ enum fh_stat {
 #define FH_PROC_REQUESTED	0x4	/* a probe request is pending */
 #define FH_PROC_EXECED		0x8	/* exec'd since probed: check its libraries again */
 #define FH_PROC_NOLIB		0x10	/* maps no C library with lock functions */
+#define FH_PROC_GOVERNED	0x20	/* the overhead governor detached its probes */
 
 struct fh_proc {
 	__u32 flags;
 	__u32 _pad;
+	/* CLOCK_MONOTONIC when its lock probes were last attached (before
+	 * they were), 0 if never. Records older than this may predate a gap
+	 * in which the probes were detached (the governor): acquisitions and
+	 * releases made in the gap were not seen, so such a record counts
+	 * only where the lock word itself names its holder. */
+	__u64 armed_ns;
 };
 
 /* children map: forked children of multithreaded parents, until their fate. */

@@ -159,6 +159,7 @@ DOC_SECTIONS = {
     "site": ["### site"], "pyframe": ["## Shared objects", "### inspect"],
     "calibration": ["### calibration"], "calibration.batches": ["### calibration"], "calibration_batch": ["### calibration"], "calibration.costs_ns": ["### calibration"],
     "site.children": ["### site"], "site_table": ["### site_table"],
+    "governor": ["### governor"],
     "site_table.suppressed": ["### site_table"],
 }
 

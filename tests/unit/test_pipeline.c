@@ -33,6 +33,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "forkhazard.h"
+#include "governor.h"
 #include "output.h"
 #include "symbolize.h"
 #include "ustacks.h"
@@ -515,6 +516,17 @@ UNIT_TEST(json_every_event_type)
 	forkev.flags = FH_FORK_LIGHT;
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424243, (__u32)getpid(), FH_CHILD_EXIT, 3 << 8, t + 300, t + 400);
+	/* the other reasons locks go untracked: no probes yet, no lock
+	 * library, the overhead governor */
+	{
+		static const __u32 reasons[] = { FH_FORK_UNPROBED, FH_FORK_NOLIB, FH_FORK_GOVERNED };
+
+		for (int i = 0; i < 3; i++) {
+			fork_event(&forkev, (__u32)getpid(), 424270 + (__u32)i, t + 310, "test_pipeline");
+			forkev.flags = FH_FORK_LIGHT | reasons[i];
+			feed(&p, &forkev, fork_size(&forkev));
+		}
+	}
 	/* a fork whose child was killed by a signal */
 	fork_event(&forkev, (__u32)getpid(), 424246, t + 450, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
@@ -547,6 +559,8 @@ UNIT_TEST(json_every_event_type)
 		  "\"own_locks\":[{\"addr\":\"0x7f0000004000\"",
 		  "\"locks_omitted\":2,\"threads_truncated\":true",
 		  "\"symbol\":\"pipeline_fork_call_site\"", "\"locks\":null,\"own_locks\":null",
+		  "\"locks_untracked\":\"light\"", "\"locks_untracked\":\"unprobed\"",
+		  "\"locks_untracked\":\"no_lock_library\"", "\"locks_untracked\":\"overhead\"",
 		  /* the deadlock names the mutex of the fork and its owner */
 		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
 		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
@@ -679,5 +693,94 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 		  "{\"type\":\"site_table\"", "\"filtered\":1", "\"site_rate_limit\":");
 	CHECK(!access(prom, R_OK));
 	unlink(prom);
+	pipeline_close(&p);
+}
+
+/* ---- the overhead governor's events ------------------------------------------------- */
+
+/* A downgrade (measured, then detached), a re-arm (nothing measured yet), a
+ * restore with no CPU time seen (its overhead unknown). */
+static void governor_events(struct gov_event ev[3], uint64_t t)
+{
+	memset(ev, 0, 3 * sizeof(*ev));
+	for (int i = 0; i < 3; i++) {
+		ev[i].pid = getpid();
+		ev[i].time_ns = t + (uint64_t)i * 1000;
+		snprintf(ev[i].comm, sizeof(ev[i].comm), "svc\x1b[31m");
+		ev[i].budget_pct = 1;
+		ev[i].hit_ns = 5321.5;
+		ev[i].downgrades = 1;
+	}
+	ev[0].action = GOV_DOWNGRADE;
+	ev[0].window_ns = 1000000000;
+	ev[0].hits = 60000;
+	ev[0].cost_ns = 319290000;
+	ev[0].cpu_ns = 990000000;
+	ev[0].overhead_pct = 32.25;
+	ev[0].backoff_ns = GOV_BACKOFF_MIN_NS;
+	ev[1].action = GOV_REARM;
+	ev[1].window_ns = GOV_REARM_WINDOW_NS;
+	ev[1].overhead_pct = -1;
+	ev[2].action = GOV_RESTORE;
+	ev[2].window_ns = GOV_REARM_WINDOW_NS;
+	ev[2].hits = 10;
+	ev[2].cost_ns = 53215;
+	ev[2].overhead_pct = -1;
+}
+
+UNIT_TEST(governor_events_json_text_and_daemon)
+{
+	static struct pipeline p;
+	static char prom[64];
+	static const char *daemon_args[] = { "--daemon", "--metrics-file", prom, NULL };
+	static char log[8192], none[16];
+	struct unit_capture cap;
+	struct gov_event ev[3];
+	uint64_t t = clock_mono_ns();
+	const char *out;
+
+	governor_events(ev, t);
+	CHECK(pipeline_open(&p, json_args));
+	for (int i = 0; i < 3; i++)
+		output_governor(p.out, &ev[i]);
+	out = pipeline_finish(&p, t + 10000);
+	keep(&p, "governor_events_json");
+	CHECK_HAS(out, "{\"type\":\"governor\"", "\"action\":\"downgrade\",\"budget_pct\":1.000,"
+		  "\"hit_ns\":5321.5,\"window_ns\":1000000000,\"hits\":60000,\"cost_ns\":319290000,"
+		  "\"cpu_ns\":990000000,\"overhead_pct\":32.250,\"backoff_ns\":10000000000,"
+		  "\"downgrades\":1",
+		  "\"action\":\"rearm\",\"budget_pct\":1.000,\"hit_ns\":5321.5,\"window_ns\":500000000,"
+		  "\"hits\":null,\"cost_ns\":null,\"cpu_ns\":null,\"overhead_pct\":null,"
+		  "\"backoff_ns\":null",
+		  "\"action\":\"restore\"", "\"overhead_pct\":null,\"backoff_ns\":null",
+		  "\"comm\":\"svc\\u001b[31m\"");
+	pipeline_close(&p);
+
+	CHECK(pipeline_open(&p, (const char *[]){ NULL }));
+	for (int i = 0; i < 3; i++)
+		output_governor(p.out, &ev[i]);
+	out = pipeline_finish(&p, t + 10000);
+	keep(&p, "governor_events_text");
+	CHECK_HAS(out, "GOVERNOR: lock probes cost 32.2% of its CPU time over 1.00s (budget 1%): "
+		  "locks not tracked, tried again in 10.00s",
+		  "governor: lock probes attached again for 500.0ms (downgraded 1 time)",
+		  "governor: lock probes cost 0.1ms, with no CPU time of its own seen over 500.0ms "
+		  "(budget 1%): locks tracked again", "svc\\x1b[31m");
+	pipeline_close(&p);
+
+	/* the daemon: a line in its log for each, the events in its output */
+	snprintf(prom, sizeof(prom), "/tmp/fh-pipeline-gov-%d.prom", (int)getpid());
+	CHECK(pipeline_open(&p, daemon_args));
+	CHECK(unit_capture_begin(&cap));
+	for (int i = 0; i < 3; i++)
+		daemon_governor(p.daemon, &ev[i]);
+	out = pipeline_finish(&p, t + 10000);
+	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
+	keep(&p, "governor_events_daemon");
+	unlink(prom);
+	CHECK_HAS(log, "forkhazard: warning: governor: svc\\x1b[31m (PID ",
+		  "): lock probes cost 32.2% of its CPU time over 1.00s (budget 1%): locks not tracked",
+		  "): lock probes attached again for 500.0ms", "locks tracked again");
+	CHECK_HAS(out, "\"action\":\"downgrade\"", "\"action\":\"rearm\"", "\"action\":\"restore\"");
 	pipeline_close(&p);
 }
