@@ -282,7 +282,7 @@ def main():
                 break
             row = {"t": round(time.time() - t0, 1), "rss_mb": round(rss_mb(fh.pid), 2),
                    "forks": reader.counts.get("fork", 0), "lost": reader.lost}
-            for name in ("procs", "children", "stacks", "sem_posts", "seen_exes"):
+            for name in ("procs", "children", "stacks", "lock_owners", "seen_exes"):
                 if name in maps:
                     row[name] = map_fill(maps[name][0])
             rows.append(row)
@@ -306,7 +306,7 @@ def main():
 
     s = reader.summary or {}
     keys = ["t", "rss_mb", "forks", "lost"] + [k for k in ("procs", "children", "stacks",
-                                                           "sem_posts", "seen_exes") if k in maps]
+                                                           "lock_owners", "seen_exes") if k in maps]
     with open(args.out + ".csv", "w") as f:
         f.write(",".join(keys) + "\n")
         for r in rows:

@@ -160,6 +160,148 @@ static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task
 	bpf_iter_task_destroy(&it);
 }
 
+/* ---- the word watch (include/forkhazard.h, docs/trap-free.md) ---------- */
+
+/* Who owns learned lock l now, as its word names them (a TID in the
+ * process's PID namespace), or 0: nobody, or unreadable. A word that does
+ * not look taken names nobody: the memory may be another object's by now. */
+static __always_inline __u32 word_owner(const struct fh_watch_lock *l)
+{
+	__s32 v[3];
+	bool ok;
+
+	if (l->kind == FH_KIND_MUTEX) {
+		/* __lock (0 when free, whatever the type), __count, __owner */
+		if (bpf_probe_read_user(v, sizeof(v), (void *)l->addr))
+			return 0;
+		return v[0] ? (__u32)v[GLIBC_MUTEX_OWNER / 4] : 0;
+	}
+	/* a write lock: in a writer's phase, __cur_writer */
+	if (!(read_s32(l->addr, &ok) & GLIBC_RWLOCK_WRPHASE_BIT) || !ok)
+		return 0;
+	v[0] = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok);
+	return ok ? (__u32)v[0] : 0;
+}
+
+struct watch_ctx {
+	struct fh_fork_event *ev;
+	struct fh_watch *w;
+	__u32 self;		/* the forking thread, as lock words name it */
+};
+
+/* One learned lock into the event if another thread owns it: its holder
+ * named by namespace TID for now (depth 0: resolved by watch_holders). */
+static long watch_one(__u32 i, struct watch_ctx *c)
+{
+	struct fh_fork_event *ev = c->ev;
+	const struct fh_watch_lock *wl;
+	struct fh_lock *l;
+	__u32 owner, n;
+
+	if (i >= FH_WATCH_LOCKS || i >= c->w->n)
+		return 1;
+	wl = &c->w->lock[i];
+	owner = word_owner(wl);
+	if (!owner || owner == c->self)
+		return 0;
+	n = ev->nr_locks;
+	if (n >= FH_MAX_FOREIGN_LOCKS) {
+		ev->locks_omitted++;
+		return 0;
+	}
+	l = &ev->locks[n];
+	l->addr = wl->addr;
+	l->acquired_ns = ev->time_ns;	/* not known: held_ns 0 */
+	l->caller = wl->caller;
+	__builtin_memcpy(l->fp, wl->fp, sizeof(l->fp));
+	l->stack_id = -1;
+	l->holder_tid = owner;
+	l->kind = wl->kind;
+	l->flags = FH_LOCK_CONFIRMED | FH_LOCK_WATCHED;
+	l->depth = 0;
+	ev->nr_locks = n + 1;
+	return 0;
+}
+
+struct holder_ctx {
+	struct fh_fork_event *ev;
+	__u32 tid, ns_tid;
+	char comm[FH_COMM_LEN];
+};
+
+static long watch_holder(__u32 i, struct holder_ctx *c)
+{
+	struct fh_lock *l;
+
+	if (i >= FH_EVENT_LOCKS || i >= c->ev->nr_locks)
+		return 1;
+	l = &c->ev->locks[i];
+	if (l->depth || l->holder_tid != c->ns_tid)
+		return 0;
+	l->holder_tid = c->tid;
+	l->depth = 1;
+	__builtin_memcpy(l->holder_comm, c->comm, sizeof(l->holder_comm));
+	return 0;
+}
+
+struct compact_ctx {
+	struct fh_fork_event *ev;
+	__u32 kept;
+};
+
+/* Keep the locks whose owner is a thread of the process (a word naming
+ * anyone else is memory reused since it was learned). */
+static long watch_keep(__u32 i, struct compact_ctx *c)
+{
+	struct fh_fork_event *ev = c->ev;
+	__u32 j = c->kept;
+
+	if (i >= FH_EVENT_LOCKS || j >= FH_EVENT_LOCKS)
+		return 1;
+	if (!ev->locks[i].depth)
+		return 0;
+	if (j != i)
+		ev->locks[j] = ev->locks[i];
+	c->kept = j + 1;
+	return 0;
+}
+
+/* The owners' TIDs and names: one walk of the process's threads. */
+static __always_inline void watch_holders(struct fh_fork_event *ev, struct task_struct *parent)
+{
+	struct compact_ctx cc = { .ev = ev };
+	struct holder_ctx hc = { .ev = ev };
+	struct bpf_iter_task it;
+	struct task_struct *t;
+
+	bpf_iter_task_new(&it, parent, BPF_TASK_ITER_PROC_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		hc.tid = t->pid;
+		hc.ns_tid = ns_tid_of(t);
+		bpf_probe_read_kernel(hc.comm, sizeof(hc.comm), t->comm);
+		bpf_loop(FH_MAX_FOREIGN_LOCKS, watch_holder, &hc, 0);
+	}
+	bpf_iter_task_destroy(&it);
+	bpf_loop(FH_MAX_FOREIGN_LOCKS, watch_keep, &cc, 0);
+	ev->nr_locks = cc.kept;
+}
+
+/* A downgraded process's fork: the locks of its watch that other threads
+ * own. Returns false when it has no watch (nothing learned). */
+static __always_inline bool watch_words(struct fh_fork_event *ev, struct task_struct *parent)
+{
+	__u32 tgid = parent->tgid;
+	struct watch_ctx c = { .ev = ev, .self = ns_tid_of(parent) };
+
+	c.w = bpf_map_lookup_elem(&watch, &tgid);
+	if (!c.w)
+		return false;
+	bpf_loop(FH_WATCH_LOCKS, watch_one, &c, 0);
+	if (ev->nr_locks)
+		watch_holders(ev, parent);
+	return true;
+}
+
 /*
  * Which of c0..c3 (TIDs read from a lock word, most trusted first; 0: none)
  * names a thread of process `pid`? Returns that thread's TID as the tool
@@ -352,6 +494,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
 	if (locks_seen)
 		snapshot_locks(ev, parent, armed_ns);
+	else if (untracked == FH_FORK_GOVERNED && watch_words(ev, parent))
+		ev->flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
 	if (FH_FORK_FOREIGN_LOCKS(ev))
 		stat_inc(FH_STAT_HAZARDS);
 
@@ -401,6 +545,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	/* The old program's locks are gone with its memory. */
 	if (track_locks)
 		bpf_task_storage_delete(&held_locks, p);
+	if (learn_words)
+		bpf_map_delete_elem(&watch, &tgid);
 	child_decided(tgid, FH_CHILD_EXEC, 0);
 	if (filter_pids) {
 		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
@@ -437,5 +583,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	child_decided(tgid, FH_CHILD_EXIT, p->exit_code);
 	if (filter_pids || request_mode == FH_REQ_MT_FORK)
 		bpf_map_delete_elem(&procs, &tgid);
+	if (learn_words)
+		bpf_map_delete_elem(&watch, &tgid);
 	return 0;
 }

@@ -345,6 +345,21 @@ static __always_inline __u64 success_point_lock(struct pt_regs *ctx, __u64 cooki
 #endif
 }
 
+/* The word watch learns this lock (fh.bpf.h, `learned`): its address, and
+ * where it was taken, kept up to date in place. */
+static __always_inline void learn(__u64 pid_tgid, const struct fh_held_lock *l)
+{
+	struct fh_learned_key key = { .tgid = pid_tgid >> 32, .addr = l->addr };
+	struct fh_watch_lock *w = bpf_map_lookup_elem(&learned, &key);
+	struct fh_watch_lock v = { .addr = l->addr, .caller = l->caller, .kind = l->kind,
+				   .layout = l->layout };
+
+	if (w && w->caller == l->caller)
+		return;		/* known, from the same place: nothing to write */
+	__builtin_memcpy(v.fp, l->fp, sizeof(v.fp));
+	bpf_map_update_elem(&learned, &key, &v, BPF_ANY);
+}
+
 /* Every lock acquisition probe: a function's entry (or the first point every
  * call passes), or a success point. */
 SEC("uprobe")
@@ -388,6 +403,8 @@ int lock_acquire(struct pt_regs *ctx)
 	hold(tl, pid_tgid, &call);
 	if (owner_by_newest(call.kind))
 		set_newest_acquirer(pid_tgid, &call);
+	else if (learn_words && word_names_holder(&call))
+		learn(pid_tgid, &call);
 	return 0;
 }
 

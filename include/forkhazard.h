@@ -140,6 +140,9 @@ struct fh_thread_locks {
 /* fh_lock.flags */
 #define FH_LOCK_OWN		0x1	/* held by the forking thread itself */
 #define FH_LOCK_CONFIRMED	0x2	/* the lock word named the holder at the fork */
+#define FH_LOCK_WATCHED		0x4	/* found by the word watch (FH_FORK_WATCHED):
+					 * no acquisition seen, its stack is where it
+					 * was last taken while probed */
 
 /* A lock in a fork snapshot. */
 struct fh_lock {
@@ -165,6 +168,10 @@ struct fh_lock {
 					 * them at this fork */
 #define FH_FORK_NOLIB		0x8	/* it maps no C library with lock functions */
 #define FH_FORK_GOVERNED	0x10	/* the overhead governor detached its probes */
+/* With FH_FORK_GOVERNED, instead of FH_FORK_LIGHT: its locks are the word
+ * watch's, the glibc mutexes and write locks it was seen taking while probed
+ * whose words name another of its threads at the fork (struct fh_watch). */
+#define FH_FORK_WATCHED		0x20
 
 /*
  * A new process forked from a multithreaded traced process. Sent with only
@@ -305,6 +312,40 @@ struct fh_proc {
 	 * releases made in the gap were not seen, so such a record counts
 	 * only where the lock word itself names its holder. */
 	__u64 armed_ns;
+};
+
+/*
+ * The word watch (docs/trap-free.md): what a process's forks still see once
+ * the governor has detached its lock probes, for the kinds whose lock word
+ * names the holder (glibc mutexes and write locks). While probed, each such
+ * lock's address is learned (`learned`, with where it was last taken); at a
+ * downgrade userspace copies the process's into `watch`; at each of its forks
+ * the kernel reads those words, and reports the locks another of its threads
+ * owns. No probe, no trap: FH_WATCH_LOCKS words read at most per fork.
+ */
+#define FH_WATCH_LOCKS		256
+
+struct fh_watch_lock {
+	__u64 addr;
+	__u64 caller;			/* where it was last taken while probed */
+	__u64 fp[FH_LOCK_FP_FRAMES];
+	__u8 kind;			/* FH_KIND_MUTEX or FH_KIND_RWLOCK_WRITE */
+	__u8 layout;			/* FH_LAYOUT_GLIBC */
+	__u8 _pad[6];
+};
+
+/* learned map: key */
+struct fh_learned_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 addr;
+};
+
+/* watch map: tgid -> the locks its forks read */
+struct fh_watch {
+	__u32 n;
+	__u32 _pad;
+	struct fh_watch_lock lock[FH_WATCH_LOCKS];
 };
 
 /* children map: forked children of multithreaded parents, until their fate. */

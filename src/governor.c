@@ -224,9 +224,39 @@ static void report(struct governor *g, const struct gov_proc *gp, enum gov_actio
 		g->o.report(g->o.report_ctx, &ev);
 }
 
+/*
+ * The word watch of pid: the locks it was seen taking whose word names their
+ * holder (the kernel's `learned`), at most FH_WATCH_LOCKS, for its forks to
+ * read while its probes are detached. One pass over `learned` (16384 entries
+ * at most, a few ms): at a downgrade only.
+ */
+static void set_watch(struct governor *g, pid_t pid)
+{
+	struct fh_learned_key key, next;
+	struct fh_watch *w = calloc(1, sizeof(*w));
+	__u32 tgid = (__u32)pid;
+	void *prev = NULL;
+
+	if (!w)
+		return;
+	while (w->n < FH_WATCH_LOCKS && !bpf_map_get_next_key(g->o.learned_fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (key.tgid == tgid &&
+		    !bpf_map_lookup_elem(g->o.learned_fd, &key, &w->lock[w->n]))
+			w->n++;
+	}
+	if (w->n)
+		bpf_map_update_elem(g->o.watch_fd, &tgid, w, BPF_ANY);
+	else
+		bpf_map_delete_elem(g->o.watch_fd, &tgid);
+	free(w);
+}
+
 static void downgrade(struct governor *g, struct gov_proc *gp, const struct gov_verdict *v,
 		      uint64_t hits, uint64_t cpu_ns, const char *comm, uint64_t now)
 {
+	set_watch(g, gp->pid);
 	/* the flag first: a fork from now on says why its locks are unseen */
 	update_proc(g, gp->pid, FH_PROC_GOVERNED, FH_PROC_PROBED, 0);
 	probes_detach_process(g->o.probes, gp->pid);
@@ -315,7 +345,7 @@ static void exited(void *ctx, pid_t pid)
 	struct gov_proc *gp = find(g, pid);
 
 	if (gp)
-		forget(g, gp);
+		forget(g, gp);	/* its watch went with it (the kernel, at the exit) */
 }
 
 /* Let go of the processes that exited, probes and all: a PID reused since

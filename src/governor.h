@@ -17,7 +17,10 @@
  * (/proc/PID/stat), over windows of GOV_WINDOW_NS. Past --max-overhead
  * percent, its lock probes are detached: its forks, children and deadlocks
  * are still watched, its fork events say its locks were not tracked and why
- * (docs/json.md). After a back-off they are attached again for
+ * (docs/json.md), except for the word watch: the glibc mutexes and write
+ * locks it was seen taking while probed are read at each of its forks, and
+ * reported when another of its threads owns them (include/forkhazard.h,
+ * docs/trap-free.md). After a back-off they are attached again for
  * GOV_REARM_WINDOW_NS: still over budget, detached again for twice as long
  * (up to GOV_BACKOFF_MAX_NS); within it, kept. Each downgrade, re-arm and
  * restore is reported (struct gov_event: an event, a daemon log line, the
@@ -113,6 +116,8 @@ struct governor_opts {
 	const struct fh_config *cfg;
 	struct probes *probes;	/* NULL: no lock probes in this trace mode */
 	int procs_fd;		/* the kernel's `procs` map */
+	int learned_fd;		/* the word watch's `learned` and `watch` maps */
+	int watch_fd;
 	double trap_ns;		/* one probe trap, calibrated (calibrate.h) */
 	const int *prog_fds;	/* the lock programs: their run time per hit, when
 				 * the kernel counts it (kernel.bpf_stats_enabled) */

@@ -336,6 +336,8 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	jw_bool(&o->jw, "confirmed", l->flags & FH_LOCK_CONFIRMED);
 	if (l->depth > 1)
 		jw_uint(&o->jw, "depth", l->depth);
+	if (l->flags & FH_LOCK_WATCHED)
+		jw_bool(&o->jw, "watched", true);
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
 	if (runtime)
@@ -395,6 +397,8 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev,
 	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN);
 	if (ev->flags & FH_FORK_LIGHT)
 		jw_str(&o->jw, "locks_untracked", untracked_reason(ev));
+	if (ev->flags & FH_FORK_WATCHED)
+		jw_bool(&o->jw, "locks_watched", true);
 	if (ev->locks_omitted)
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
@@ -429,11 +433,16 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 	term_escape(l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN), name, sizeof(name));
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
-	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s) for %s%s%s\n", indent,
-		runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
-		(unsigned long long)l->addr, l->holder_tid, name, held,
-		l->depth > 1 ? " (recursive)" : "",
-		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
+	if (l->flags & FH_LOCK_WATCHED)	/* no acquisition seen: no time */
+		fprintf(o->o.f, "%s%s 0x%llx owned by %u (%s), read from its word; last taken "
+			"while probed at:\n", indent, lock_kind_name(l->kind),
+			(unsigned long long)l->addr, l->holder_tid, name);
+	else
+		fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s) for %s%s%s\n", indent,
+			runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
+			(unsigned long long)l->addr, l->holder_tid, name, held,
+			l->depth > 1 ? " (recursive)" : "",
+			l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
 	text_stack(o, n, "        ");
 }
 
@@ -481,13 +490,18 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	snprintf(thr, sizeof(thr), "%u", ev->threads);
 	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), child,
 		    thr);
-	if (ev->flags & FH_FORK_GOVERNED)
+	if ((ev->flags & FH_FORK_LIGHT) && (ev->flags & FH_FORK_GOVERNED))
 		fputs("fork (locks not tracked: the overhead governor detached its lock probes)\n",
 		      o->o.f);
 	else if (ev->flags & FH_FORK_LIGHT)
 		fputs("fork (locks not tracked)\n", o->o.f);
 	else if (foreign)
-		fprintf(o->o.f, "HAZARD: %u foreign lock%s\n", foreign, foreign == 1 ? "" : "s");
+		fprintf(o->o.f, "HAZARD: %u foreign lock%s%s\n", foreign, foreign == 1 ? "" : "s",
+			ev->flags & FH_FORK_WATCHED ? " (word watch: probes detached by the "
+						      "overhead governor)" : "");
+	else if (ev->flags & FH_FORK_WATCHED)
+		fputs("fork, no watched lock owned by another thread (probes detached by the "
+		      "overhead governor)\n", o->o.f);
 	else
 		fputs("fork, no foreign lock held\n", o->o.f);
 

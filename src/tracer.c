@@ -228,12 +228,15 @@ static int load_bpf(struct tracer *t)
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
+	/* the word watch: what the governor falls back to (governor.h) */
+	skel->rodata->learn_words = tracks_locks(cfg->trace_mode) && governor_budget(cfg) > 0;
 	if ((cfg->ring_buffer_kb &&
 	     bpf_map__set_max_entries(skel->maps.events, (__u32)cfg->ring_buffer_kb * 1024)) ||
 	    (cfg->max_children &&
 	     bpf_map__set_max_entries(skel->maps.children, (__u32)cfg->max_children)) ||
 	    (cfg->max_traced && bpf_map__set_max_entries(skel->maps.procs, (__u32)cfg->max_traced)) ||
-	    bpf_map__set_max_entries(skel->maps.lock_hits, (__u32)cfg->max_procs + 1)) {
+	    bpf_map__set_max_entries(skel->maps.lock_hits, (__u32)cfg->max_procs + 1) ||
+	    bpf_map__set_max_entries(skel->maps.watch, (__u32)cfg->max_procs)) {
 		log_error("cannot size the BPF maps: %s", strerror(errno));
 		return -EINVAL;
 	}
@@ -391,6 +394,7 @@ static int attach_targets(struct tracer *t)
 	};
 	struct governor_opts go = {
 		.cfg = t->cfg, .procs_fd = bpf_map__fd(skel->maps.procs),
+		.learned_fd = bpf_map__fd(skel->maps.learned), .watch_fd = bpf_map__fd(skel->maps.watch),
 		.trap_ns = CALIB_DEFAULT_EMULATED_NS, .prog_fds = progs,
 		.nprogs = (int)(sizeof(progs) / sizeof(progs[0])),
 		.report = on_governor_event, .report_ctx = t,

@@ -250,3 +250,44 @@ def test_records_from_before_a_gap_never_name_the_wrong_holder():
     rd = [l for l in ev2["locks"] or [] if addr(l["addr"]) == gap_locks[1]]
     check(len(rd) == 1 and rd[0]["holder_tid"] == a["a_tid"] and "depth" not in rd[0],
           "A's read lock taken after the re-arm is reported", ev2, a)
+
+
+def test_word_watch_reports_learned_locks_while_downgraded():
+    """Downgraded, a process's forks still report the glibc mutexes it was
+    seen taking while probed, read from their words (no probe): `held`,
+    taken in a hazard while probed, is reported again in a hazard after the
+    downgrade, "watched"; `other`, never taken while probed, is not seen."""
+    t = Tracer([])
+    g = None
+    try:
+        g = Govern("light")   # never downgraded while light: its first hazard is probed
+        g.cmd("f")
+        wait_for(lambda: probed_for(t.proc.pid, g.pid), 20, "its lock probes")
+        probed = g.cmd("h")
+        g.cmd("H")
+        wait_event(t.tmp.name, 30, "the downgrade", type="governor", pid=g.pid,
+                   action="downgrade")
+        watched = g.cmd("h")
+        unseen = g.cmd("n")
+        ev = wait_event(t.tmp.name, 20, "the watched fork", type="fork", pid=g.pid,
+                        child_pid=watched["child"])
+        ev2 = wait_event(t.tmp.name, 20, "the fork on a lock never learned", type="fork",
+                         pid=g.pid, child_pid=unseen["child"])
+    finally:
+        if g:
+            g.close()
+        r = t.stop()
+    first = r.one("fork", pid=g.pid, child_pid=probed["child"])
+    check(first["severity"] == "hazard" and "locks_watched" not in first and
+          first["locks"][0]["holder_tid"] == probed["holder_tid"], "probed: the usual hazard",
+          first)
+    mine = [l for l in ev["locks"] if addr(l["addr"]) == addr(watched["lock"])]
+    check(ev.get("locks_watched") is True and ev["severity"] == "hazard" and len(mine) == 1 and
+          mine[0]["holder_tid"] == watched["holder_tid"] and mine[0].get("watched") is True and
+          mine[0]["confirmed"] and mine[0]["held_ns"] == 0 and
+          mine[0]["stack"][0]["symbol"] == "holder",
+          "downgraded: the learned mutex is reported from its word, with the site it was "
+          "learned at", ev, watched)
+    check(ev2.get("locks_watched") is True and
+          not [l for l in ev2["locks"] if addr(l["addr"]) == addr(unseen["lock"])],
+          "a mutex never taken while probed is not seen", ev2, unseen)

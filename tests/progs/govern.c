@@ -13,6 +13,7 @@
  *   h  a hazard: a new thread takes the mutex `held` and keeps it while this
  *      thread forks (the child exits at once); prints {"child":..,
  *      "holder_tid":.., "lock":"0x.."}
+ *   n  the same hazard on another mutex, `other`
  *   H  heavy from now on (a light process's locker stops sleeping)
  *   a  a thread A takes the semaphore `gap_sem` and a read lock of `gap_rw`
  *      and keeps them; prints {"a_tid":..,"sem":"0x..","rwlock":"0x.."}
@@ -39,6 +40,7 @@
 
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t other = PTHREAD_MUTEX_INITIALIZER;	/* 'n': a hazard on it */
 static atomic_int quiet, stop;
 static atomic_long ops;
 static long shared;
@@ -89,8 +91,9 @@ static long holder_tid;
 
 static void *holder(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&held);
+	pthread_mutex_t *m = arg;
+
+	pthread_mutex_lock(m);
 	pthread_mutex_lock(&gate);
 	holder_tid = syscall(SYS_gettid);
 	stage = 1;
@@ -98,17 +101,17 @@ static void *holder(void *arg)
 	while (stage != 2)
 		pthread_cond_wait(&cond, &gate);
 	pthread_mutex_unlock(&gate);
-	pthread_mutex_unlock(&held);
+	pthread_mutex_unlock(m);
 	return NULL;
 }
 
-static void hazard(void)
+static void hazard(pthread_mutex_t *m)
 {
 	pthread_t t;
 	pid_t child;
 
 	stage = 0;
-	pthread_create(&t, NULL, holder, NULL);
+	pthread_create(&t, NULL, holder, m);
 	pthread_mutex_lock(&gate);
 	while (stage != 1)
 		pthread_cond_wait(&cond, &gate);
@@ -120,7 +123,7 @@ static void hazard(void)
 	pthread_mutex_unlock(&gate);
 	pthread_join(t, NULL);
 	printf("{\"child\":%d,\"holder_tid\":%ld,\"lock\":\"%p\"}\n", (int)child, holder_tid,
-	       (void *)&held);
+	       (void *)m);
 }
 
 /*
@@ -219,7 +222,10 @@ int main(int argc, char **argv)
 			printf("{\"quiet\":true}\n");
 			break;
 		case 'h':
-			hazard();
+			hazard(&held);
+			break;
+		case 'n':
+			hazard(&other);
 			break;
 		case 'H':
 			atomic_store(&light, 0);

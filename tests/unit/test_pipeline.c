@@ -527,6 +527,14 @@ UNIT_TEST(json_every_event_type)
 			feed(&p, &forkev, fork_size(&forkev));
 		}
 	}
+	/* a downgraded process's fork: the word watch's lock, no time, its
+	 * stack where it was learned */
+	fork_event(&forkev, (__u32)getpid(), 424275, t + 320, "test_pipeline");
+	forkev.flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
+	add_lock(&forkev, 0x7f0000008000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 2),
+		 false)->flags |= FH_LOCK_WATCHED;
+	forkev.locks[0].acquired_ns = forkev.time_ns;
+	feed(&p, &forkev, fork_size(&forkev));
 	/* a fork whose child was killed by a signal */
 	fork_event(&forkev, (__u32)getpid(), 424246, t + 450, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
@@ -561,6 +569,8 @@ UNIT_TEST(json_every_event_type)
 		  "\"symbol\":\"pipeline_fork_call_site\"", "\"locks\":null,\"own_locks\":null",
 		  "\"locks_untracked\":\"light\"", "\"locks_untracked\":\"unprobed\"",
 		  "\"locks_untracked\":\"no_lock_library\"", "\"locks_untracked\":\"overhead\"",
+		  "\"held_ns\":0,\"confirmed\":true,\"watched\":true",
+		  "\"own_locks\":[],\"locks_watched\":true",
 		  /* the deadlock names the mutex of the fork and its owner */
 		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
 		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
@@ -618,10 +628,29 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 	fork_event(&forkev, (__u32)getpid(), 424261, t + 1, "test_pipeline");
 	forkev.flags = FH_FORK_LIGHT;
 	feed(&p, &forkev, fork_size(&forkev));
+	/* downgraded: nothing, then a lock, from the word watch; the reason */
+	fork_event(&forkev, (__u32)getpid(), 424262, t + 2, "test_pipeline");
+	forkev.flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
+	feed(&p, &forkev, fork_size(&forkev));
+	fork_event(&forkev, (__u32)getpid(), 424263, t + 3, "test_pipeline");
+	forkev.flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
+	add_lock(&forkev, 0x7f0000008000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 2),
+		 false)->flags |= FH_LOCK_WATCHED;
+	feed(&p, &forkev, fork_size(&forkev));
+	fork_event(&forkev, (__u32)getpid(), 424264, t + 4, "test_pipeline");
+	forkev.flags = FH_FORK_LIGHT | FH_FORK_GOVERNED;
+	feed(&p, &forkev, fork_size(&forkev));
 	out = pipeline_finish(&p, t + 10);
 	keep(&p, "text_verbose_shows_info_forks_and_depth_bounds_stacks");
 	CHECK(strstr(out, "fork, no foreign lock held"));
 	CHECK(strstr(out, "fork (locks not tracked)"));
+	CHECK(strstr(out, "fork, no watched lock owned by another thread (probes detached by the "
+			  "overhead governor)"));
+	CHECK(strstr(out, "HAZARD: 1 foreign lock (word watch: probes detached by the overhead "
+			  "governor)\n    mutex 0x7f0000008000 owned by "));
+	CHECK(strstr(out, "read from its word; last taken while probed at:\n        #0 "
+			  "pipeline_lock_site_b"));
+	CHECK(strstr(out, "fork (locks not tracked: the overhead governor detached its lock probes)"));
 	CHECK(strstr(out, "child of"));
 	/* -vv: the stack of a fork that is no hazard too, one frame deep */
 	CHECK(strstr(out, "fork called from:\n        #0 "));
