@@ -49,7 +49,7 @@ FH_CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-missing-field-in
 ALL_CFLAGS	= $(CFLAGS) $(FH_CFLAGS) $(EXTRA_CFLAGS)
 # libbpf is linked statically so the binary runs where libbpf is not installed.
 LDLIBS		:= -Wl,-Bstatic -lbpf -Wl,-Bdynamic -ldw -lelf -lz -lcapstone -llzma -lstdc++ \
-		   -lmicrohttpd -lsystemd -lm
+		   -lmicrohttpd -lsystemd -ljson-c -lm
 BPF_CFLAGS	:= -g -O2 -mcpu=v3 -target bpf -Wall -Werror -D__TARGET_ARCH_$(BPF_ARCH) \
 		   -I$(VMLINUX_DIR) -Iinclude
 
@@ -154,6 +154,18 @@ $(OUT)/tests/libfhlock.so: tests/progs/lib/fhlock.c
 $(OUT)/tests/lockfn: tests/progs/lockfn.c $(OUT)/tests/libfhlock.so
 	@mkdir -p $(@D)
 	$(CC) -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@ -L$(OUT)/tests -lfhlock \
+		-Wl,-rpath,'$$ORIGIN'
+
+# verdicts links a library that starts a thread of its own (libfhworker.so).
+TEST_PROGS	+= $(OUT)/tests/libfhworker.so
+
+$(OUT)/tests/libfhworker.so: tests/progs/lib/fhworker.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O1 -g -Wall -Wextra -pthread $< -o $@
+
+$(OUT)/tests/verdicts: tests/progs/verdicts.c $(OUT)/tests/libfhworker.so
+	@mkdir -p $(@D)
+	$(CC) -O0 -g -fno-omit-frame-pointer $(PROG_FLAGS) $< -o $@ -L$(OUT)/tests -lfhworker \
 		-Wl,-rpath,'$$ORIGIN'
 
 # Reads a Python process as the in-kernel frame walker will (struct

@@ -327,13 +327,53 @@ class ForkStorm(Group):
                               "seconds": sizes["forkstorm"]}}
 
 
+class Report(Group):
+    """forkhazard report over a made-up recording (tests/jsonl_gen.py: hazard
+    forks with their stacks and locks, children's fates, deadlocks, as -j -o
+    writes them), made once per suite. Only bare: it measures forkhazard's
+    own command, not a traced program."""
+    EVENTS = 100_000
+    builds = ["launch"]
+    count_in_quick = False
+    benches = [
+        Bench("report", "event", "forkhazard report over a %d-event recording (hazard forks "
+              "with stacks, children's fates, deadlocks; 5 sites)" % EVENTS,
+              fixed=(EVENTS, EVENTS), modes=("bare",)),
+    ]
+
+    def recording(self, ctx, n):
+        path = os.path.join(ctx.tmp, "report-%d.jsonl" % n)
+        if not os.path.exists(path):
+            sys.path.insert(0, os.path.join(ROOT, "tests"))
+            import jsonl_gen
+            lines, _ = jsonl_gen.recording(n)
+            with open(path, "w") as f:
+                for line in lines:	# forkhazard writes compact JSON
+                    f.write(json.dumps(json.loads(line), separators=(",", ":")) + "\n")
+        return path
+
+    def command(self, ctx, sizes):
+        path = self.recording(ctx, sizes["report"])
+        return [ctx.prog("launch"), sys.executable, os.path.join(BENCH, "progs", "timed.py"),
+                ctx.fh, "report", path], None, None
+
+    def parse(self, ctx, sizes, out):
+        r = [json.loads(l) for l in out.splitlines() if l.startswith('{"elapsed_ns"')]
+        if len(r) != 1 or r[0]["status"] != 0:
+            raise BenchError("forkhazard report failed: %s" % out[-300:])
+        path = self.recording(ctx, sizes["report"])
+        return {"report": {"n": sizes["report"], "elapsed_ns": r[0]["elapsed_ns"],
+                           "cpu_ns": r[0]["cpu_ns"], "max_rss_kb": r[0]["max_rss_kb"],
+                           "bytes": os.path.getsize(path)}}
+
+
 # Filled by build_groups(): the Python groups depend on the interpreters installed.
 GROUPS = []
 ALL_BENCHES = []
 
 
 def build_groups():
-    GROUPS[:] = [Locks(), Sqlite()] + pythons() + [Service(), ForkBig(), ForkStorm()]
+    GROUPS[:] = [Locks(), Sqlite()] + pythons() + [Service(), ForkBig(), ForkStorm(), Report()]
     ALL_BENCHES[:] = [b.name for g in GROUPS for b in g.benches]
 
 # ---- running ----------------------------------------------------------------
@@ -1050,6 +1090,13 @@ def summarize(runs, modes, benches_wanted, counts, emulated_ns):
                                                          for x in mine.values()])
                 row["throughput_vs_bare_median"] = median([1 / r for r in ratios])
                 row["throughput_vs_bare_min"] = min(1 / r for r in ratios) if ratios else None
+            if bench == "report":
+                row["seconds_median"] = median([x["elapsed_ns"] / 1e9 for x in mine.values()])
+                row["seconds_min"] = min(x["elapsed_ns"] / 1e9 for x in mine.values())
+                row["seconds_max"] = max(x["elapsed_ns"] / 1e9 for x in mine.values())
+                row["cpu_s_median"] = median([x["cpu_ns"] / 1e9 for x in mine.values()])
+                row["max_rss_mb"] = max(x["max_rss_kb"] for x in mine.values()) / 1024
+                row["mb"] = next(iter(mine.values()))["bytes"] / 1e6
             if bench == "forkstorm":
                 row["forks_per_s_median"] = median([x["n"] / (x["elapsed_ns"] / 1e9)
                                                     for x in mine.values()])
@@ -1114,41 +1161,9 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
     cal = meta.get("calibration")
     emulated = cal["costs_ns"].get("uprobe_emulated") if cal else None
     L.extend(calibration_md(cal))
-    L.append("## Cost per operation")
-    L.append("")
-    L.append("ratio = this mode's time per operation / bare's, in the same repetition: median, "
-             "and min-max over repetitions; `bare2` is bare again, so its range is how far bare "
-             "strays from itself in this run, and `in spread` says whether a mode's median "
-             "ratio lies within it. `ops/run` differs between modes where a traced run would "
-             "take too long at bare's size (sizes are calibrated per mode): the ratio then "
-             "compares costs per operation.")
-    L.append("")
-    L.append("`traps/op`: uprobe and uretprobe hits per operation (all threads' operations), "
-             "from the tracer's probe programs' run counters in a separate counting run of "
-             "the mode, less the rate at which they ran while the benchmark was not running "
-             "(other processes' hits, in system-wide modes and under bpftrace, whose probes "
-             "are on every process); `~`: more than %d%% of the hits were subtracted so, as "
-             "good as that rate was steady; 0 by definition without a tracer. `BPF/hit`: the "
-             "probe programs' own run time per hit. `traps' worth`: the added time per "
-             "operation (median of mode - bare, paired by repetition) divided by the "
-             "calibrated cost of one emulated-instruction hit%s: multiply by another "
-             "machine's `forkhazard calibrate` emulated cost to carry the result there."
-             % (NOISY_BACKGROUND * 100, " (%.0f ns)" % emulated if emulated else ""))
-    L.append("")
-    L.append("| benchmark | mode | ops/run | time/op (median) | ratio (median) | ratio (min-max) "
-             "| in spread | traps/op | BPF/hit | traps' worth |")
-    L.append("|---|---|---:|---:|---:|---:|:-:|---:|---:|---:|")
-    for r in rows:
-        if r["bench"] in ("forkstorm", "service"):
-            continue
-        L.append(md_row(
-            r["bench"] + " (" + unit_of(r["bench"]) + ")", r["mode"],
-            "/".join(fmt_n(n) for n in r["n"]), fmt_ns(r["ns_per_op_median"]),
-            fmt_ratio(r["ratio_median"]) + mark(r),
-            fmt_ratio(r["ratio_min"]) + "-" + fmt_ratio(r["ratio_max"]), fmt_spread(r),
-            fmt_traps(r["traps_per_op"], r["count"]),
-            fmt_ns(r["bpf_ns_per_hit"] if (r["traps_per_op"] or 0) >= 0.01 else None),
-            fmt_worth(r)))
+    cost_rows = [r for r in rows if r["bench"] not in ("forkstorm", "service", "report")]
+    if cost_rows:
+        L += cost_table(cost_rows, emulated)
     svc = [r for r in rows if r["bench"] == "service"]
     if svc:
         L += md_section("A real service", "bench/progs/pyservice.py: a Python ThreadPoolExecutor "
@@ -1186,6 +1201,19 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
                 fmt_opt(r.get("fork_events_total")), fmt_opt(r.get("missed_total")),
                 fmt_opt(r.get("lost_total")), fmt_opt(r.get("hazards_total")),
                 fmt_opt(r.get("mt_forks_total"))))
+    rep_rows = [r for r in rows if r["bench"] == "report"]
+    if rep_rows:
+        r = rep_rows[0]
+        L += md_section("Reading a recording", "`forkhazard report FILE` over a made-up "
+                        "recording as -j -o writes it (tests/jsonl_gen.py), from exec to "
+                        "exit, its output discarded: wall time over the repetitions, CPU time "
+                        "(user + system) and peak RSS.")
+        L.append("| events | file | time (median) | (min-max) | events/s | CPU (median) | "
+                 "peak RSS |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| %s | %.0f MB | %.2f s | %.2f-%.2f s | %s | %.2f s | %.1f MB |" % (
+            fmt_n(r["n"][0]), r["mb"], r["seconds_median"], r["seconds_min"], r["seconds_max"],
+            fmt_rate(r["n"][0] / r["seconds_median"]), r["cpu_s_median"], r["max_rss_mb"]))
     if tracer:
         L.append("")
         L.append("## The tracer itself")
@@ -1226,6 +1254,44 @@ def markdown(meta, rows, tracer, storm, modes, failures, notes, foreign_seen):
         for f in failures:
             L.append("- FAILED: %s" % json.dumps(f))
     return "\n".join(L) + "\n"
+
+
+def cost_table(rows, emulated):
+    L = []
+    L.append("## Cost per operation")
+    L.append("")
+    L.append("ratio = this mode's time per operation / bare's, in the same repetition: median, "
+             "and min-max over repetitions; `bare2` is bare again, so its range is how far bare "
+             "strays from itself in this run, and `in spread` says whether a mode's median "
+             "ratio lies within it. `ops/run` differs between modes where a traced run would "
+             "take too long at bare's size (sizes are calibrated per mode): the ratio then "
+             "compares costs per operation.")
+    L.append("")
+    L.append("`traps/op`: uprobe and uretprobe hits per operation (all threads' operations), "
+             "from the tracer's probe programs' run counters in a separate counting run of "
+             "the mode, less the rate at which they ran while the benchmark was not running "
+             "(other processes' hits, in system-wide modes and under bpftrace, whose probes "
+             "are on every process); `~`: more than %d%% of the hits were subtracted so, as "
+             "good as that rate was steady; 0 by definition without a tracer. `BPF/hit`: the "
+             "probe programs' own run time per hit. `traps' worth`: the added time per "
+             "operation (median of mode - bare, paired by repetition) divided by the "
+             "calibrated cost of one emulated-instruction hit%s: multiply by another "
+             "machine's `forkhazard calibrate` emulated cost to carry the result there."
+             % (NOISY_BACKGROUND * 100, " (%.0f ns)" % emulated if emulated else ""))
+    L.append("")
+    L.append("| benchmark | mode | ops/run | time/op (median) | ratio (median) | ratio (min-max) "
+             "| in spread | traps/op | BPF/hit | traps' worth |")
+    L.append("|---|---|---:|---:|---:|---:|:-:|---:|---:|---:|")
+    for r in rows:
+        L.append(md_row(
+            r["bench"] + " (" + unit_of(r["bench"]) + ")", r["mode"],
+            "/".join(fmt_n(n) for n in r["n"]), fmt_ns(r["ns_per_op_median"]),
+            fmt_ratio(r["ratio_median"]) + mark(r),
+            fmt_ratio(r["ratio_min"]) + "-" + fmt_ratio(r["ratio_max"]), fmt_spread(r),
+            fmt_traps(r["traps_per_op"], r["count"]),
+            fmt_ns(r["bpf_ns_per_hit"] if (r["traps_per_op"] or 0) >= 0.01 else None),
+            fmt_worth(r)))
+    return L
 
 
 def calibration_md(cal):

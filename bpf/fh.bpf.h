@@ -29,6 +29,8 @@ const volatile __u32 self_tgid __weak = 0;	/* never trace ourselves */
 /* The governor may detach lock probes: learn the addresses of the locks whose
  * word names the holder, for the word watch (`learned`). */
 const volatile bool learn_words __weak = false;
+/* offsetof(struct pthread, start_routine) in the host's glibc; 0: unknown */
+const volatile __u32 start_routine_off __weak = 0;
 
 /* Bumped by userspace each time it empties the stack map: a stack id from
  * an older generation may name another stack now and is not reported. */
@@ -104,6 +106,7 @@ static __always_inline void emit(void *ev, __u64 size)
 }
 
 #define FH_EFAULT 14	/* vmlinux.h has no errno values */
+#define FH_EBUSY 16
 
 static __always_inline __s32 user_stack_id(void *ctx)
 {
@@ -401,6 +404,37 @@ static __always_inline __u64 sleeping_futex(struct task_struct *t)
 	if (nr != NR_futex && nr != NR_futex_wait)
 		return 0;
 	return PT_REGS_PARM1_CORE_SYSCALL(regs);
+}
+
+/*
+ * Is user address addr of task t in memory other processes may share? What a
+ * fork gives the child there is the same memory, not a copy; and a futex
+ * there can be woken from another process. bpf_find_vma can fail with
+ * -EBUSY (its per-CPU mmap-unlock work is pending: another BPF program on
+ * this CPU called it with interrupts off, as a second forkhazard's deadlock
+ * watch does on the same context switch; or t's mmap lock is taken): that
+ * is MEM_UNKNOWN, never a guess either way.
+ */
+enum fh_memory { MEM_PRIVATE, MEM_SHARED, MEM_UNKNOWN, MEM_UNMAPPED };
+
+#define FH_VM_SHARED	0x8
+#define FH_VM_MAYSHARE	0x80
+
+static long vma_sharing(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
+{
+	*(enum fh_memory *)ctx = vma->vm_flags & (FH_VM_SHARED | FH_VM_MAYSHARE) ? MEM_SHARED :
+										  MEM_PRIVATE;
+	return 0;
+}
+
+static __always_inline enum fh_memory memory_of(struct task_struct *t, __u64 addr)
+{
+	enum fh_memory m = MEM_UNMAPPED;
+	long err = bpf_find_vma(t, addr, vma_sharing, &m, 0);
+
+	if (err == -FH_EBUSY)
+		return MEM_UNKNOWN;
+	return err ? MEM_UNMAPPED : m;
 }
 
 /* t's thread ID in its own (innermost) PID namespace: what the C library

@@ -21,8 +21,26 @@ struct {
 	__type(value, struct fh_fork_event);
 } fork_scratch SEC(".maps");
 
+/* The other threads' record, built beside the event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fh_threads_event);
+} threads_scratch SEC(".maps");
+
+/* The child's entry of `children`, built beside the event (its watch list
+ * is filled by the snapshot). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fh_child);
+} child_scratch SEC(".maps");
+
 struct snapshot_ctx {
 	struct fh_fork_event *ev;
+	struct fh_child *fate;
 	struct fh_thread_locks *tl;
 	__u64 start_ns;		/* when the thread was created */
 	__u32 tid, tgid;
@@ -68,6 +86,37 @@ static __always_inline bool thread_sentinel(const struct snapshot_ctx *c,
 }
 
 /*
+ * Where a held lock's word names its holder (lock_word_verdict said
+ * HELD_YES): the offset of that word, which the child's copy keeps until the
+ * child re-initialises the lock. 0: none.
+ */
+static __always_inline __u16 holder_word(const struct fh_held_lock *h)
+{
+	if (h->kind == FH_KIND_MUTEX)
+		return h->layout == FH_LAYOUT_MUSL ? MUSL_MUTEX_LOCK : GLIBC_MUTEX_OWNER;
+	if (h->kind == FH_KIND_RWLOCK_WRITE && h->layout == FH_LAYOUT_GLIBC)
+		return GLIBC_RWLOCK_CUR_WRITER;
+	return 0;
+}
+
+/* A foreign lock held at the fork whose word names its holder: the child's
+ * copy of that word is checked at its exit (and by userspace while it
+ * lives) for a re-initialisation. */
+static __always_inline void watch_in_child(struct fh_child *fate, const struct fh_held_lock *h,
+					   __u32 ns_tid)
+{
+	__u32 n = fate->nr_watch;
+	__u16 word = holder_word(h);
+
+	if (!word || n >= FH_CHILD_WATCH)
+		return;
+	fate->watch[n].addr = h->addr;
+	fate->watch[n].frozen = ns_tid;
+	fate->watch[n].word = word;
+	fate->nr_watch = n + 1;
+}
+
+/*
  * One slot of one thread into the event (a bpf_loop callback: the verifier
  * checks it once, where an inlined 16-slot loop inside the thread loop
  * explodes its state count). The counters live in the event, not in
@@ -78,6 +127,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	struct fh_fork_event *ev = c->ev;
 	enum held_verdict verdict;
 	struct fh_held_lock *h;
+	enum fh_memory mem;
 	struct fh_lock *l;
 	__u32 n;
 
@@ -115,19 +165,29 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	l->depth = verdict == HELD_YES ? mutex_depth(h) : h->depth;
 	l->flags = (c->own ? FH_LOCK_OWN : 0) | (verdict == HELD_YES ? FH_LOCK_CONFIRMED : 0);
 	__builtin_memcpy(l->holder_comm, c->comm, sizeof(l->holder_comm));
+	/* current is the forking thread: the parent's memory map */
+	mem = memory_of(bpf_get_current_task_btf(), h->addr);
+	if (mem == MEM_SHARED)
+		l->flags |= FH_LOCK_SHARED;
+	else if (mem == MEM_UNKNOWN)
+		l->flags |= FH_LOCK_SHARED_UNKNOWN;
 	ev->nr_locks = n + 1;
 	if (c->own)
 		ev->nr_own++;
+	else if (mem == MEM_SHARED)
+		ev->nr_shared++;
+	else if (verdict == HELD_YES)
+		watch_in_child(c->fate, h, c->ns_tid);
 	return 0;
 }
 
 /* Copy the locks thread `t` holds into the event. */
-static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct task_struct *t,
-					    bool own, __u64 armed_ns)
+static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct fh_child *fate,
+					    struct task_struct *t, bool own, __u64 armed_ns)
 {
-	struct snapshot_ctx c = { .ev = ev, .tid = t->pid, .tgid = t->tgid, .own = own,
-				  .start_ns = t->start_time, .leader = t->pid == t->tgid,
-				  .armed_ns = armed_ns };
+	struct snapshot_ctx c = { .ev = ev, .fate = fate, .tid = t->pid, .tgid = t->tgid,
+				  .own = own, .start_ns = t->start_time,
+				  .leader = t->pid == t->tgid, .armed_ns = armed_ns };
 
 	c.ns_tid = ns_tid_of(t);
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
@@ -138,9 +198,50 @@ static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct tas
 	bpf_loop(FH_HELD_SLOTS, snapshot_slot, &c, 0);
 }
 
-/* Walk the parent's threads: what the child inherits is what they hold now. */
-static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task_struct *parent,
-					   __u64 armed_ns)
+/* The thread pointer of t, its pthread_t. */
+static __always_inline __u64 thread_pointer(struct task_struct *t)
+{
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ(t, thread.fsbase);
+#elif defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(t, thread.uw.tp_value);
+#else
+	return 0;
+#endif
+}
+
+/* Another thread of the parent, for the list of who else runs. */
+static __always_inline void note_other_thread(struct fh_fork_event *ev,
+					      struct fh_threads_event *others,
+					      struct task_struct *t)
+{
+	__u32 n = ev->nr_other;
+	struct fh_other_thread *o;
+
+	if (n >= FH_MAX_OTHER_THREADS) {
+		ev->other_omitted++;
+		return;
+	}
+	o = &others->other[n];
+	o->tid = t->pid;
+	o->_pad = 0;
+	o->pthread = thread_pointer(t);
+	/* read now, in the parent's memory (current is the forking thread):
+	 * userspace may find the parent gone by the time the event arrives */
+	o->start = 0;
+	if (start_routine_off && o->pthread)
+		bpf_probe_read_user(&o->start, sizeof(o->start),
+				    (void *)(o->pthread + start_routine_off));
+	bpf_probe_read_kernel(o->comm, sizeof(o->comm), t->comm);
+	ev->nr_other = n + 1;
+}
+
+/* Walk the parent's threads: who runs besides the forking thread, and (when
+ * its locks are seen) what the child inherits: what they hold now. */
+static __always_inline void snapshot_threads(struct fh_fork_event *ev, struct fh_child *fate,
+					     struct fh_threads_event *others,
+					     struct task_struct *parent, bool locks_seen,
+					     __u64 armed_ns)
 {
 	struct bpf_iter_task it;
 	struct task_struct *t;
@@ -155,7 +256,10 @@ static __always_inline void snapshot_locks(struct fh_fork_event *ev, struct task
 			break;
 		}
 		ev->walked++;
-		snapshot_thread(ev, t, t->pid == parent->pid, armed_ns);
+		if (t->pid != parent->pid)
+			note_other_thread(ev, others, t);
+		if (locks_seen)
+			snapshot_thread(ev, fate, t, t->pid == parent->pid, armed_ns);
 	}
 	bpf_iter_task_destroy(&it);
 }
@@ -255,6 +359,7 @@ static long watch_keep(__u32 i, struct compact_ctx *c)
 {
 	struct fh_fork_event *ev = c->ev;
 	__u32 j = c->kept;
+	enum fh_memory mem;
 
 	if (i >= FH_EVENT_LOCKS || j >= FH_EVENT_LOCKS)
 		return 1;
@@ -262,6 +367,14 @@ static long watch_keep(__u32 i, struct compact_ctx *c)
 		return 0;
 	if (j != i)
 		ev->locks[j] = ev->locks[i];
+	/* as snapshot_slot: one in shared memory is the child's too, not a copy */
+	mem = memory_of(bpf_get_current_task_btf(), ev->locks[j].addr);
+	if (mem == MEM_SHARED) {
+		ev->locks[j].flags |= FH_LOCK_SHARED;
+		ev->nr_shared++;
+	} else if (mem == MEM_UNKNOWN) {
+		ev->locks[j].flags |= FH_LOCK_SHARED_UNKNOWN;
+	}
 	c->kept = j + 1;
 	return 0;
 }
@@ -424,7 +537,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
 	struct fh_fork_event *ev;
-	struct fh_child fate = {};
+	struct fh_threads_event *others;
+	struct fh_child *fate;
 	__u32 untracked = 0;	/* FH_FORK_* reason when the locks are not seen */
 	__u64 now, size, armed_ns = 0;
 	bool locks_seen;
@@ -472,8 +586,11 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	}
 
 	ev = bpf_map_lookup_elem(&fork_scratch, &zero);
-	if (!ev)
+	fate = bpf_map_lookup_elem(&child_scratch, &zero);
+	others = bpf_map_lookup_elem(&threads_scratch, &zero);
+	if (!ev || !fate || !others)
 		return 0;
+	__builtin_memset(fate, 0, sizeof(*fate));
 	now = bpf_ktime_get_ns();
 	ev->type = FH_EV_FORK;
 	ev->pid = tgid;
@@ -484,7 +601,11 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->ppid = BPF_CORE_READ(parent, real_parent, tgid);
 	ev->nr_locks = 0;
 	ev->nr_own = 0;
+	ev->nr_shared = 0;
 	ev->locks_omitted = 0;
+	ev->nr_other = 0;
+	ev->other_omitted = 0;
+	ev->_pad = 0;
 	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT | untracked;
 	ev->stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), parent->comm);
@@ -492,17 +613,31 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->ns_pid = ns_tgid(parent);
 	ev->ns_child_pid = ns_tgid(child);
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
-	if (locks_seen)
-		snapshot_locks(ev, parent, armed_ns);
-	else if (untracked == FH_FORK_GOVERNED && watch_words(ev, parent))
+	snapshot_threads(ev, fate, others, parent, locks_seen, armed_ns);
+	if (!locks_seen && untracked == FH_FORK_GOVERNED && watch_words(ev, parent))
 		ev->flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
 	if (FH_FORK_FOREIGN_LOCKS(ev))
 		stat_inc(FH_STAT_HAZARDS);
 
-	fate.fork_ns = now;
-	fate.parent_pid = tgid;
-	if (bpf_map_update_elem(&children, &child_tgid, &fate, BPF_ANY))
+	fate->fork_ns = now;
+	fate->parent_pid = tgid;
+	if (bpf_map_update_elem(&children, &child_tgid, fate, BPF_ANY))
 		stat_inc(FH_STAT_CHILDREN_FULL);
+
+	/* Who else runs, first: userspace asks the parent about them as
+	 * this arrives, before it spends time on the stack copy. */
+	if (ev->nr_other) {
+		others->type = FH_EV_THREADS;
+		others->pid = tgid;
+		others->tid = ev->tid;
+		others->nr = ev->nr_other;
+		others->time_ns = now;
+		size = offsetof(struct fh_threads_event, other) +
+		       (__u64)ev->nr_other * sizeof(struct fh_other_thread);
+		if (size > sizeof(*others))
+			size = sizeof(*others);
+		emit(others, size);
+	}
 
 	/* A hazard's fork call deserves a full stack: glibc has no frame
 	 * pointers, so userspace unwinds this copy with CFI. */
@@ -520,6 +655,28 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * The exiting child's (current's) copies of its watched locks: those whose
+ * word no longer names the parent's holder were re-initialised. On kernels
+ * that trace the exit after the memory is gone, the reads fail: nothing is
+ * claimed.
+ */
+static __always_inline void reinitialized_at_exit(const struct fh_child *c,
+						  struct fh_child_event *ev)
+{
+	for (int i = 0; i < FH_CHILD_WATCH; i++) {
+		const struct fh_lock_watch *w = &c->watch[i];
+		__u32 word;
+
+		if (i >= c->nr_watch)
+			break;
+		if (bpf_probe_read_user(&word, sizeof(word), (void *)(w->addr + w->word)))
+			continue;
+		if ((word & FUTEX_TID_MASK) != w->frozen)
+			ev->reinit[ev->nr_reinit++ & (FH_CHILD_WATCH - 1)] = w->addr;
+	}
+}
+
 static __always_inline void child_decided(__u32 pid, __u32 outcome, __s32 exit_code)
 {
 	struct fh_child *c = bpf_map_lookup_elem(&children, &pid);
@@ -532,6 +689,8 @@ static __always_inline void child_decided(__u32 pid, __u32 outcome, __s32 exit_c
 		ev.fork_ns = c->fork_ns;
 		ev.time_ns = bpf_ktime_get_ns();
 		ev.exit_code = exit_code;
+		if (outcome == FH_CHILD_EXIT)
+			reinitialized_at_exit(c, &ev);
 		emit(&ev, sizeof(ev));
 	}
 	bpf_map_delete_elem(&children, &pid);

@@ -49,32 +49,10 @@ static __always_inline __u32 owner_from_layout(__u64 uaddr, __u32 parent_pid)
 				tid_or_0(read_u32(uaddr + GLIBC_RWLOCK_WRITER_FROM_WRITERS)), musl);
 }
 
-#define VM_MAYSHARE	0x80
-
-static long vma_private(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
-{
-	*(bool *)ctx = !(vma->vm_flags & VM_MAYSHARE);
-	return 0;
-}
-
-/*
- * Is the futex word at uaddr in memory no other process shares? Then a wait
- * without FUTEX_PRIVATE_FLAG is process-private all the same: the kernel keys
- * a futex in a private anonymous (or copied-on-write) page by this process's
- * mm. glibc waits that way on robust mutexes (the kernel's robust-list code
- * never wakes with the private flag), whatever memory they are in.
- */
-static __always_inline bool private_memory(__u64 uaddr)
-{
-	bool priv = false;
-
-	bpf_find_vma(bpf_get_current_task_btf(), uaddr, vma_private, &priv, 0);
-	return priv;
-}
-
-/* Would this futex(2) call block forever? Sets *uaddr and *pi. */
+/* Would this futex(2) call block forever? Sets *uaddr and *pi; *unsure when
+ * that depends on memory that could not be looked up (fh.bpf.h memory_of). */
 static __always_inline bool futex_blocks_forever(struct pt_regs *regs, __u64 *uaddr, __u32 *op,
-						 bool *pi)
+						 bool *pi, bool *unsure)
 {
 	__u32 cmd;
 
@@ -82,8 +60,24 @@ static __always_inline bool futex_blocks_forever(struct pt_regs *regs, __u64 *ua
 	*op = PT_REGS_PARM2_SYSCALL(regs);
 	if (PT_REGS_PARM4_SYSCALL(regs))	/* a timeout */
 		return false;
-	if (!(*op & FUTEX_PRIVATE_FLAG) && !private_memory(*uaddr))	/* shared */
-		return false;
+	/*
+	 * A wait without FUTEX_PRIVATE_FLAG is process-private all the same
+	 * when the word is in memory no other process shares: the kernel keys
+	 * a futex in a private anonymous (or copied-on-write) page by this
+	 * process's mm. glibc waits that way on robust mutexes (the kernel's
+	 * robust-list code never wakes with the private flag), whatever memory
+	 * they are in. This runs with interrupts off, where bpf_find_vma needs
+	 * its per-CPU work free: a second forkhazard's watch on the same
+	 * switch takes it first, and the answer is "unknown", for userspace.
+	 */
+	if (!(*op & FUTEX_PRIVATE_FLAG)) {
+		enum fh_memory m = memory_of(bpf_get_current_task_btf(), *uaddr);
+
+		if (m == MEM_UNKNOWN)
+			*unsure = true;
+		else if (m != MEM_PRIVATE)
+			return false;	/* shared, or no memory at all */
+	}
 	cmd = *op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
 	if (cmd == FUTEX_LOCK_PI || cmd == FUTEX_LOCK_PI2) {
 		*pi = true;
@@ -153,7 +147,7 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 	struct fh_child *c;
 	__u64 uaddr = 0;
 	__u32 op = 0;
-	bool pi = false, forever;
+	bool pi = false, unsure = false, forever;
 	__u32 tgid;
 	long id;
 
@@ -177,7 +171,7 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 		return 0;
 
 	if (id == NR_futex)
-		forever = futex_blocks_forever(regs, &uaddr, &op, &pi);
+		forever = futex_blocks_forever(regs, &uaddr, &op, &pi, &unsure);
 	else if (id == NR_futex_wait)
 		forever = futex2_blocks_forever(regs, &uaddr);
 	else
@@ -185,8 +179,17 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 	if (!forever)
 		return 0;
 
-	c->flags |= FH_CHILD_DECIDED;
-	stat_inc(FH_STAT_DEADLOCKS);
+	if (unsure) {
+		/* userspace decides (and counts) from /proc/PID/maps; once
+		 * per futex word, however often the child sleeps on it */
+		if (c->unsure_futex == uaddr)
+			return 0;
+		c->unsure_futex = uaddr;
+		ev.flags |= FH_DL_MEMORY_UNKNOWN;
+	} else {
+		c->flags |= FH_CHILD_DECIDED;
+		stat_inc(FH_STAT_DEADLOCKS);
+	}
 	ev.pid = tgid;
 	ev.tid = task->pid;
 	ev.parent_pid = c->parent_pid;

@@ -40,6 +40,8 @@ enum fh_event_type {
 	FH_EV_DEADLOCK,		/* struct fh_deadlock_event */
 	FH_EV_PROBE_REQUEST,	/* struct fh_probe_request */
 	FH_EV_USTACK,		/* struct fh_ustack_event */
+	FH_EV_REINIT,		/* struct fh_reinit_event */
+	FH_EV_THREADS,		/* struct fh_threads_event */
 };
 
 /* A new kind is one line here, one row in src/probes.c's table and, when
@@ -140,7 +142,15 @@ struct fh_thread_locks {
 /* fh_lock.flags */
 #define FH_LOCK_OWN		0x1	/* held by the forking thread itself */
 #define FH_LOCK_CONFIRMED	0x2	/* the lock word named the holder at the fork */
-#define FH_LOCK_WATCHED		0x4	/* found by the word watch (FH_FORK_WATCHED):
+/* In a shared mapping of the parent (VM_SHARED or VM_MAYSHARE: MAP_SHARED,
+ * shm, sem_open): the child gets the very same lock, not a frozen copy, and
+ * the holder's releases reach it. */
+#define FH_LOCK_SHARED		0x4
+/* Whether it is in shared memory could not be looked up at the fork
+ * (bpf_find_vma busy: another program's mmap-unlock work pending on this
+ * CPU, or the parent's mmap lock taken): userspace looks in /proc/PID/maps. */
+#define FH_LOCK_SHARED_UNKNOWN	0x8
+#define FH_LOCK_WATCHED		0x10	/* found by the word watch (FH_FORK_WATCHED):
 					 * no acquisition seen, its stack is where it
 					 * was last taken while probed */
 
@@ -173,6 +183,25 @@ struct fh_lock {
  * whose words name another of its threads at the fork (struct fh_watch). */
 #define FH_FORK_WATCHED		0x20
 
+/* Other threads listed for a fork (struct fh_threads_event); more are
+ * counted as omitted. */
+#define FH_MAX_OTHER_THREADS	32
+
+/* A thread of the parent other than the forking one: who else was running. */
+struct fh_other_thread {
+	__u32 tid;
+	__u32 _pad;
+	__u64 pthread;		/* its thread pointer (x86-64: fs base), which is
+				 * also its pthread_t: where glibc keeps its
+				 * descriptor (start routine) and CPython its
+				 * thread's ident */
+	__u64 start;		/* the descriptor's start_routine as read at the
+				 * fork, at the host glibc's offset (the
+				 * start_routine_off rodata switch); 0: not read.
+				 * Unverified: the process's glibc may be another. */
+	char comm[FH_COMM_LEN];
+};
+
 /*
  * A new process forked from a multithreaded traced process. Sent with only
  * nr_locks entries of locks[]: foreign and own locks mixed, own ones flagged.
@@ -196,16 +225,36 @@ struct fh_fork_event {
 	__u32 ns_pid;		/* parent tgid in its own (innermost) PID namespace */
 	__u32 ns_child_pid;	/* child pid in its own PID namespace */
 	char exe_name[FH_EXE_NAME_LEN];	/* basename of the parent's executable */
+	__u32 nr_shared;	/* foreign locks of locks[] flagged FH_LOCK_SHARED */
+	__u32 nr_other;		/* other threads listed (fh_threads_event.nr) */
+	__u32 other_omitted;	/* other threads beyond FH_MAX_OTHER_THREADS */
+	__u32 _pad;
 	struct fh_lock locks[FH_EVENT_LOCKS];
 };
 
 /*
- * Locks of other threads in a fork event, sent or omitted: what the kernel
- * side counts as a hazard (FH_STAT_HAZARDS) and sends a stack copy for.
- * Userspace's verdict on an event, which may set some of them aside, is
- * src/hazard.h's.
+ * The other threads of a fork's parent, sent just before its fork event
+ * (same pid, tid and time_ns), and before the hazard's stack copy: the
+ * first thing userspace reads, while the parent is most surely there to
+ * be asked for their names. Sent with only nr entries of other[].
  */
-#define FH_FORK_FOREIGN_LOCKS(ev)	((ev)->nr_locks - (ev)->nr_own + (ev)->locks_omitted)
+struct fh_threads_event {
+	__u32 type;
+	__u32 pid;
+	__u32 tid;		/* the forking thread */
+	__u32 nr;		/* entries of other[] that follow */
+	__u64 time_ns;		/* the fork event's */
+	struct fh_other_thread other[FH_MAX_OTHER_THREADS];
+};
+
+/*
+ * Locks of other threads in a fork event, sent or omitted, but for those in
+ * shared memory: what the kernel side counts as a hazard (FH_STAT_HAZARDS)
+ * and sends a stack copy for. Userspace's verdict on an event, which may set
+ * some of them aside, is src/hazard.h's.
+ */
+#define FH_FORK_FOREIGN_LOCKS(ev) \
+	((ev)->nr_locks - (ev)->nr_own - (ev)->nr_shared + (ev)->locks_omitted)
 
 enum fh_child_outcome {
 	FH_CHILD_EXEC = 1,
@@ -213,6 +262,9 @@ enum fh_child_outcome {
 	FH_CHILD_DEADLOCK,
 	FH_CHILD_ALIVE,
 };
+
+/* Inherited locks whose words the kernel checks in the child (struct fh_child). */
+#define FH_CHILD_WATCH		4
 
 /* What became of the child of a fork event. */
 struct fh_child_event {
@@ -223,12 +275,35 @@ struct fh_child_event {
 	__u64 time_ns;
 	__u64 fork_ns;		/* time of the fork */
 	__s32 exit_code;	/* wait status for FH_CHILD_EXIT */
-	__u32 _pad;
+	/* FH_CHILD_EXIT: watched locks (fh_child.watch) whose word, read as
+	 * the child's last thread exited, no longer named the parent's
+	 * holder: the child re-initialised them (a pthread_atfork child
+	 * handler). Read before the child's memory goes (Linux 6.16 and later
+	 * trace the exit before it; earlier ones leave this 0). */
+	__u32 nr_reinit;
+	__u64 reinit[FH_CHILD_WATCH];
+};
+
+/*
+ * A followed child ran CPython's _PyThread_at_fork_reinit(&lock): the lock
+ * it inherited at `addr` (a PyThread_type_lock, glibc's sem_t) is replaced by
+ * a new one in the child, as CPython does for its own locks and for every
+ * lock an os.register_at_fork hook re-creates (logging's handler locks).
+ */
+struct fh_reinit_event {
+	__u32 type;
+	__u32 pid;		/* the child */
+	__u64 time_ns;
+	__u64 addr;		/* the old lock */
 };
 
 /* fh_deadlock_event.flags */
 #define FH_DL_OWNER_KNOWN	0x1	/* owner_tid read from the lock word and verified */
 #define FH_DL_PI		0x2	/* PI futex: the TID is in the futex word itself */
+/* A wait without FUTEX_PRIVATE_FLAG whose memory could not be looked up
+ * (bpf_find_vma busy): a deadlock only if userspace finds the futex word in
+ * a private mapping of the child. Not counted, not decided by the kernel. */
+#define FH_DL_MEMORY_UNKNOWN	0x4
 
 /* The only thread of a forked child blocks forever on a private futex. */
 struct fh_deadlock_event {
@@ -351,10 +426,26 @@ struct fh_watch {
 /* children map: forked children of multithreaded parents, until their fate. */
 #define FH_CHILD_DECIDED	0x1	/* outcome already sent */
 
+/* An inherited lock held by another thread at the fork whose word names its
+ * holder: while that word still holds `frozen` in the child, the child has
+ * the parent's frozen copy; any other value means the child re-initialised
+ * it (and perhaps took it since). */
+struct fh_lock_watch {
+	__u64 addr;
+	__u32 frozen;		/* the holder's TID as the word has it */
+	__u16 word;		/* offset of that word in the lock */
+	__u16 _pad;
+};
+
 struct fh_child {
 	__u64 fork_ns;
 	__u32 parent_pid;
 	__u32 flags;
+	/* The futex word last reported with FH_DL_MEMORY_UNKNOWN: not again. */
+	__u64 unsure_futex;
+	__u32 nr_watch;
+	__u32 _pad;
+	struct fh_lock_watch watch[FH_CHILD_WATCH];
 };
 
 /* What the `request_mode` rodata switch asks the kernel to report. */

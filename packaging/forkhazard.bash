@@ -10,8 +10,16 @@ _forkhazard()
 		_pids
 		return
 		;;
-	-o | --output | --config | --log-file | --metrics-file)
+	-o | --output | --config | --log-file | --metrics-file | --suppressions | --sarif)
 		_filedir
+		return
+		;;
+	--sarif-root)
+		_filedir -d
+		return
+		;;
+	--fail-on)
+		COMPREPLY=($(compgen -W 'none hazard deadlock' -- "$cur"))
 		return
 		;;
 	--mode)
@@ -40,7 +48,8 @@ _forkhazard()
 		;;
 	-d | --duration | --stack-depth | --max-procs | --max-overhead | --hold-ms | --ring-buffer-kb | \
 	--max-children | --max-traced | --metrics-interval | --report-interval | \
-	--max-sites | --metrics-sites | --rate-limit | --site-rate-limit | --filter-cgroup)
+	--max-sites | --metrics-sites | --rate-limit | --site-rate-limit | --filter-cgroup | \
+	--fail-exit-code | --site | --top)
 		return
 		;;
 	esac
@@ -55,11 +64,16 @@ _forkhazard()
 		fi
 	done
 	if [[ $cword -eq 1 && $cur != -* ]]; then
-		COMPREPLY=($(compgen -W 'inspect calibrate' -- "$cur"))
+		COMPREPLY=($(compgen -W 'inspect calibrate report' -- "$cur"))
 		return
 	fi
 	if [[ ${words[1]} == calibrate ]]; then
 		COMPREPLY=($(compgen -W '--json --help' -- "$cur"))
+		return
+	fi
+	if [[ ${words[1]} == report ]]; then
+		[[ $cur == -* ]] && COMPREPLY=($(compgen -W '--json --markdown --site --top
+			--max-sites --help' -- "$cur")) || _filedir
 		return
 	fi
 	if [[ ${words[1]} == inspect ]]; then

@@ -5,7 +5,8 @@
 set -eu
 pkgs="make gcc clang llvm bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev
       libcapstone-dev pkg-config python3 python3-jsonschema procps util-linux
-      g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev musl-tools"
+      g++ liblzma-dev xz-utils binutils libc6-dbg libclang-rt-14-dev musl-tools
+      libjson-c-dev"
 # Static analysis and the sanitizer/valgrind runs (make lint, check-valgrind).
 pkgs="$pkgs cppcheck clang-tidy valgrind"
 # `deps.sh bench`: also what only the benchmarks use (bench/README.md).
@@ -27,14 +28,19 @@ fi
 # and npm for the Kubernetes manifest's schema validation.
 pkgs="$pkgs libmicrohttpd-dev libsystemd-dev debhelper dpkg-dev bash-completion prometheus
       systemd curl nodejs python3-yaml"
-# The schema validator of packaging/k8s/ (kubernetes-models, pinned by its
-# package-lock.json), from the npm registry, once.
-k8s_validator() {
-	dir="$(dirname "$0")/../packaging/k8s/validate"
-	[ -d "$dir/node_modules/kubernetes-models" ] && return 0
+# The validators the tests run, from the npm registry, once, pinned by their
+# package-lock.json: packaging/k8s/validate (kubernetes-models: the manifest
+# against the Kubernetes schemas) and packaging/sarif/validate (the SARIF
+# SDK's validator and the SARIF 2.1.0 schema: --sarif's output).
+npm_validator() {
+	dir="$(dirname "$0")/../packaging/$1/validate"
+	[ -d "$dir/node_modules/$2" ] && return 0
 	command -v npm >/dev/null || { echo "deps: npm is missing (Debian: npm)" >&2; return 1; }
-	echo "deps: npm ci in packaging/k8s/validate"
+	echo "deps: npm ci in packaging/$1/validate"
 	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+validators() {
+	npm_validator k8s kubernetes-models && npm_validator sarif @microsoft/sarif-multitool-linux
 }
 missing=""
 for p in $pkgs; do
@@ -42,7 +48,7 @@ for p in $pkgs; do
 		missing="$missing $p"
 done
 if [ -z "$missing" ]; then
-	k8s_validator
+	validators
 	exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -54,4 +60,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || true
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
-k8s_validator
+validators

@@ -7,6 +7,7 @@
  *   CAP_SYS_PTRACE            read /proc/PID/maps of any process (probes, stacks)
  *   CAP_CHECKPOINT_RESTORE    open /proc/PID/map_files/ (the exact file mapped)
  *   CAP_DAC_READ_SEARCH       only when not uid 0: enter other users' /proc/PID/map_files
+ *   CAP_KILL                  only with --kill-deadlocked: a deadlocked child of another user
  *
  * Everything else is dropped after attaching, from the effective, permitted,
  * inheritable, ambient and bounding sets: later probe requests only create
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #define FH_CAP_DAC_READ_SEARCH		2
+#define FH_CAP_KILL			5	/* --kill-deadlocked, another user's child */
 #define FH_CAP_SETGID			6
 #define FH_CAP_SETUID			7
 #define FH_CAP_SYS_PTRACE		19

@@ -17,6 +17,7 @@ static const char usage_head[] =
 "Usage: forkhazard [OPTION...] [-p PID]... [-- COMMAND [ARG...]]\n"
 "       forkhazard inspect [--json] PID\n"
 "       forkhazard calibrate [--json]\n"
+"       forkhazard report [--json|--markdown] [--site ID] FILE.jsonl...\n"
 "\n"
 "Find fork hazards as they happen: a process forks while another of its\n"
 "threads holds a lock, so the child inherits the lock locked with no thread\n"
@@ -32,6 +33,9 @@ static const char usage_tail[] =
 "calibrate: what a system call and each kind of uprobe hit cost on this\n"
 "machine, measured on forkhazard's own code (about a second).\n"
 "\n"
+"report: what -j -o or the service recorded, on one screen: sites ranked by\n"
+"deadlocks and hazards (report --help).\n"
+"\n"
 "Examples:\n"
 "  sudo forkhazard                      # whole system, hazards as they happen\n"
 "  sudo forkhazard -p 4242              # one process and its descendants\n"
@@ -39,8 +43,10 @@ static const char usage_tail[] =
 "  sudo forkhazard -j -o hazards.jsonl  # JSON Lines to a file\n"
 "  sudo forkhazard --light              # cheap enough to leave running\n"
 "  sudo forkhazard inspect 4711         # why is this child hung?\n"
+"  sudo forkhazard --fail-on=hazard --suppressions=fork.supp -- pytest\n"
 "\n"
-"Exit status: 0 ok (with a COMMAND: its status), 1 error, 2 usage error.\n";
+"Exit status: 0 ok (with a COMMAND: its status), 1 error, 2 usage error or a\n"
+"malformed suppressions file, 66 (--fail-exit-code) a finding --fail-on fails on.\n";
 
 static const char service_head[] =
 "\n"
@@ -105,6 +111,8 @@ static const char *check_listen(const char *arg, long value);
 static const char *check_filter(const char *arg, long value);
 
 static const char *const lock_stack_names[] = { "caller", "fp", "full", NULL };
+/* in the order of enum fh_fail_on */
+static const char *const fail_on_names[] = { "none", "hazard", "deadlock", NULL };
 
 static const struct cli_option options[] = {
 	{ .name = "pid", .key = 'p', .arg = "PID", .type = OPT_CUSTOM, .set = set_pid,
@@ -171,9 +179,33 @@ static const struct cli_option options[] = {
 	  .min = 1, .max = 1 << 20,
 	  .help = "processes in the kernel's traced/probed table (the BPF object's 65536 "
 		  "by default)" },
+	{ .name = "fail-on", .arg = "LEVEL", .type = OPT_CHOICE, .field = FIELD(gate.fail_on),
+	  .choices = fail_on_names, .def = FH_FAIL_NONE, .has_def = true,
+	  .help = "at the end of the run, exit with --fail-exit-code if a finding of LEVEL "
+		  "or worse was left by the suppression rules: hazard (a deadlock is worse) "
+		  "or deadlock; a COMMAND that failed by itself keeps its own status" },
+	{ .name = "fail-exit-code", .arg = "N", .type = OPT_INT,
+	  .field = FIELD(gate.fail_exit_code), .min = 3, .max = 125, .def = FH_EXIT_FINDINGS,
+	  .has_def = true, .help = "the exit status of a run --fail-on fails" },
+	{ .name = "kill-deadlocked", .type = OPT_FLAG, .field = FIELD(gate.kill_deadlocked),
+	  .help = "SIGKILL a child confirmed deadlocked (it can never run again), so that "
+		  "what waits for it, a CI job, fails instead of hanging: the one signal "
+		  "forkhazard ever sends a traced program, and only on request" },
+	{ .name = "suppressions", .arg = "FILE", .type = OPT_LIST,
+	  .field = FIELD(gate.suppressions), .count = FIELD(gate.nsuppressions),
+	  .items = FH_MAX_SUPPRESSIONS, .max = 4095,
+	  .help = "findings to accept: one rule a line, KIND [KEY=GLOB]... (forkhazard(8), "
+		  "README \"Suppressions\"); repeatable, up to 8; -v names the rule that "
+		  "matched, and prints at the end a rule for each finding" },
+	{ .name = "sarif", .arg = "FILE", .type = OPT_STRING, .field = FIELD(gate.sarif),
+	  .help = "write the findings to FILE as SARIF 2.1.0 at the end, one result per site "
+		  "(for code review tools)" },
+	{ .name = "sarif-root", .arg = "DIR", .type = OPT_STRING, .field = FIELD(gate.sarif_root),
+	  .max = 4095, .help = "SARIF locations relative to DIR (the repository's root)" },
 	{ .name = "verbose", .key = 'v', .type = OPT_COUNT, .field = FIELD(verbose),
-	  .help = "every fork of a multithreaded process, not only hazards; -vv also shows "
-		  "libbpf's and the probes' diagnostics" },
+	  .help = "every fork of a multithreaded process, not only hazards, with the forking "
+		  "thread's own locks, locks in shared memory and all other threads; -vv also "
+		  "shows libbpf's and the probes' diagnostics" },
 	{ .name = "help", .key = 'h', .type = OPT_CUSTOM, .set = set_help,
 	  .flags = OPT_NOT_IN_FILE, .help = "this help" },
 	{ .name = "version", .type = OPT_CUSTOM, .set = set_version, .flags = OPT_NOT_IN_FILE,
@@ -243,7 +275,7 @@ static const struct cli_option options[] = {
 
 /* ---- messages ---------------------------------------------------------------- */
 
-static int usage_error(const char *fmt, const char *arg)
+int cli_usage_error(const char *fmt, const char *arg)
 {
 	char safe[256];
 
@@ -264,7 +296,7 @@ static int invalid(const struct cli_option *o, const char *arg, const char *why)
 		snprintf(fmt, sizeof(fmt), "invalid %s '%%s' (%s)", o->noun, why);
 	else
 		snprintf(fmt, sizeof(fmt), "invalid --%s '%%s' (%s)", o->name, why);
-	return usage_error(fmt, arg);
+	return cli_usage_error(fmt, arg);
 }
 
 /* What a valid value of o is, for its error line. */
@@ -416,9 +448,9 @@ int cli_parse_long(const char *s, long min, long max, long *out)
 static int set_pid(struct fh_config *cfg, const char *arg)
 {
 	if (cfg->npids == FH_MAX_PIDS)
-		return usage_error("too many -p (at most 64): '%s'", arg);
+		return cli_usage_error("too many -p (at most 64): '%s'", arg);
 	if (cli_parse_pid(arg, &cfg->pids[cfg->npids]))
-		return usage_error("invalid PID '%s'", arg);
+		return cli_usage_error("invalid PID '%s'", arg);
 	cfg->npids++;
 	return 0;
 }
@@ -428,7 +460,7 @@ static int set_pid(struct fh_config *cfg, const char *arg)
 static int choose_locks(struct fh_config *cfg, enum fh_trace_mode mode)
 {
 	if (cfg->trace_mode != FH_TRACE_ADAPTIVE && cfg->trace_mode != mode)
-		return usage_error("--light places no lock probes: not with %s", "--track-all");
+		return cli_usage_error("--light places no lock probes: not with %s", "--track-all");
 	cfg->trace_mode = mode;
 	return 0;
 }
@@ -454,7 +486,7 @@ static int set_mode(struct fh_config *cfg, const char *arg)
 	else if (!strcmp(arg, "light"))
 		cfg->trace_mode = FH_TRACE_LIGHT;
 	else
-		return usage_error("invalid --mode '%s' (adaptive, all or light)", arg);
+		return cli_usage_error("invalid --mode '%s' (adaptive, all or light)", arg);
 	return 0;
 }
 
@@ -563,7 +595,7 @@ static int apply(struct fh_config *cfg, const struct cli_option *o, const char *
 
 			snprintf(fmt, sizeof(fmt), "too many --%s (at most %d): '%%s'", o->name,
 				 o->items);
-			return usage_error(fmt, arg);
+			return cli_usage_error(fmt, arg);
 		}
 		((const char **)f)[(*n)++] = arg;
 		return 0;
@@ -644,14 +676,14 @@ static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
 			fputs(usage_tail, stdout);
 			return FH_EXIT_OK;
 		} else if (argv[i][0] == '-')
-			return usage_error("inspect: unknown option '%s'", argv[i]);
+			return cli_usage_error("inspect: unknown option '%s'", argv[i]);
 		else if (cfg->inspect_pid)
-			return usage_error("inspect: one PID only, '%s' is one too many", argv[i]);
+			return cli_usage_error("inspect: one PID only, '%s' is one too many", argv[i]);
 		else if (cli_parse_pid(argv[i], &cfg->inspect_pid))
-			return usage_error("inspect: invalid PID '%s'", argv[i]);
+			return cli_usage_error("inspect: invalid PID '%s'", argv[i]);
 	}
 	if (!cfg->inspect_pid)
-		return usage_error("inspect: missing PID%s", "");
+		return cli_usage_error("inspect: missing PID%s", "");
 	return -1;
 }
 
@@ -671,20 +703,21 @@ static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
 	cfg->max_overhead_given = given(seen, "max-overhead");
 	if (cfg->max_overhead_given && cfg->max_overhead > 0 &&
 	    cfg->trace_mode == FH_TRACE_LIGHT)
-		return usage_error("--light places no lock probes: not with %s", "--max-overhead");
+		return cli_usage_error("--light places no lock probes: not with %s",
+				       "--max-overhead");
 	if (cfg->max_overhead_given && cfg->max_overhead > 0 && cfg->trace_mode == FH_TRACE_ALL)
-		return usage_error("--track-all's lock probes are on every process, none can be "
-				   "detached: not with %s", "--max-overhead");
+		return cli_usage_error("--track-all's lock probes are on every process, none can be "
+				       "detached: not with %s", "--max-overhead");
 
 	if (cfg->user && !cfg->command)
-		return usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
+		return cli_usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);
 	if (cfg->command && cfg->npids)
-		return usage_error("-p and a COMMAND cannot be combined%s", "");
+		return cli_usage_error("-p and a COMMAND cannot be combined%s", "");
 	if ((cfg->trace_mode == FH_TRACE_ALL || cfg->ncomms) && targets)
-		return usage_error("--track-all and --comm are whole-system options: not with %s",
+		return cli_usage_error("--track-all and --comm are whole-system options: not with %s",
 				   cfg->npids ? "-p" : "a COMMAND");
 	if (cfg->ncomms && cfg->trace_mode == FH_TRACE_LIGHT)
-		return usage_error("--light places no lock probes: not with %s", "--comm");
+		return cli_usage_error("--light places no lock probes: not with %s", "--comm");
 	for (size_t i = 0; i < N_OPTIONS && !cfg->svc.daemon; i++) {
 		char fmt[96];
 
@@ -692,10 +725,16 @@ static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
 			continue;
 		snprintf(fmt, sizeof(fmt), "--%s is a service option: it needs --daemon%%s",
 			 options[i].name);
-		return usage_error(fmt, "");
+		return cli_usage_error(fmt, "");
 	}
 	if (cfg->svc.daemon && cfg->command)
-		return usage_error("--daemon traces the system or -p PIDs, not a COMMAND%s", "");
+		return cli_usage_error("--daemon traces the system or -p PIDs, not a COMMAND%s", "");
+	if (cfg->svc.daemon && (cfg->gate.fail_on || cfg->gate.kill_deadlocked || cfg->gate.sarif))
+		return cli_usage_error("%s is for a run that ends (a COMMAND, -d, a signal): not with "
+				   "--daemon", cfg->gate.fail_on ? "--fail-on" :
+				   cfg->gate.sarif ? "--sarif" : "--kill-deadlocked");
+	if (cfg->gate.sarif_root && !cfg->gate.sarif)
+		return cli_usage_error("--sarif-root '%s' needs --sarif FILE", cfg->gate.sarif_root);
 	if (cfg->svc.daemon)
 		cfg->json = true;
 	if (targets)
@@ -744,12 +783,12 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 		size_t i;
 
 		if (c == ':')
-			return usage_error("option '%s' needs an argument", option_name(argv[at], name));
+			return cli_usage_error("option '%s' needs an argument", option_name(argv[at], name));
 		for (i = 0; i < N_OPTIONS; i++)
 			if (c == (options[i].key ? options[i].key : LONG_CODE(i)))
 				break;
 		if (c == '?' || i == N_OPTIONS)
-			return usage_error("unknown option '%s'", option_name(argv[at], name));
+			return cli_usage_error("unknown option '%s'", option_name(argv[at], name));
 		seen[i] = true;
 		rc = apply(cfg, &options[i], optarg);
 		if (rc == CLI_DONE)
@@ -759,11 +798,11 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg)
 	}
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--") != 0)
-			return usage_error("unexpected argument '%s' (put a command after --)",
+			return cli_usage_error("unexpected argument '%s' (put a command after --)",
 					   argv[optind]);
 		cfg->command = &argv[optind];
 	} else if (optind > 1 && !strcmp(argv[optind - 1], "--")) {
-		return usage_error("missing COMMAND after --%s", "");
+		return cli_usage_error("missing COMMAND after --%s", "");
 	}
 	return check_combined(cfg, seen) ? FH_EXIT_USAGE : -1;
 }

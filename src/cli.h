@@ -22,6 +22,10 @@ int cli_parse(int argc, char **argv, struct fh_config *cfg);
  * cfg points into): after the last use of cfg. */
 void cli_free(void);
 
+/* "forkhazard: " fmt (its %s: arg, terminal-safe) " (see --help)" on stderr.
+ * Returns FH_EXIT_USAGE. */
+int cli_usage_error(const char *fmt, const char *arg);
+
 /* Parse a decimal number in [min, max]. Returns 0 or -EINVAL. */
 int cli_parse_long(const char *s, long min, long max, long *out);
 

@@ -17,11 +17,13 @@
 #define FH_MAX_COMMS		8	/* --comm (the BPF side's FH_MAX_COMM_FILTERS) */
 #define FH_MAX_LOCK_FNS		8	/* --lock-fn */
 #define FH_MAX_FILTERS		8	/* patterns per filter kind */
+#define FH_MAX_SUPPRESSIONS	8	/* --suppressions files */
 
 /* Exit statuses. */
 #define FH_EXIT_OK	0
 #define FH_EXIT_ERROR	1	/* runtime: not root, no BTF, no such PID, ... */
-#define FH_EXIT_USAGE	2	/* bad command line */
+#define FH_EXIT_USAGE	2	/* bad command line, or suppressions file */
+#define FH_EXIT_FINDINGS 66	/* --fail-on: a finding was left (--fail-exit-code) */
 
 /* What forkhazard does: trace (the default), or `inspect PID`. */
 enum fh_mode { FH_MODE_TRACE, FH_MODE_INSPECT };
@@ -42,6 +44,20 @@ enum fh_trace_mode {
 
 /* Filters on what the daemon reports: glob patterns; a leading '!' excludes. */
 enum fh_filter_kind { FH_FILTER_COMM, FH_FILTER_EXE, FH_FILTER_CGROUP, FH_FILTER_KINDS };
+
+/* What makes a run fail (--fail-on): the levels of hazard.h's enum hazard_level. */
+enum fh_fail_on { FH_FAIL_NONE, FH_FAIL_HAZARD, FH_FAIL_DEADLOCK };
+
+/* A run as a gate in CI (gate.c): its exit status, its rules, its SARIF. */
+struct fh_gate_config {
+	int fail_on;			/* enum fh_fail_on */
+	int fail_exit_code;		/* the status of a failing run */
+	bool kill_deadlocked;		/* SIGKILL a confirmed-deadlocked child */
+	const char *suppressions[FH_MAX_SUPPRESSIONS];	/* rule files (suppress.c) */
+	int nsuppressions;
+	const char *sarif;		/* --sarif FILE: the findings as SARIF 2.1.0 */
+	const char *sarif_root;		/* locations relative to this directory */
+};
 
 /* Service mode (--daemon). */
 struct fh_svc_config {
@@ -90,6 +106,7 @@ struct fh_config {
 	int max_traced;			/* --max-traced: 0 = the BPF object's size */
 	const char *user;		/* -u USER: COMMAND runs as USER */
 	pid_t inspect_pid;
+	struct fh_gate_config gate;
 	struct fh_svc_config svc;
 };
 

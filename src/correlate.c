@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "correlate.h"
+#include "hazard.h"
 
 /* One fork whose child is still followed, oldest first in a list. */
 struct pending {
@@ -10,6 +11,7 @@ struct pending {
 	size_t size;
 	uint64_t deadline_ns;		/* held until then; 0: already sent */
 	int decided;			/* the child's fate is known */
+	struct reinit_set ri;		/* its foreign locks the child re-created */
 };
 
 struct correlate {
@@ -18,7 +20,7 @@ struct correlate {
 	void *ctx;
 	struct pending head;		/* circular list: head.next is oldest */
 	size_t count, bytes;
-	uint64_t evicted;
+	uint64_t evicted, mitigated;
 };
 
 struct correlate *correlate_new(const struct corr_opts *opts, const struct corr_sink *sink,
@@ -45,6 +47,21 @@ static void unlink_pending(struct correlate *c, struct pending *p)
 	free(p);
 }
 
+/* What the living child of a hazard fork shows now (sink.examine). */
+static void examine(struct correlate *c, struct pending *p)
+{
+	if (c->opts.examine && hazard_fork(p->ev))
+		c->opts.examine(c->opts.examine_ctx, p->ev, &p->ri);
+}
+
+/* A fate goes out for p: count it once if it was mitigated. */
+static void fated(struct correlate *c, struct pending *p)
+{
+	if (!p->decided && hazard_mitigated(p->ev, &p->ri))
+		c->mitigated++;
+	p->decided = 1;
+}
+
 /* Send a held fork now, with whatever is known of its fate. */
 static void release(struct correlate *c, struct pending *p, const struct fh_child_event *fate,
 		    const struct fh_deadlock_event *dl)
@@ -52,7 +69,17 @@ static void release(struct correlate *c, struct pending *p, const struct fh_chil
 	if (!p->deadline_ns)
 		return;
 	p->deadline_ns = 0;
-	c->sink.fork(c->ctx, p->ev, fate, dl);
+	c->sink.fork(c->ctx, p->ev, fate, dl, &p->ri);
+}
+
+/* Is addr a foreign lock of fork ev: one whose re-creation counts? */
+static bool foreign_lock(const struct fh_fork_event *ev, uint64_t addr)
+{
+	for (uint32_t i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++)
+		if (ev->locks[i].addr == addr &&
+		    hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN)
+			return true;
+	return false;
 }
 
 void correlate_free(struct correlate *c)
@@ -98,7 +125,7 @@ void correlate_fork(struct correlate *c, const struct fh_fork_event *ev, size_t 
 			free(p->ev);
 		free(p);
 		c->evicted++;
-		c->sink.fork(c->ctx, ev, NULL, NULL);
+		c->sink.fork(c->ctx, ev, NULL, NULL, NULL);
 		return;
 	}
 	memcpy(p->ev, ev, size);
@@ -109,28 +136,54 @@ void correlate_fork(struct correlate *c, const struct fh_fork_event *ev, size_t 
 	c->head.prev = p;
 	c->count++;
 	c->bytes += size;
+	examine(c, p);
 	if (c->opts.hold_ns && c->sink.hold && c->sink.hold(c->ctx, ev))
 		p->deadline_ns = ev->time_ns + c->opts.hold_ns;
 	else
-		c->sink.fork(c->ctx, ev, NULL, NULL);
+		c->sink.fork(c->ctx, ev, NULL, NULL, &p->ri);
 }
 
 void correlate_child(struct correlate *c, const struct fh_child_event *ev)
 {
 	struct pending *p = find(c, ev->pid);
+	struct reinit_set seen = { 0 };
 
 	if (p && p->decided) {
 		/* its fate (a deadlock) is out; this exit only ends the wait for it */
 		unlink_pending(c, p);
 		return;
 	}
+	/* what the kernel read in the child's words as it exited */
+	for (uint32_t i = 0; i < ev->nr_reinit && i < FH_CHILD_WATCH; i++) {
+		if (!p)
+			reinit_add(&seen, ev->reinit[i], REINIT_WHY_WORD);
+		else if (foreign_lock(p->ev, ev->reinit[i]))
+			reinit_add(&p->ri, ev->reinit[i], REINIT_WHY_WORD);
+	}
+	if (p)
+		fated(c, p);
 	if (p && p->deadline_ns) {
 		release(c, p, ev, NULL);	/* printed together */
 	} else {
-		c->sink.child(c->ctx, ev, p ? p->ev : NULL);
+		c->sink.child(c->ctx, ev, p ? p->ev : NULL, p ? &p->ri : &seen);
 	}
 	if (p)
 		unlink_pending(c, p);
+}
+
+const struct fh_fork_event *correlate_fork_of(struct correlate *c, uint32_t child)
+{
+	struct pending *p = find(c, child);
+
+	return p ? p->ev : NULL;
+}
+
+void correlate_reinit(struct correlate *c, uint32_t child, uint64_t addr, const char *why)
+{
+	struct pending *p = find(c, child);
+
+	if (p && !p->decided && foreign_lock(p->ev, addr))
+		reinit_add(&p->ri, addr, why);
 }
 
 static const struct fh_lock *matching_lock(const struct fh_fork_event *fork, uint64_t futex)
@@ -155,25 +208,30 @@ void correlate_deadlock(struct correlate *c, const struct fh_deadlock_event *ev)
 	};
 	const struct fh_lock *lock = NULL;
 
+	if (p && p->decided)
+		return;	/* reported already */
 	if (p) {
 		lock = matching_lock(p->ev, ev->futex);
+		examine(c, p);
+		fated(c, p);
 		if (p->deadline_ns) {
 			release(c, p, &fate, ev);
-			p->decided = 1;
 			c->sink.deadlock(c->ctx, ev, lock, p->ev, 1);
 			return;
 		}
-		p->decided = 1;
 	}
-	c->sink.child(c->ctx, &fate, p ? p->ev : NULL);
+	c->sink.child(c->ctx, &fate, p ? p->ev : NULL, p ? &p->ri : NULL);
 	c->sink.deadlock(c->ctx, ev, lock, p ? p->ev : NULL, 0);
 }
 
 void correlate_tick(struct correlate *c, uint64_t now_ns)
 {
-	for (struct pending *p = c->head.next; p != &c->head; p = p->next)
-		if (p->deadline_ns && p->deadline_ns <= now_ns)
-			release(c, p, NULL, NULL);
+	for (struct pending *p = c->head.next; p != &c->head; p = p->next) {
+		if (!p->deadline_ns || p->deadline_ns > now_ns)
+			continue;
+		examine(c, p);
+		release(c, p, NULL, NULL);
+	}
 }
 
 void correlate_finish(struct correlate *c, uint64_t now_ns)
@@ -189,10 +247,12 @@ void correlate_finish(struct correlate *c, uint64_t now_ns)
 				.time_ns = now_ns, .fork_ns = p->ev->time_ns,
 			};
 
+			examine(c, p);
+			fated(c, p);
 			if (p->deadline_ns)
 				release(c, p, &fate, NULL);
 			else
-				c->sink.child(c->ctx, &fate, p->ev);
+				c->sink.child(c->ctx, &fate, p->ev, &p->ri);
 		}
 		unlink_pending(c, p);
 	}
@@ -206,4 +266,9 @@ size_t correlate_pending(const struct correlate *c)
 uint64_t correlate_evicted(const struct correlate *c)
 {
 	return c->evicted;
+}
+
+uint64_t correlate_mitigated(const struct correlate *c)
+{
+	return c->mitigated;
 }

@@ -13,9 +13,18 @@ const struct fh_counter_info fh_counters[FH_CNT_MAX] = {
 	[FH_CNT_HAZARDS] = { "hazards", "forkhazard_hazards_total",
 			     "Forks while another thread of the parent held a lock (kernel count).",
 			     "hazards", FH_STAT_HAZARDS },
+	[FH_CNT_MITIGATED] = { "mitigated", "forkhazard_mitigated_total",
+			       "Hazard forks whose child re-created every lock it inherited held "
+			       "(a subset of the hazards).",
+			       "mitigated", -1, FH_CNT_ASIDE },
 	[FH_CNT_DEADLOCKS] = { "deadlocks", "forkhazard_deadlocks_total",
 			       "Forked children confirmed deadlocked.", "deadlocks",
 			       FH_STAT_DEADLOCKS },
+	/* not "suppressed": the daemon's reports held back by its rate limits */
+	[FH_CNT_SUPPRESSED_BY_RULE] = { "suppressed_by_rule", "forkhazard_suppressed_by_rule_total",
+					"Findings (hazard forks, deadlocks) that --suppressions "
+					"rules set aside entirely.",
+					"findings suppressed by rules", -1, FH_CNT_ASIDE },
 	[FH_CNT_LOST] = { "lost", "forkhazard_lost_events_total",
 			  "Events dropped because the ring buffer was full.",
 			  "events lost", FH_STAT_LOST },

@@ -15,7 +15,9 @@ enum fh_counter {
 	FH_CNT_FORKS,
 	FH_CNT_MT_FORKS,
 	FH_CNT_HAZARDS,
+	FH_CNT_MITIGATED,
 	FH_CNT_DEADLOCKS,
+	FH_CNT_SUPPRESSED_BY_RULE,
 	FH_CNT_LOST,
 	FH_CNT_LOST_FORKS,
 	/* What bounded tables could not hold: the summary's "dropped". */

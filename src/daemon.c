@@ -17,6 +17,7 @@
 #include "escape.h"
 #include "filter.h"
 #include "governor.h"
+#include "finding.h"
 #include "hazard.h"
 #include "json.h"
 #include "log.h"
@@ -24,29 +25,18 @@
 #include "outfile.h"
 #include "output.h"
 #include "procfs.h"
-#include "siteid.h"
 #include "sites.h"
-#include "symbolize.h"
-#include "ustacks.h"
 
-#define CHILD_MAP	4096	/* children -> their fork's site, direct-mapped */
 #define LOG_SITES_MAX	20	/* aggregate lines per report in the log */
 #define NS		1000000000ull
-
-struct child_site {
-	uint32_t pid;
-	uint64_t site;
-};
 
 struct daemon {
 	struct daemon_opts o;
 	const struct fh_svc_config *svc;
 	struct sites *sites;
-	struct siteid *ids;
+	struct findings *findings;		/* sites, executables, the rules */
 	struct metrics_http *http;
 	struct metrics_addr addr;
-	struct fh_frame *frames;		/* FH_STACK_DEPTH of them */
-	struct child_site child[CHILD_MAP];
 	double tokens;				/* global rate limit */
 	uint64_t tokens_ns;
 	struct daemon_counts n;
@@ -82,51 +72,6 @@ static void safe(const char *s, char *out, size_t size)
 	term_escape(s, (size_t)-1, out, size);
 }
 
-/*
- * An occurrence's process, as the filters and the reports see it: its name,
- * its executable (the name the kernel recorded at the event, always there:
- * the identity sites are keyed on, so a process that exited before its
- * events were read lands on the same site; and its full path while the
- * process is still there to ask, for people and --filter-exe), and where it
- * runs.
- */
-struct occurrence {
-	char comm[FH_COMM_LEN + 1];
-	char name[FH_EXE_NAME_LEN + 1];
-	char exe[SITE_EXE_LEN];
-	struct fh_container k;
-	bool known;		/* k is */
-};
-
-static void observe(struct daemon *d, __u32 pid, const char *comm, const char *exe_name,
-		    uint64_t cgroup_id, struct occurrence *oc)
-{
-	size_t len = strnlen(comm, FH_COMM_LEN);
-	const char *base;
-	ssize_t n;
-
-	memcpy(oc->comm, comm, len);
-	oc->comm[len] = '\0';
-	oc->known = containers_lookup(d->o.containers, (pid_t)pid, cgroup_id, clock_mono_ns(), &oc->k);
-	len = strnlen(exe_name, FH_EXE_NAME_LEN);
-	if (!len) {
-		exe_name = oc->comm;
-		len = strlen(oc->comm);
-	}
-	memcpy(oc->name, exe_name, len);
-	oc->name[len] = '\0';
-	n = procfs_read_exe((pid_t)pid, oc->exe, sizeof(oc->exe));
-	if (n > 0) {
-		base = strrchr(oc->exe, '/');
-		base = base ? base + 1 : oc->exe;
-		/* not the event's program any more (it exec'd, or the PID was reused) */
-		if (strncmp(base, oc->name, len) || (len < FH_EXE_NAME_LEN - 1 && base[len]))
-			n = 0;
-	}
-	if (n <= 0)
-		snprintf(oc->exe, sizeof(oc->exe), "%s", oc->name);
-}
-
 /* Is the occurrence left out by --filter-comm, --filter-exe, --filter-cgroup? */
 static bool filtered(const struct daemon *d, const struct occurrence *oc)
 {
@@ -137,51 +82,6 @@ static bool filtered(const struct daemon *d, const struct occurrence *oc)
 			     oc->exe[0] ? oc->exe : NULL) ||
 	       !filter_match(s->filters[FH_FILTER_CGROUP], s->nfilters[FH_FILTER_CGROUP],
 			     oc->known && oc->k.cgroup[0] ? oc->k.cgroup : NULL);
-}
-
-/* An event's stack: the CFI-unwound copy when there is one (*cfi), else the
- * frame-pointer walk. */
-static int event_frames(struct daemon *d, __u32 pid, uint32_t tid, uint64_t time_ns,
-			int stack_id, bool *cfi)
-{
-	return ustacks_frames(d->o.ustacks, d->o.syms, (pid_t)pid, tid, time_ns, stack_id,
-			      d->frames, FH_STACK_DEPTH, cfi);
-}
-
-/* A hazard fork's site: the executable, the lock acquisition sites (each
- * lock's exact caller), and the fork call site. */
-static void fork_site(struct daemon *d, const struct fh_fork_event *ev, const char *name,
-		      const char *exe, struct siteid_key *key)
-{
-	bool cfi;
-	int n;
-
-	siteid_begin(key, SITE_HAZARD, name, exe, ev->comm);
-	for (__u32 i = 0; i < ev->nr_locks && i < FH_EVENT_LOCKS; i++) {
-		const struct fh_lock *l = &ev->locks[i];
-
-		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
-			continue;
-		syms_resolve_return(d->o.syms, (pid_t)ev->pid, l->caller, &d->frames[0]);
-		siteid_lock(key, l->kind, &d->frames[0]);
-	}
-	if (ev->locks_omitted)
-		siteid_locks_omitted(key);
-	n = event_frames(d, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
-	siteid_finish(d->ids, key, d->frames, n, cfi);
-}
-
-/* A deadlock whose fork was no hazard (or was never seen): the executable
- * and where the child waits. */
-static void deadlock_site(struct daemon *d, const struct fh_deadlock_event *ev,
-			  const struct occurrence *oc, struct siteid_key *key)
-{
-	bool cfi;
-	int n;
-
-	siteid_begin(key, SITE_DEADLOCK, oc->name, oc->exe, ev->comm);
-	n = event_frames(d, ev->pid, ev->tid, ev->time_ns, ev->stack_id, &cfi);
-	siteid_finish(d->ids, key, d->frames, n, cfi);
 }
 
 /* The site of a description: found (and adopting an unwound fork site it
@@ -210,21 +110,6 @@ static struct site *site_get(struct daemon *d, const struct site_desc *sd, uint6
 	s->tokens = d->svc->site_rate_limit;
 	s->tokens_ns = now;
 	return s;
-}
-
-static void remember_child(struct daemon *d, uint32_t child, uint64_t site)
-{
-	struct child_site *c = &d->child[child % CHILD_MAP];
-
-	c->pid = child;
-	c->site = site;
-}
-
-static uint64_t child_site_of(struct daemon *d, uint32_t child)
-{
-	struct child_site *c = &d->child[child % CHILD_MAP];
-
-	return c->pid == child ? c->site : 0;
 }
 
 /* A full report may be written: the site's and the global budget allow it. */
@@ -265,16 +150,19 @@ static void site_occurred(struct daemon *d, struct site *s, uint64_t ev_ns, uint
 		memcpy(s->container_id, oc->k.id, sizeof(s->container_id));
 	if (!s->labeled)
 		(*unlabeled)++;
-	remember_child(d, child, s->id);
+	findings_remember_child(d->findings, child, s->id, false);
 }
 
-/* The report's JSON members beyond the record: its site, where it runs. */
-static void report_meta(const struct site *s, const struct occurrence *oc, char id[17],
-			struct output_meta *meta)
+/* The report's JSON members beyond the record: its site, where it runs,
+ * the locks the rules set aside. */
+static void report_meta(const struct site *s, const struct occurrence *oc,
+			const struct finding *f, char id[17], struct output_meta *meta)
 {
+	memset(meta, 0, sizeof(*meta));
 	id_hex(s->id, id);
 	meta->site = id;
 	meta->container = oc->known ? &oc->k : NULL;
+	meta->suppressed_by = f->suppressed_by;
 }
 
 /* ---- the sink ---------------------------------------------------------------- */
@@ -319,14 +207,27 @@ static void count_fate(struct daemon *d, uint32_t outcome)
 		d->n.children[outcome]++;
 }
 
+/* A fate of a hazard fork of site s: mitigated when its child re-created
+ * every foreign lock. */
+static void site_fate(struct site *s, const struct fh_fork_event *fork, uint32_t outcome,
+		      const struct reinit_set *ri)
+{
+	if (outcome < FH_CHILD_EXEC || outcome > FH_CHILD_ALIVE)
+		return;
+	if (outcome != FH_CHILD_DEADLOCK)	/* counted with its deadlock event */
+		s->outcomes[outcome]++;
+	if (fork && hazard_mitigated(fork, ri))
+		s->mitigated++;
+}
+
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
-		      const struct fh_deadlock_event *dl)
+		      const struct fh_deadlock_event *dl, const struct reinit_set *ri)
 {
 	struct daemon *d = ctx;
 	struct output_meta meta;
-	struct siteid_key key;
 	struct occurrence oc;
 	uint64_t now = clock_mono_ns();
+	struct finding f;
 	struct site *s;
 	bool created;
 	char id[17];
@@ -337,68 +238,44 @@ static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh
 	if (!hazard_fork(ev))
 		return;	/* counted by the kernel; only hazards make sites */
 	d->n.hazards++;
-	observe(d, ev->pid, ev->comm, ev->exe_name, ev->cgroup_id, &oc);
+	findings_observe(d->findings, ev->pid, ev->comm, ev->exe_name, ev->cgroup_id, &oc);
 	if (filtered(d, &oc)) {
 		d->n.filtered++;
 		return;
 	}
-	fork_site(d, ev, oc.name, oc.exe, &key);
-	s = site_get(d, &key.d, ev->time_ns, now, &created);
+	findings_fork(d->findings, ev, ri, &oc, &f);
+	if (f.suppressed)
+		return;	/* accepted: counted (suppressed_by_rule), neither logged nor alerted */
+	s = site_get(d, &f.key.d, ev->time_ns, now, &created);
 	if (!s)
 		return;
 	s->hazards++;
 	if (!strchr(s->exe, '/') && strchr(oc.exe, '/'))	/* the path, once it could be read */
 		snprintf(s->exe, sizeof(s->exe), "%s", oc.exe);
 	site_occurred(d, s, ev->time_ns, ev->pid, ev->child_pid, &oc, &d->n.other_hazards);
+	if (fate)	/* held past its fate (the table was full): its fate now */
+		site_fate(s, ev, fate->outcome, ri);
 	if (!created || !may_report(d, s, now))
 		return;
 	/* the first occurrence of a site: in full */
-	report_meta(s, &oc, id, &meta);
+	report_meta(s, &oc, &f, id, &meta);
 	output_fork(d->o.out, ev, NULL, NULL, &meta);
 	d->n.reports_fork++;
 	s->reported = true;
 	log_new_site(s, ev, &oc);
 }
 
-static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork)
+static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork,
+		       const struct reinit_set *ri)
 {
 	struct daemon *d = ctx;
-	uint64_t id = child_site_of(d, ev->pid);
+	uint64_t id = findings_child_site(d->findings, ev->pid);
 	struct site *s;
 
-	(void)fork;
 	count_fate(d, ev->outcome);
-	/* a deadlock is counted with its deadlock event (it may come first) */
-	if (!id || ev->outcome >= 5 || ev->outcome == FH_CHILD_DEADLOCK)
-		return;
-	s = sites_find(d->sites, id);
+	s = id ? sites_find(d->sites, id) : NULL;
 	if (s)
-		s->outcomes[ev->outcome]++;
-}
-
-/* The deadlock's site: its fork's, else one of its own. */
-static struct site *deadlock_site_of(struct daemon *d, const struct fh_deadlock_event *ev,
-				     const struct fh_fork_event *fork,
-				     const struct occurrence *oc, uint64_t now)
-{
-	uint64_t id = child_site_of(d, ev->pid);
-	struct siteid_key key;
-	struct site *s = id ? sites_find(d->sites, id) : NULL;
-	bool created;
-
-	if (!s && fork && hazard_fork(fork)) {
-		char fname[FH_EXE_NAME_LEN + 1];
-
-		snprintf(fname, sizeof(fname), "%.*s", FH_EXE_NAME_LEN, fork->exe_name[0] ?
-			 fork->exe_name : oc->name);
-		fork_site(d, fork, fname, oc->exe, &key);
-		s = site_get(d, &key.d, ev->time_ns, now, &created);
-	}
-	if (!s) {
-		deadlock_site(d, ev, oc, &key);
-		s = site_get(d, &key.d, ev->time_ns, now, &created);
-	}
-	return s;
+		site_fate(s, fork, ev->outcome, ri);
 }
 
 static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const struct fh_lock *lock,
@@ -409,16 +286,22 @@ static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const s
 	struct output_meta meta;
 	struct occurrence oc;
 	uint64_t now = clock_mono_ns();
+	struct finding f;
 	struct site *s;
+	bool created;
 
 	(void)with_fork;
 	d->n.deadlocks++;
-	observe(d, ev->pid, ev->comm, ev->exe_name, ev->cgroup_id, &oc);
+	findings_observe(d->findings, ev->pid, ev->comm, ev->exe_name, ev->cgroup_id, &oc);
 	if (filtered(d, &oc)) {
 		d->n.filtered_deadlocks++;
 		return;
 	}
-	s = deadlock_site_of(d, ev, fork, &oc, now);
+	/* its fork's site, else one of its own */
+	findings_deadlock(d->findings, ev, lock, fork, &oc, &f);
+	if (f.suppressed)
+		return;	/* accepted: counted, neither logged nor alerted */
+	s = site_get(d, &f.key.d, ev->time_ns, now, &created);
 	if (!s)
 		return;
 	s->deadlocks++;
@@ -426,7 +309,7 @@ static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const s
 	site_occurred(d, s, ev->time_ns, ev->parent_pid, ev->pid, &oc, &d->n.other_deadlocks);
 	if (!may_report(d, s, now))
 		return;
-	report_meta(s, &oc, id, &meta);
+	report_meta(s, &oc, &f, id, &meta);
 	output_deadlock(d->o.out, ev, lock, fork, &meta);
 	d->n.reports_deadlock++;
 	safe(oc.exe, e, sizeof(e));
@@ -531,6 +414,7 @@ static void write_site(struct daemon *d, struct site *s, const char *reason, uin
 	if (s->nlock_sites > SITE_LOCKS_SHOWN)
 		jw_uint(w, "lock_sites_omitted", (uint64_t)(s->nlock_sites - SITE_LOCKS_SHOWN));
 	jw_uint(w, "hazards", s->hazards);
+	jw_uint(w, "mitigated", s->mitigated);
 	jw_uint(w, "deadlocks", s->deadlocks);
 	jw_uint(w, "new_hazards", s->hazards - s->reported_hazards);
 	jw_uint(w, "new_deadlocks", s->deadlocks - s->reported_deadlocks);
@@ -702,10 +586,9 @@ struct daemon *daemon_new(const struct daemon_opts *opts)
 	}
 	d->o = *opts;
 	d->svc = svc;
-	d->frames = calloc(FH_STACK_DEPTH, sizeof(*d->frames));
+	d->findings = opts->findings;
 	d->sites = sites_new((size_t)svc->max_sites, (size_t)svc->metrics_sites, on_evict, d);
-	d->ids = siteid_new();
-	if (!d->frames || !d->sites || !d->ids) {
+	if (!d->sites || !d->findings) {
 		log_error("out of memory");
 		daemon_free(d);
 		return NULL;
@@ -740,8 +623,6 @@ void daemon_free(struct daemon *d)
 		return;
 	metrics_http_free(d->http);
 	sites_free(d->sites);
-	siteid_free(d->ids);
-	free(d->frames);
 	free(d);
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Service mode (--daemon): a correlation sink that deduplicates hazards by
- * site (siteid.c names them, sites.c keeps them), reports a site once in
+ * site (finding.c names them, sites.c keeps them), reports a site once in
  * full and then aggregates, filters and rate-limits what it writes, and
  * exposes Prometheus metrics (exposition.c renders them, metrics.c serves
  * and writes them). The tracer keeps its loop; the daemon adds a file
@@ -15,18 +15,16 @@
 #include <stdint.h>
 #include "exposition.h"
 
-struct containers;
 struct fh_config;
+struct findings;
 struct output;
-struct syms;
-struct ustacks;
 
 struct daemon_opts {
 	const struct fh_config *cfg;
 	struct output *out;		/* where its reports go */
-	struct syms *syms;
-	struct ustacks *ustacks;
-	struct containers *containers;
+	/* Sites, executables, where processes run, the suppression rules:
+	 * shared with the rest of the tracer. */
+	struct findings *findings;
 	int64_t mono_to_real_ns;
 	/* The tracer's part of the metrics (counts, health, map fill), read
 	 * at each render. */

@@ -11,6 +11,9 @@
 
 struct containers;
 struct correlate;
+struct findings;
+struct gate;
+struct otherthreads;
 struct output;
 struct ustacks;
 
@@ -19,8 +22,16 @@ struct events {
 	struct output *out;
 	struct ustacks *ustacks;	/* where user-stack copies are unwound, or NULL */
 	struct containers *containers;	/* where processes run, for JSON; NULL: not told */
+	struct findings *findings;	/* judges hazards and deadlocks (site, rules); NULL: none */
+	struct gate *gate;		/* --kill-deadlocked; NULL: none */
+	struct otherthreads *others;	/* reads forks' other threads, or NULL */
 	/* A traced process asks for lock probes (fh_probe_request). */
 	void (*probe_request)(void *ctx, pid_t pid);
+	/* A deadlock the kernel left to userspace was confirmed: mark the
+	 * child decided there too (NULL: nothing to mark). */
+	void (*child_decided)(void *ctx, pid_t child);
+	/* Is CPython's re-creation of locks probed in process pid (NULL: no)? */
+	bool (*reinit_observed)(void *ctx, pid_t pid);
 	void *ctx;
 	/* Service mode's filters, before any work is spent on a record (its
 	 * size checked already); NULL keeps everything. */
@@ -36,6 +47,10 @@ struct events {
 	 * none is dropped without a trace (reported as lost). */
 	bool count_only;
 	uint64_t unread, unread_forks;
+	/* Corrections of the kernel's counts, made here: hazard forks whose
+	 * every foreign lock turned out (in /proc/PID/maps) to be shared, and
+	 * deadlocks the kernel left undecided and this confirmed. */
+	uint64_t hazards_shared, deadlocks_confirmed;
 };
 
 /* ring_buffer__new() callback; ctx is a struct events. */

@@ -121,6 +121,12 @@ static int attach(struct governor *g, pid_t pid)
 	return n;
 }
 
+static void placed(struct governor *g, pid_t pid)
+{
+	if (g->o.placed)
+		g->o.placed(g->o.report_ctx, pid);
+}
+
 /* ---- the governed processes ----------------------------------------------------- */
 
 static struct gov_proc *find(struct governor *g, pid_t pid)
@@ -436,6 +442,7 @@ void governor_probe_request(struct governor *g, pid_t pid)
 	}
 	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
 		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
+	placed(g, pid);
 }
 
 /* Adaptive mode, at start: the processes --comm names get their probes now
@@ -464,6 +471,7 @@ static int attach_named(struct governor *g)
 			new_proc_entry(g, pid, FH_PROC_REQUESTED);
 			if (attach(g, pid) >= 0)
 				govern(g, pid);
+			placed(g, pid);
 			break;
 		}
 	}
@@ -484,6 +492,7 @@ static int attach_pids(struct governor *g, pid_t command_pid)
 		if (!g->o.probes)
 			continue;
 		n = attach(g, pid);
+		placed(g, pid);
 		if (n == -ENOENT) {
 			log_error("no such process: %d", (int)pid);
 			return n;

@@ -124,6 +124,11 @@ struct governor_opts {
 	int nprogs;
 	void (*report)(void *ctx, const struct gov_event *ev);
 	void *report_ctx;
+	/* Lock probes were placed for pid (at start or on a request, not at a
+	 * re-arm), successfully or not: what else the process gets comes after
+	 * them (the tracer's interpreter probe). Called with report_ctx; may be
+	 * NULL. */
+	void (*placed)(void *ctx, pid_t pid);
 };
 
 struct governor;

@@ -286,12 +286,28 @@ static int note_mapping(const struct fh_mapping *m, void *ctx)
 	return 0;
 }
 
+/*
+ * A field of struct pthread by libthread_db's descriptor of it, the
+ * _thread_db_pthread_NAME symbol glibc exports for debuggers: its size in
+ * bits, a count, its offset. -1 where the descriptor is missing or is not
+ * of a field of `bits` bits.
+ */
+static int32_t db_field(int fd, const char *sym, uint32_t bits)
+{
+	struct elf_sym s = { .name = sym };
+	uint32_t desc[3];
+
+	if (!elf_find_syms(fd, &s, 1) && s.found &&
+	    elf_read_vaddr(fd, s.vaddr, desc, sizeof(desc)) == (ssize_t)sizeof(desc) &&
+	    desc[0] == bits && desc[2] < 0x10000)
+		return (int32_t)desc[2];
+	return -1;
+}
+
 static int decode_file(int fd, struct libc_thread *t)
 {
 	struct elf_func fn = { .name = "pthread_getspecific" };
-	struct elf_sym tid = { .name = "_thread_db_pthread_tid" };
 	uint8_t code[GETSPECIFIC_MAX];
-	uint32_t desc[3];	/* libthread_db's descriptor: size in bits, count, offset */
 	size_t len;
 	ssize_t n;
 	int err;
@@ -308,11 +324,8 @@ static int decode_file(int fd, struct libc_thread *t)
 	err = libcthread_decode_getspecific(code, (size_t)n, t);
 	if (err)
 		return err;
-	t->tid_offset = -1;
-	if (!elf_find_syms(fd, &tid, 1) && tid.found &&
-	    elf_read_vaddr(fd, tid.vaddr, desc, sizeof(desc)) == (ssize_t)sizeof(desc) &&
-	    desc[0] == 32 && desc[2] < 0x10000)
-		t->tid_offset = (int32_t)desc[2];
+	t->tid_offset = db_field(fd, "_thread_db_pthread_tid", 32);
+	t->start_routine_offset = db_field(fd, "_thread_db_pthread_start_routine", 64);
 	return 0;
 }
 

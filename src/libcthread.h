@@ -23,6 +23,9 @@ struct libc_thread {
 	uint32_t tsd_stride;
 	uint32_t tsd_keys;
 	int32_t tid_offset;	/* struct pthread's tid (int); -1: not known */
+	/* struct pthread's start_routine (the function pthread_create was
+	 * given; NULL in the main thread); -1: not known */
+	int32_t start_routine_offset;
 };
 
 /*

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "inspect.h"
 #include "log.h"
+#include "report.h"
 #include "tracer.h"
 
 int main(int argc, char **argv)
@@ -15,6 +16,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "calibrate"))
 		return calibrate_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "report"))
+		return report_main(argc - 1, argv + 1);
 	tracer_hold_signals();	/* before anything: see tracer.h */
 	status = cli_parse(argc, argv, &cfg);
 	if (status >= 0) {

@@ -4,15 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "advice.h"
 #include "container.h"
 #include "counters.h"
 #include "escape.h"
 #include "governor.h"
 #include "hazard.h"
 #include "json.h"
+#include "otherthreads.h"
 #include "output.h"
+#include "reinit.h"
+#include "siteid.h"
 #include "symbolize.h"
 #include "ustacks.h"
+
+/* Other threads a hazard lists in text without -v. */
+#define TEXT_OTHER_THREADS	8
 
 struct output {
 	struct output_opts o;
@@ -123,31 +130,10 @@ static int max_frames(const struct output *o)
 	return o->o.stack_depth < FH_STACK_DEPTH ? o->o.stack_depth : FH_STACK_DEPTH;
 }
 
-static int stack_frames(struct output *o, pid_t pid, int stack_id, int skip, uint64_t exact)
-{
-	return syms_stack(o->o.syms, pid, stack_id, skip, exact, o->frames, max_frames(o));
-}
-
-/*
- * A held lock's stack: the exact caller, then either the kernel's stack walk
- * (--lock-stack=full) or the frame-pointer frames the BPF side recorded. A
- * frame-pointer frame that lands in no mapped module is garbage from code
- * without frame pointers: the walk stops there rather than print it.
- */
+/* A held lock's stack (symbolize.c says how it is made). */
 static int lock_stack_frames(struct output *o, pid_t pid, const struct fh_lock *l)
 {
-	int n = stack_frames(o, pid, l->stack_id, 1, l->caller);
-
-	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max_frames(o); i++) {
-		struct fh_frame *f = &o->frames[n];
-
-		syms_resolve_return(o->o.syms, pid, l->fp[i], f);
-		if (!f->has_module)
-			break;
-		f->fp = true;
-		n++;
-	}
-	return n;
+	return syms_lock_stack(o->o.syms, pid, l, o->frames, max_frames(o));
 }
 
 /*
@@ -178,49 +164,52 @@ void output_note_fork(struct output *o, pid_t pid, pid_t child, const char *comm
 		syms_note_fork(o->o.syms, pid, child, comm);
 }
 
+/* One frame (docs/json.md's frame). */
+static void json_frame(struct output *o, const char *key, const struct fh_frame *f)
+{
+	jw_obj_begin(&o->jw, key);
+	jw_addr(&o->jw, "addr", f->addr);
+	jw_str(&o->jw, "symbol", f->known ? f->symbol : NULL);
+	if (f->known)
+		jw_uint(&o->jw, "offset", f->offset);
+	else
+		jw_null(&o->jw, "offset");
+	jw_str(&o->jw, "module", f->has_module ? f->module : NULL);
+	/* Unknown symbol, known module: enough to look it up offline. */
+	if (!f->known && f->has_module)
+		jw_uint(&o->jw, "module_offset", f->module_offset);
+	if (f->file[0] && f->line) {
+		jw_str(&o->jw, "file", f->file);
+		jw_uint(&o->jw, "line", f->line);
+	}
+	if (f->build_id[0])
+		jw_str(&o->jw, "build_id", f->build_id);
+	if (f->n_inline > 0) {
+		jw_arr_begin(&o->jw, "inline");
+		for (int k = 0; k < f->n_inline && k < FH_INLINE_MAX; k++) {
+			const struct fh_inline *in = &f->inl[k];
+
+			jw_obj_begin(&o->jw, NULL);
+			jw_str(&o->jw, "symbol", in->symbol[0] ? in->symbol : NULL);
+			jw_str(&o->jw, "file", in->file[0] ? in->file : NULL);
+			if (in->line)
+				jw_uint(&o->jw, "line", in->line);
+			else
+				jw_null(&o->jw, "line");
+			jw_obj_end(&o->jw);
+		}
+		jw_arr_end(&o->jw);
+	}
+	if (f->fp)
+		jw_bool(&o->jw, "fp", true);
+	jw_obj_end(&o->jw);
+}
+
 static void json_stack(struct output *o, const char *key, int n)
 {
 	jw_arr_begin(&o->jw, key);
-	for (int i = 0; i < n; i++) {
-		const struct fh_frame *f = &o->frames[i];
-
-		jw_obj_begin(&o->jw, NULL);
-		jw_addr(&o->jw, "addr", f->addr);
-		jw_str(&o->jw, "symbol", f->known ? f->symbol : NULL);
-		if (f->known)
-			jw_uint(&o->jw, "offset", f->offset);
-		else
-			jw_null(&o->jw, "offset");
-		jw_str(&o->jw, "module", f->has_module ? f->module : NULL);
-		/* Unknown symbol, known module: enough to look it up offline. */
-		if (!f->known && f->has_module)
-			jw_uint(&o->jw, "module_offset", f->module_offset);
-		if (f->file[0] && f->line) {
-			jw_str(&o->jw, "file", f->file);
-			jw_uint(&o->jw, "line", f->line);
-		}
-		if (f->build_id[0])
-			jw_str(&o->jw, "build_id", f->build_id);
-		if (f->n_inline > 0) {
-			jw_arr_begin(&o->jw, "inline");
-			for (int k = 0; k < f->n_inline && k < FH_INLINE_MAX; k++) {
-				const struct fh_inline *in = &f->inl[k];
-
-				jw_obj_begin(&o->jw, NULL);
-				jw_str(&o->jw, "symbol", in->symbol[0] ? in->symbol : NULL);
-				jw_str(&o->jw, "file", in->file[0] ? in->file : NULL);
-				if (in->line)
-					jw_uint(&o->jw, "line", in->line);
-				else
-					jw_null(&o->jw, "line");
-				jw_obj_end(&o->jw);
-			}
-			jw_arr_end(&o->jw);
-		}
-		if (f->fp)
-			jw_bool(&o->jw, "fp", true);
-		jw_obj_end(&o->jw);
-	}
+	for (int i = 0; i < n; i++)
+		json_frame(o, NULL, &o->frames[i]);
 	jw_arr_end(&o->jw);
 }
 
@@ -297,6 +286,11 @@ bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev)
 	return o->o.json || o->o.verbose || hazard_fork(ev);
 }
 
+bool output_shows_suppressed(const struct output *o)
+{
+	return o->o.json || o->o.verbose;
+}
+
 bool output_json(const struct output *o)
 {
 	return o->o.json;
@@ -322,7 +316,7 @@ static const char *lock_runtime(const struct output *o, const struct fh_lock *l,
 }
 
 static void json_lock(struct output *o, const char *key, const struct fh_fork_event *ev,
-		      const struct fh_lock *l)
+		      const struct fh_lock *l, const char *suppressed_by)
 {
 	const char *runtime;
 	int n;
@@ -338,17 +332,27 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 		jw_uint(&o->jw, "depth", l->depth);
 	if (l->flags & FH_LOCK_WATCHED)
 		jw_bool(&o->jw, "watched", true);
+	if (l->flags & FH_LOCK_SHARED_UNKNOWN)
+		jw_bool(&o->jw, "shared_unknown", true);
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
 	if (runtime)
 		jw_str(&o->jw, "runtime", runtime);
+	if (suppressed_by)
+		jw_str(&o->jw, "suppressed_by", suppressed_by);
 	json_stack(o, "stack", n);
 	jw_obj_end(&o->jw);
 }
 
-/* The locks of one role ("locks": the hazards, "own_locks"). */
+/* The rule that set lock i aside, or NULL. */
+static const char *suppressed_by(const struct output_meta *meta, uint32_t i)
+{
+	return meta && meta->suppressed_by ? meta->suppressed_by[i] : NULL;
+}
+
+/* The locks of one role ("locks": the hazards, "own_locks", "shared_locks"). */
 static void json_locks(struct output *o, const struct fh_fork_event *ev, const char *key,
-		       enum hazard_lock role)
+		       enum hazard_lock role, const struct output_meta *meta)
 {
 	if (ev->flags & FH_FORK_LIGHT) {
 		jw_null(&o->jw, key);
@@ -357,7 +361,7 @@ static void json_locks(struct output *o, const struct fh_fork_event *ev, const c
 	jw_arr_begin(&o->jw, key);
 	for (__u32 i = 0; i < ev->nr_locks; i++)
 		if (hazard_lock_role(ev, &ev->locks[i]) == role)
-			json_lock(o, NULL, ev, &ev->locks[i]);
+			json_lock(o, NULL, ev, &ev->locks[i], suppressed_by(meta, i));
 	jw_arr_end(&o->jw);
 }
 
@@ -384,17 +388,102 @@ static const char *untracked_reason(const struct fh_fork_event *ev)
 	return "light";
 }
 
+/* ---- what to do, who else runs ------------------------------------------------- */
+
+/* "symbol+0x1c [module] (file.c:12)": where a frame is, for people. */
+static void frame_brief(const struct fh_frame *f, char *buf, size_t size)
+{
+	char src[FH_FILE_LEN * 4 + 32], place[SITE_FRAME_LEN];
+
+	siteid_frame_text(f, place, sizeof(place));
+	snprintf(buf, size, "%s%s", place, text_source(f->file, f->line, src, sizeof(src)));
+}
+
+/*
+ * A hazard's advice (advice.c), for the runtime and the lock at hand: its
+ * first foreign lock, and where that was taken when the frame says (a
+ * Python lock's native frame is the interpreter's: no site).
+ */
+static const char *fork_advice(struct output *o, const struct fh_fork_event *ev, char *buf,
+			       size_t size)
+{
+	struct advice_case c = { .python_process = !strncmp(ev->exe_name, "python", 6) };
+	char site[SITE_FRAME_LEN + FH_FILE_LEN];
+	const struct fh_lock *l = NULL;
+	int n;
+
+	site[0] = '\0';
+	for (__u32 i = 0; i < ev->nr_locks && !l; i++)
+		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN)
+			l = &ev->locks[i];
+	if (l) {
+		n = lock_stack_frames(o, (pid_t)ev->pid, l);
+		c.python_lock = lock_runtime(o, l, n) != NULL;
+		if (n > 0 && o->frames[0].has_module && !c.python_lock)
+			frame_brief(&o->frames[0], site, sizeof(site));
+	}
+	c.python_process |= c.python_lock;
+	return advice_format(advice_choose(&c), site, buf, size);
+}
+
+/*
+ * The start routine of another thread into o->frames[0]: read in its
+ * process with its own glibc's layout, or else by the kernel with the
+ * host's, which only counts when it lands on a function's first byte.
+ * false: unknown.
+ */
+static bool other_thread_start(struct output *o, const struct fh_fork_event *ev,
+			       const struct other_thread_note *t)
+{
+	struct fh_frame *f = &o->frames[0];
+
+	if (!t->start)
+		return false;
+	syms_resolve(o->o.syms, (pid_t)ev->pid, t->start, f);
+	return t->verified || (f->known && f->offset == 0);
+}
+
+/* The other threads of a fork (otherthreads.c); null when their record was
+ * never received. */
+static void json_other_threads(struct output *o, const struct fh_fork_event *ev)
+{
+	uint32_t n;
+	const struct other_thread_note *t = otherthreads_get(o->o.others, ev, &n);
+
+	if (!t && ev->nr_other) {
+		jw_null(&o->jw, "other_threads");
+		return;
+	}
+	jw_arr_begin(&o->jw, "other_threads");
+	for (uint32_t i = 0; t && i < n; i++) {
+		jw_obj_begin(&o->jw, NULL);
+		jw_uint(&o->jw, "tid", t[i].tid);
+		jw_strn(&o->jw, "comm", t[i].comm, strnlen(t[i].comm, FH_COMM_LEN));
+		jw_str(&o->jw, "py_thread", t[i].py_thread[0] ? t[i].py_thread : NULL);
+		if (other_thread_start(o, ev, &t[i]))
+			json_frame(o, "start", &o->frames[0]);
+		else
+			jw_null(&o->jw, "start");
+		jw_obj_end(&o->jw);
+	}
+	jw_arr_end(&o->jw);
+	if (ev->other_omitted)
+		jw_uint(&o->jw, "other_threads_omitted", ev->other_omitted);
+}
+
 static void json_fork(struct output *o, const struct fh_fork_event *ev,
 		      const struct output_meta *meta)
 {
+	char advice[2048];
 	int n;
 
 	json_thread_header(o, "fork", ev->time_ns, ev->pid, ev->tid, ev->comm);
 	jw_uint(&o->jw, "child_pid", ev->child_pid);
 	jw_uint(&o->jw, "threads", ev->threads);
 	jw_str(&o->jw, "severity", hazard_fork(ev) ? "hazard" : "info");
-	json_locks(o, ev, "locks", HAZARD_LOCK_FOREIGN);
-	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN);
+	json_locks(o, ev, "locks", HAZARD_LOCK_FOREIGN, meta);
+	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN, meta);
+	json_locks(o, ev, "shared_locks", HAZARD_LOCK_SHARED, meta);
 	if (ev->flags & FH_FORK_LIGHT)
 		jw_str(&o->jw, "locks_untracked", untracked_reason(ev));
 	if (ev->flags & FH_FORK_WATCHED)
@@ -403,6 +492,11 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev,
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
 		jw_bool(&o->jw, "threads_truncated", true);
+	if (meta && meta->suppressed)
+		jw_bool(&o->jw, "suppressed", true);
+	if (hazard_fork(ev))
+		jw_str(&o->jw, "advice", fork_advice(o, ev, advice, sizeof(advice)));
+	json_other_threads(o, ev);
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	json_stack(o, "stack", n);
 	json_where(o, meta, ev->exe_name, ev->ns_pid);
@@ -421,8 +515,24 @@ static void text_prefix(struct output *o, uint64_t mono_ns, __u32 pid, const cha
 	fprintf(o->o.f, "%-8s %-7u %-7s %-16.16s %-7s %-4s ", clock, pid, tid, name, child, thr);
 }
 
+/* " (suppressed by FILE:LINE)" after what a rule set aside (-v names it). */
+static void text_suppressed(struct output *o, const char *rule)
+{
+	char where[1024];
+
+	if (!rule)
+		return;
+	term_escape(rule, (size_t)-1, where, sizeof(where));
+	if (o->o.verbose)
+		fprintf(o->o.f, " (suppressed by %s)", where);
+	else
+		fputs(" (suppressed)", o->o.f);
+}
+
+/* rule: the rule that set the lock aside; why: how the child was seen to
+ * re-create it; NULL: none. */
 static void text_lock_line(struct output *o, const struct fh_fork_event *ev, const struct fh_lock *l,
-			   const char *indent)
+			   const char *indent, const char *rule, const char *why)
 {
 	char held[32], name[FH_COMM_LEN * 4 + 1];
 	const char *runtime;
@@ -434,16 +544,88 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
 	if (l->flags & FH_LOCK_WATCHED)	/* no acquisition seen: no time */
-		fprintf(o->o.f, "%s%s 0x%llx owned by %u (%s), read from its word; last taken "
-			"while probed at:\n", indent, lock_kind_name(l->kind),
-			(unsigned long long)l->addr, l->holder_tid, name);
+		fprintf(o->o.f, "%s%s 0x%llx owned by %u (%s), read from its word", indent,
+			lock_kind_name(l->kind), (unsigned long long)l->addr, l->holder_tid, name);
 	else
-		fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s) for %s%s%s\n", indent,
+		fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s) for %s%s%s", indent,
 			runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
 			(unsigned long long)l->addr, l->holder_tid, name, held,
 			l->depth > 1 ? " (recursive)" : "",
 			l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)");
+	text_suppressed(o, rule);
+	fputc('\n', o->o.f);
+	if (l->flags & FH_LOCK_WATCHED)
+		fputs("        last taken while probed at:\n", o->o.f);
+	if (l->flags & FH_LOCK_SHARED_UNKNOWN)
+		fputs("        (whether it is in shared memory could not be checked)\n", o->o.f);
+	if (why)
+		fprintf(o->o.f, "        mitigated: the child re-created it (%s)\n", why);
 	text_stack(o, n, "        ");
+}
+
+/* A paragraph for people, escaped, wrapped under `lead` at 78 columns. */
+static void text_paragraph(struct output *o, const char *lead, const char *text)
+{
+	static const char indent[] = "        ";
+	char esc[4096];
+	const char *p = esc;
+	size_t col = strlen(lead);
+	bool first = true;
+
+	term_escape(text, (size_t)-1, esc, sizeof(esc));
+	fputs(lead, o->o.f);
+	while (*p) {
+		size_t w = strcspn(p, " ");
+
+		if (!first && col + 1 + w > 78) {
+			fprintf(o->o.f, "\n%s", indent);
+			col = sizeof(indent) - 1;
+		} else if (!first) {
+			fputc(' ', o->o.f);
+			col++;
+		}
+		fwrite(p, 1, w, o->o.f);
+		col += w;
+		first = false;
+		p += w;
+		while (*p == ' ')
+			p++;
+	}
+	fputc('\n', o->o.f);
+}
+
+/* Who else ran at the fork: up to TEXT_OTHER_THREADS lines (all with -v). */
+static void text_other_threads(struct output *o, const struct fh_fork_event *ev)
+{
+	char comm[FH_COMM_LEN * 4 + 1], py[OTHER_PY_NAME_LEN * 4 + 8], start[SITE_FRAME_LEN * 4];
+	uint32_t n, shown;
+	const struct other_thread_note *t = otherthreads_get(o->o.others, ev, &n);
+
+	if (!t || !n)
+		return;
+	shown = !o->o.verbose && n > TEXT_OTHER_THREADS ? TEXT_OTHER_THREADS : n;
+	fputs("    other threads:\n", o->o.f);
+	for (uint32_t i = 0; i < shown; i++) {
+		char place[SITE_FRAME_LEN];
+
+		term_escape(t[i].comm, strnlen(t[i].comm, FH_COMM_LEN), comm, sizeof(comm));
+		py[0] = start[0] = '\0';
+		if (t[i].py_thread[0]) {
+			char name[OTHER_PY_NAME_LEN * 4];
+
+			term_escape(t[i].py_thread, (size_t)-1, name, sizeof(name));
+			snprintf(py, sizeof(py), " \"%s\"", name);
+		}
+		if (other_thread_start(o, ev, &t[i])) {
+			siteid_frame_text(&o->frames[0], place, sizeof(place));
+			term_escape(place, (size_t)-1, start, sizeof(start));
+		}
+		fprintf(o->o.f, "        %u (%s)%s%s%s\n", t[i].tid, comm, py,
+			start[0] ? " started at " : t[i].tid == ev->pid ? " the main thread" : "",
+			start);
+	}
+	if (n - shown + ev->other_omitted)
+		fprintf(o->o.f, "        ... and %u more\n", n - shown + ev->other_omitted);
 }
 
 static void text_verdict(struct output *o, const struct fh_fork_event *ev,
@@ -479,9 +661,10 @@ static void text_verdict(struct output *o, const struct fh_fork_event *ev,
 }
 
 static void text_fork(struct output *o, const struct fh_fork_event *ev,
-		      const struct fh_child_event *fate, const struct fh_deadlock_event *dl)
+		      const struct fh_child_event *fate, const struct fh_deadlock_event *dl,
+		      const struct output_meta *meta)
 {
-	char tid[16], child[16], thr[16];
+	char tid[16], child[16], thr[16], advice[2048];
 	__u32 foreign = hazard_foreign_locks(ev);
 	int n;
 
@@ -496,7 +679,9 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	else if (ev->flags & FH_FORK_LIGHT)
 		fputs("fork (locks not tracked)\n", o->o.f);
 	else if (foreign)
-		fprintf(o->o.f, "HAZARD: %u foreign lock%s%s\n", foreign, foreign == 1 ? "" : "s",
+		fprintf(o->o.f, "%s: %u foreign lock%s%s\n",
+			meta && meta->suppressed ? "hazard, suppressed" : "HAZARD", foreign,
+			foreign == 1 ? "" : "s",
 			ev->flags & FH_FORK_WATCHED ? " (word watch: probes detached by the "
 						      "overhead governor)" : "");
 	else if (ev->flags & FH_FORK_WATCHED)
@@ -504,15 +689,31 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 		      "overhead governor)\n", o->o.f);
 	else
 		fputs("fork, no foreign lock held\n", o->o.f);
+	if (foreign && meta && meta->site)
+		fprintf(o->o.f, "    site %s\n", meta->site);
 
-	for (__u32 i = 0; i < ev->nr_locks; i++)
-		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_FOREIGN)
-			text_lock_line(o, ev, &ev->locks[i], "    ");
+	for (__u32 i = 0; i < ev->nr_locks; i++) {
+		const struct fh_lock *l = &ev->locks[i];
+		const char *why = NULL;
+
+		if (hazard_lock_role(ev, l) != HAZARD_LOCK_FOREIGN)
+			continue;
+		if (meta && meta->ri)
+			reinit_has(meta->ri, l->addr, &why);
+		text_lock_line(o, ev, l, "    ", suppressed_by(meta, i), why);
+	}
 	if (ev->locks_omitted)
 		fprintf(o->o.f, "    ... and %u more locks\n", ev->locks_omitted);
-	for (__u32 i = 0; i < ev->nr_locks; i++)
-		if (hazard_lock_role(ev, &ev->locks[i]) == HAZARD_LOCK_OWN)
-			text_lock_line(o, ev, &ev->locks[i], "    own: ");
+	/* not hazards: the forking thread's own locks, and those the parent
+	 * shares with the child (-v) */
+	for (__u32 i = 0; i < ev->nr_locks && o->o.verbose; i++) {
+		enum hazard_lock role = hazard_lock_role(ev, &ev->locks[i]);
+
+		if (role == HAZARD_LOCK_OWN)
+			text_lock_line(o, ev, &ev->locks[i], "    own: ", NULL, NULL);
+		else if (role == HAZARD_LOCK_SHARED)
+			text_lock_line(o, ev, &ev->locks[i], "    shared (not inherited): ", NULL, NULL);
+	}
 	if (foreign || o->o.verbose > 1) {
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		if (n) {
@@ -520,6 +721,13 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 			text_stack(o, n, "        ");
 		}
 	}
+	if (foreign || o->o.verbose)
+		text_other_threads(o, ev);
+	if (foreign && hazard_mitigated(ev, meta ? meta->ri : NULL))
+		fputs("    no change needed: the child re-created every lock it inherited held\n",
+		      o->o.f);
+	else if (foreign)
+		text_paragraph(o, "    what to do: ", fork_advice(o, ev, advice, sizeof(advice)));
 	text_verdict(o, ev, fate, dl);
 }
 
@@ -532,7 +740,7 @@ void output_fork(struct output *o, const struct fh_fork_event *ev,
 	if (o->o.json)
 		json_fork(o, ev, meta);
 	else
-		text_fork(o, ev, fate, dl);
+		text_fork(o, ev, fate, dl, meta);
 }
 
 /* ---- child, deadlock, lost, summary ------------------------------------ */
@@ -541,6 +749,7 @@ void output_child(struct output *o, const struct fh_child_event *ev,
 		  const struct output_meta *meta)
 {
 	uint64_t after = ev->time_ns > ev->fork_ns ? ev->time_ns - ev->fork_ns : 0;
+	const struct reinit_set *ri = meta ? meta->ri : NULL;
 	char dur[32], what[96];
 
 	if (o->o.json) {
@@ -555,6 +764,10 @@ void output_child(struct output *o, const struct fh_child_event *ev,
 			else
 				jw_int(&o->jw, "signal", ev->exit_code & 0x7f);
 		}
+		jw_arr_begin(&o->jw, "reinitialized");
+		for (uint32_t i = 0; ri && i < ri->n && i < REINIT_MAX; i++)
+			jw_addr(&o->jw, NULL, ri->addr[i]);
+		jw_arr_end(&o->jw);
 		json_where(o, meta, NULL, 0);
 		jw_obj_end(&o->jw);
 		emit_json(o);
@@ -579,7 +792,11 @@ void output_child(struct output *o, const struct fh_child_event *ev,
 		break;
 	}
 	text_prefix(o, ev->time_ns, ev->pid, "-", "", 0, "-", "-");
-	fprintf(o->o.f, "%s\n", what);
+	if (ri && ri->n)
+		fprintf(o->o.f, "%s; it re-created %u inherited lock%s\n", what, ri->n,
+			ri->n == 1 ? "" : "s");
+	else
+		fprintf(o->o.f, "%s\n", what);
 }
 
 void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
@@ -600,9 +817,13 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 		else
 			jw_null(&o->jw, "owner_tid");
 		if (lock && fork)
-			json_lock(o, "lock", fork, lock);
+			json_lock(o, "lock", fork, lock, NULL);
 		else
 			jw_null(&o->jw, "lock");
+		if (meta && meta->suppressed) {
+			jw_bool(&o->jw, "suppressed", true);
+			jw_str(&o->jw, "suppressed_by", suppressed_by(meta, 0));
+		}
 		n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 		json_stack(o, "stack", n);
 		json_where(o, meta, ev->exe_name, ev->ns_pid);
@@ -612,13 +833,19 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 	}
 	snprintf(tid, sizeof(tid), "%u", ev->tid);
 	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), "-", "1");
-	fprintf(o->o.f, "DEADLOCK: child of %u blocked forever\n", ev->parent_pid);
+	fprintf(o->o.f, "%s: child of %u blocked forever\n", meta && meta->suppressed ?
+		"deadlock, suppressed" : "DEADLOCK", ev->parent_pid);
+	if (meta && meta->site) {
+		fprintf(o->o.f, "    site %s", meta->site);
+		text_suppressed(o, suppressed_by(meta, 0));
+		fputc('\n', o->o.f);
+	}
 	fprintf(o->o.f, "    waits on futex 0x%llx", (unsigned long long)ev->futex);
 	if (ev->flags & FH_DL_OWNER_KNOWN)
 		fprintf(o->o.f, " owned by %u, a thread of the parent", ev->owner_tid);
 	fputc('\n', o->o.f);
 	if (lock && fork)
-		text_lock_line(o, fork, lock, "    inherited ");
+		text_lock_line(o, fork, lock, "    inherited ", NULL, NULL);
 	n = event_stack_frames(o, (pid_t)ev->pid, ev->tid, ev->time_ns, ev->stack_id);
 	if (n) {
 		fputs("    waiting in:\n", o->o.f);

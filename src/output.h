@@ -16,6 +16,8 @@
 struct fh_container;
 struct fh_counts;
 struct jw;
+struct otherthreads;
+struct reinit_set;
 struct syms;
 struct ustacks;
 
@@ -26,16 +28,24 @@ struct output_opts {
 	int stack_depth;
 	struct syms *syms;
 	struct ustacks *ustacks;	/* CFI-unwound stacks of events, or NULL */
+	struct otherthreads *others;	/* what forks' other threads are, or NULL */
 	int64_t mono_to_real_ns;	/* add to CLOCK_MONOTONIC to get wall time */
 };
 
 /*
- * What the caller knows of an event beyond its record, written with it in
- * JSON (docs/json.md): where the process runs, and the daemon's site.
+ * What the caller knows of an event beyond its record, written with it
+ * (docs/json.md): where the process runs, its finding's site, what the
+ * suppression rules made of it (finding.c), and the inherited locks the
+ * child is known to have re-created.
  */
 struct output_meta {
 	const char *site;			/* the site's id (16 hex digits), or NULL */
 	const struct fh_container *container;	/* cgroup and container; NULL: unknown */
+	/* The rule ("FILE:LINE") that set each lock aside: a fork's
+	 * ev->locks[i], a deadlock's [0]; NULL (or a NULL array) where none did. */
+	const char *const *suppressed_by;
+	bool suppressed;			/* the rules set the whole finding aside */
+	const struct reinit_set *ri;		/* re-created locks; NULL: nothing known */
 };
 
 struct output;
@@ -56,6 +66,8 @@ void output_note_fork(struct output *o, pid_t pid, pid_t child, const char *comm
 
 /* Should a fork event be shown at all (text mode hides "info" forks without -v)? */
 bool output_wants_fork(const struct output *o, const struct fh_fork_event *ev);
+/* Are findings the suppression rules set aside shown (JSON, or text with -v)? */
+bool output_shows_suppressed(const struct output *o);
 
 /*
  * A fork; in text mode `fate` and `deadlock`, when known, are printed under

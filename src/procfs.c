@@ -77,6 +77,29 @@ int procfs_for_each_mapping(pid_t pid, procfs_mapping_fn cb, void *ctx)
 	return err;
 }
 
+struct mapping_at {
+	uint64_t addr;
+	struct fh_mapping *out;
+};
+
+static int match_mapping(const struct fh_mapping *m, void *ctx)
+{
+	struct mapping_at *a = ctx;
+
+	if (a->addr < m->start || a->addr >= m->end)
+		return 0;
+	*a->out = *m;
+	return 1;
+}
+
+int procfs_mapping_at(pid_t pid, uint64_t addr, struct fh_mapping *m)
+{
+	struct mapping_at a = { .addr = addr, .out = m };
+	int err = procfs_for_each_mapping(pid, match_mapping, &a);
+
+	return err == 1 ? 0 : err ? err : -ENOENT;
+}
+
 ssize_t procfs_read_file(const char *path, char *buf, size_t size)
 {
 	ssize_t n, total = 0;

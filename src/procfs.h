@@ -24,6 +24,9 @@ int procfs_parse_maps_line(const char *line, struct fh_mapping *m);
  * and is returned. Returns -errno if the maps cannot be read. */
 typedef int (*procfs_mapping_fn)(const struct fh_mapping *m, void *ctx);
 int procfs_for_each_mapping(pid_t pid, procfs_mapping_fn cb, void *ctx);
+/* The mapping of pid that holds addr (perms[3]: 's' shared, 'p' private).
+ * Returns 0, -ENOENT (none), or -errno. */
+int procfs_mapping_at(pid_t pid, uint64_t addr, struct fh_mapping *m);
 
 /* The fields of /proc/PID/stat forkhazard uses. */
 struct fh_proc_stat {

@@ -203,6 +203,11 @@ uint64_t site_processes(const struct site *s)
 	return est < SITE_EXACT_PIDS + 1 ? SITE_EXACT_PIDS + 1 : (uint64_t)(est + 0.5);
 }
 
+size_t sites_slot(const struct sites *t, const struct site *s)
+{
+	return (size_t)(s - t->slot);
+}
+
 void sites_foreach(struct sites *t, void (*fn)(void *ctx, struct site *s), void *ctx)
 {
 	for (uint32_t i = t->head; i != NONE; i = t->slot[i].next)

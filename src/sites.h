@@ -28,6 +28,7 @@ struct site {
 	uint64_t id;
 	enum site_kind kind;	/* a hazard, or a deadlock with no hazard seen at its fork */
 	uint64_t hazards;	/* hazard forks at this site */
+	uint64_t mitigated;	/* ... whose child re-created every foreign lock */
 	uint64_t deadlocks;	/* children that deadlocked */
 	uint64_t outcomes[5];	/* children's fates, by enum fh_child_outcome */
 	uint64_t first_ns, last_ns;	/* CLOCK_MONOTONIC */
@@ -77,6 +78,10 @@ struct site *sites_add(struct sites *t, uint64_t id, uint64_t now_ns);
 void site_note_pid(struct site *s, uint32_t pid);
 /* Distinct processes affected: exact up to SITE_EXACT_PIDS, then estimated. */
 uint64_t site_processes(const struct site *s);
+
+/* Where s is in the table, in [0, max): a caller keeps its own data about a
+ * site in an array beside it (report.c), cleared when the site is evicted. */
+size_t sites_slot(const struct sites *t, const struct site *s);
 
 /* Every site, most recently seen first; fn may not add or remove sites. */
 void sites_foreach(struct sites *t, void (*fn)(void *ctx, struct site *s), void *ctx);

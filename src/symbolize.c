@@ -405,17 +405,20 @@ static struct snap *snap_get(struct syms *s, pid_t pid)
 }
 
 /* Code mapped since the snapshot (dlopen): look once more, if pid is still
- * the process the snapshot is of. */
+ * the process the snapshot is of. A zombie (still in /proc, its memory
+ * gone) keeps the snapshot it had. */
 static struct snap *snap_refresh(struct syms *s, struct snap *p)
 {
 	struct fh_proc_stat st;
+	struct snap fresh = { 0 };
 	pid_t pid = p->pid;
 
 	if (p->borrowed || procfs_read_stat(pid, 0, &st) || st.starttime != p->starttime)
 		return NULL;
+	if (snap_take(s, pid, pid, &fresh))
+		return p;
 	snap_clear(p);
-	if (snap_take(s, pid, pid, p))
-		return NULL;
+	*p = fresh;
 	p->starttime = st.starttime;
 	return p;
 }
@@ -505,6 +508,23 @@ int syms_stack(struct syms *s, pid_t pid, int stack_id, int skip, uint64_t exact
 		else
 			resolve_ret(s, &p, ips[i], &frames[n], &refreshed);
 		frames[n].fp = i > 0;
+		n++;
+	}
+	return n;
+}
+
+int syms_lock_stack(struct syms *s, pid_t pid, const struct fh_lock *l, struct fh_frame *frames,
+		    int max)
+{
+	int n = syms_stack(s, pid, l->stack_id, 1, l->caller, frames, max);
+
+	for (int i = 0; i < FH_LOCK_FP_FRAMES && l->fp[i] && n < max; i++) {
+		struct fh_frame *f = &frames[n];
+
+		syms_resolve_return(s, pid, l->fp[i], f);
+		if (!f->has_module)
+			break;
+		f->fp = true;
 		n++;
 	}
 	return n;

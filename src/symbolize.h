@@ -102,6 +102,17 @@ int syms_stack(struct syms *s, pid_t pid, int stack_id, int skip, uint64_t exact
 	       struct fh_frame *frames, int max);
 
 /*
+ * A held lock's stack: the exact caller of the lock function, then either
+ * the kernel's stack walk (--lock-stack=full) or the frame-pointer frames
+ * the BPF side recorded. A frame-pointer frame that lands in no mapped
+ * module is garbage from code without frame pointers: the walk stops there
+ * rather than keep it. Returns the number of frames, at most max.
+ */
+struct fh_lock;
+int syms_lock_stack(struct syms *s, pid_t pid, const struct fh_lock *l, struct fh_frame *frames,
+		    int max);
+
+/*
  * Unwind a captured user stack with DWARF CFI (.eh_frame / .debug_frame), no
  * frame pointers needed: ip, sp, bp are the registers at the capture, stack
  * holds stack_len bytes copied from sp. Memory outside that copy is never

@@ -30,14 +30,23 @@
 #include "escape.h"
 #include "elfsyms.h"
 #include "events.h"
+#include "finding.h"
 #include "forkhazard.skel.h"
 #include "governor.h"
+#include "gate.h"
 #include "log.h"
+#include "otherthreads.h"
 #include "outfile.h"
 #include "output.h"
 #include "probes.h"
 #include "procfs.h"
+#include "sarif.h"
+#include "suppress.h"
+#include "pyrt.h"
+#include "reinit.h"
+#include "reinitprobe.h"
 #include "symbolize.h"
+#include "libcthread.h"
 #include "ustacks.h"
 #include "tracer.h"
 
@@ -50,6 +59,9 @@ struct tracer {
 	struct ring_buffer *rb;
 	struct probes *probes;
 	struct governor *gov;		/* who gets lock probes, and for how long */
+	struct reinitprobe *reinit;	/* CPython's lock re-creation in children */
+	struct pyrt *py;		/* Python thread names */
+	struct otherthreads *others;
 	struct syms *syms;
 	struct ustacks *ustacks;
 	struct output *out;
@@ -66,6 +78,11 @@ struct tracer {
 	uint64_t stacks_lost_at_reset;
 	uint32_t full_warned;	/* FH_STAT_* bits already warned about */
 	struct daemon *daemon;		/* --daemon (daemon.c) */
+	struct suppressions *supp;	/* --suppressions */
+	struct findings *findings;	/* sites, executables, the rules' verdicts */
+	struct gate *gate;		/* what the run found, for its end; not --daemon */
+	FILE *sarif;			/* --sarif */
+	struct fh_counts final;		/* the summary's counts */
 	struct containers *containers;	/* cgroup and container of JSON events */
 	bool reopen;			/* SIGHUP: reopen the outputs */
 	uint64_t output_errors, output_reopens, output_retry_ns;
@@ -94,14 +111,21 @@ static void read_stats(struct tracer *t, uint64_t out[FH_STAT_MAX])
 
 /* ---- set-up -------------------------------------------------------------- */
 
+/* --kill-deadlocked may have to signal another user's child. */
+static uint64_t caps_to_kill(const struct fh_config *cfg)
+{
+	return cfg->gate.kill_deadlocked ? FH_CAPBIT(FH_CAP_KILL) : 0;
+}
+
 static int preflight(const struct fh_config *cfg)
 {
-	int missing = caps_check(caps_needed_at_start(cfg->user != NULL));
+	uint64_t needed = caps_needed_at_start(cfg->user != NULL) | caps_to_kill(cfg);
+	int missing = caps_check(needed);
 
 	if (missing) {
 		char need[256];
 
-		caps_format(caps_needed_at_start(cfg->user != NULL), need, sizeof(need));
+		caps_format(needed, need, sizeof(need));
 		log_error("missing %s: run as root, or with %s", caps_name(missing), need);
 		return -EPERM;
 	}
@@ -207,6 +231,16 @@ static void set_trace_mode(struct forkhazard_bpf *skel, enum fh_trace_mode mode)
 	skel->rodata->global_lock_probes = global;
 }
 
+/* Where the host's glibc (ours) keeps a thread's start routine: what the
+ * kernel side reads at a fork, for processes gone before userspace can. */
+static __u32 host_start_routine_offset(void)
+{
+	struct libc_thread lt;
+
+	return !libcthread_of_process(getpid(), &lt) && lt.start_routine_offset > 0 ?
+	       (__u32)lt.start_routine_offset : 0;
+}
+
 static int load_bpf(struct tracer *t)
 {
 	const struct fh_config *cfg = t->cfg;
@@ -225,6 +259,7 @@ static int load_bpf(struct tracer *t)
 	set_trace_mode(skel, cfg->trace_mode);
 	skel->rodata->lock_stack = (__u32)cfg->lock_stack;
 	skel->rodata->self_tgid = (__u32)getpid();
+	skel->rodata->start_routine_off = host_start_routine_offset();
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
@@ -244,6 +279,7 @@ static int load_bpf(struct tracer *t)
 	{
 		struct bpf_program *lock_progs[] = {
 			skel->progs.lock_acquire, skel->progs.lock_acquired, skel->progs.lock_release,
+			skel->progs.py_fork_reinit,
 		};
 
 		for (size_t i = 0; i < sizeof(lock_progs) / sizeof(lock_progs[0]); i++) {
@@ -268,6 +304,17 @@ static int load_bpf(struct tracer *t)
 		return err;
 	}
 	return 0;
+}
+
+/* Its interpreter's lock re-creation, probed for every process that maps it
+ * (governor_opts.placed: after the lock probes, which race the process). */
+static void probe_reinit(void *ctx, pid_t pid)
+{
+	struct tracer *t = ctx;
+	int n = t->reinit ? reinitprobe_process(t->reinit, pid) : 0;
+
+	if (n < 0 && n != -ENOENT && n != -ESRCH)
+		log_debug("cannot look for an interpreter in PID %d: %s", (int)pid, strerror(-n));
 }
 
 static void on_probe_request(void *ctx, pid_t pid)
@@ -397,12 +444,17 @@ static int attach_targets(struct tracer *t)
 		.learned_fd = bpf_map__fd(skel->maps.learned), .watch_fd = bpf_map__fd(skel->maps.watch),
 		.trap_ns = CALIB_DEFAULT_EMULATED_NS, .prog_fds = progs,
 		.nprogs = (int)(sizeof(progs) / sizeof(progs[0])),
-		.report = on_governor_event, .report_ctx = t,
+		.report = on_governor_event, .report_ctx = t, .placed = probe_reinit,
 	};
 	int n;
 
 	if (tracks_locks(t->cfg->trace_mode) && (n = new_probes(t)))
 		return n;
+	if (tracks_locks(t->cfg->trace_mode)) {
+		t->reinit = reinitprobe_new(bpf_program__fd(t->skel->progs.py_fork_reinit));
+		if (!t->reinit)
+			return -ENOMEM;
+	}
 	go.probes = t->probes;
 	if (t->probes && governor_budget(t->cfg) > 0)
 		go.trap_ns = calibrate_trap(t);
@@ -548,6 +600,8 @@ static void tick(struct tracer *t)
 	if (t->daemon)
 		daemon_tick(t->daemon, now);
 	governor_tick(t->gov, now);
+	if (t->reinit)
+		reinitprobe_recheck(t->reinit, now);
 	if (t->deadline_ns && now >= t->deadline_ns)
 		t->stop = true;
 }
@@ -689,12 +743,18 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	c->v[FH_CNT_LOST] += t->events.unread;
 	c->v[FH_CNT_LOST_FORKS] += t->events.unread_forks;
 	c->v[FH_CNT_CORRELATION_EVICTED] = correlate_evicted(t->corr);
+	/* what userspace settled that the kernel could not */
+	if (c->v[FH_CNT_HAZARDS] >= t->events.hazards_shared)
+		c->v[FH_CNT_HAZARDS] -= t->events.hazards_shared;
+	c->v[FH_CNT_DEADLOCKS] += t->events.deadlocks_confirmed;
+	c->v[FH_CNT_MITIGATED] = correlate_mitigated(t->corr);
 	if (t->ustacks)
 		ustacks_get_stats(t->ustacks, &us);
 	c->v[FH_CNT_UNWINDS_SKIPPED] = us.rate_limited;
 	if (t->probes)
 		probes_get_stats(t->probes, &ps);
 	c->v[FH_CNT_UNPROBED_PROCS] = (uint64_t)ps.procs_refused;
+	c->v[FH_CNT_SUPPRESSED_BY_RULE] = t->findings ? findings_suppressed(t->findings) : 0;
 }
 
 static void finish(struct tracer *t)
@@ -720,6 +780,7 @@ static void finish(struct tracer *t)
 	if (t->daemon)
 		daemon_finish(t->daemon, now);
 	output_summary(t->out, now, &c);
+	t->final = c;
 	output_flush(t->out);
 	if (t->events.malformed)
 		log_warn("%llu malformed records from the kernel side (a bug: please report)",
@@ -731,6 +792,9 @@ static void cleanup(struct tracer *t)
 	ring_buffer__free(t->rb);
 	governor_free(t->gov);
 	probes_free(t->probes);	/* closing the links removes the uprobes */
+	reinitprobe_free(t->reinit);
+	otherthreads_free(t->others);
+	pyrt_free(t->py);
 	forkhazard_bpf__destroy(t->skel);
 	correlate_free(t->corr);
 	output_free(t->out);
@@ -745,6 +809,11 @@ static void cleanup(struct tracer *t)
 	if (t->outf && t->outf != stdout)
 		fclose(t->outf);
 	daemon_free(t->daemon);
+	findings_free(t->findings);
+	gate_free(t->gate);
+	supp_free(t->supp);
+	if (t->sarif)
+		fclose(t->sarif);
 	containers_free(t->containers);
 	log_close_file();
 }
@@ -805,6 +874,89 @@ static void tracer_health(void *ctx, struct exposition *e)
 		};
 }
 
+/* --suppressions: every file read before anything else, so that a
+ * malformed rule is a usage error (2) with its file and line. */
+static int load_rules(struct tracer *t)
+{
+	const struct fh_gate_config *g = &t->cfg->gate;
+	char err[768];
+
+	if (!g->nsuppressions)
+		return FH_EXIT_OK;
+	t->supp = supp_new();
+	if (!t->supp) {
+		log_error("out of memory");
+		return FH_EXIT_ERROR;
+	}
+	for (int i = 0; i < g->nsuppressions; i++) {
+		if (supp_load(t->supp, g->suppressions[i], err, sizeof(err))) {
+			log_error("%s", err);
+			return FH_EXIT_USAGE;
+		}
+	}
+	log_info("%zu suppression rule%s", supp_count(t->supp), supp_count(t->supp) == 1 ? "" : "s");
+	return FH_EXIT_OK;
+}
+
+/* --sarif FILE: opened (as -o is) before tracing, written at the end. */
+static int open_sarif(struct tracer *t)
+{
+	if (!t->cfg->gate.sarif)
+		return 0;
+	t->sarif = outfile_open(t->cfg->gate.sarif, OUTFILE_USER);
+	return t->sarif ? 0 : -EPERM;
+}
+
+/* The run's end as a gate: the rules -v prints, the SARIF file, the status. */
+static int end_gate(struct tracer *t, int status)
+{
+	const struct fh_config *cfg = t->cfg;
+
+	if (cfg->verbose)
+		gate_print_rules(t->gate, stderr);
+	if (t->sarif && sarif_write(t->sarif, t->gate, cfg->gate.sarif_root)) {
+		log_error("cannot write the SARIF file %s: %s", cfg->gate.sarif, strerror(errno));
+		return FH_EXIT_ERROR;
+	}
+	return gate_exit_status(t->gate, status, t->has_cmd && status != FH_EXIT_OK,
+				t->final.v[FH_CNT_LOST_FORKS]);
+}
+
+/* corr_opts.examine: the child's copies of the locks the kernel watches for
+ * it (its `children` entry), read while it lives. */
+static void examine_child(void *ctx, const struct fh_fork_event *ev, struct reinit_set *ri)
+{
+	struct tracer *t = ctx;
+	__u32 key = ev->child_pid;
+	struct fh_child c;
+
+	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.children), &key, &c) && c.nr_watch &&
+	    c.fork_ns == ev->time_ns)
+		reinit_read_words((pid_t)ev->child_pid, c.watch, c.nr_watch, ri);
+}
+
+/* events.reinit_observed */
+static bool reinit_observed(void *ctx, pid_t pid)
+{
+	struct tracer *t = ctx;
+
+	return t->reinit && reinitprobe_covers(t->reinit, pid);
+}
+
+/* events.child_decided: a deadlock confirmed here is the child's fate. */
+static void child_decided(void *ctx, pid_t child)
+{
+	struct tracer *t = ctx;
+	int fd = bpf_map__fd(t->skel->maps.children);
+	__u32 key = (__u32)child;
+	struct fh_child c;
+
+	if (bpf_map_lookup_elem(fd, &key, &c))
+		return;
+	c.flags |= FH_CHILD_DECIDED;
+	bpf_map_update_elem(fd, &key, &c, BPF_EXIST);
+}
+
 int tracer_run(const struct fh_config *cfg)
 {
 	struct tracer t = { .cfg = cfg, .epfd = -1, .sigfd = -1, .timerfd = -1 };
@@ -815,12 +967,17 @@ int tracer_run(const struct fh_config *cfg)
 	libbpf_set_print(log_libbpf);
 	if (cfg->svc.daemon && log_open_file(cfg->svc.log_file))
 		return FH_EXIT_ERROR;
+	if ((status = load_rules(&t)) != FH_EXIT_OK) {
+		supp_free(t.supp);
+		return status;
+	}
+	status = FH_EXIT_ERROR;
 	err = preflight(cfg);
-	if (err)
+	if (err || open_output(&t) || open_sarif(&t)) {
+		cleanup(&t);
 		return FH_EXIT_ERROR;
+	}
 	raise_fd_limit();
-	if (open_output(&t))
-		return FH_EXIT_ERROR;
 	if (cfg->command) {
 		struct command_user user;
 		char name[256];
@@ -844,17 +1001,31 @@ int tracer_run(const struct fh_config *cfg)
 	/* 256 events' stacks outlive any hold window; 200 DWARF walks a second
 	 * (a few ms each, cold) keep a hazard storm from starving the loop. */
 	t.ustacks = t.syms ? ustacks_new(t.syms, 256, 200) : NULL;
+	t.py = pyrt_new(NULL);
+	t.others = t.py ? otherthreads_new(256, t.py) : NULL;
 	oo = (struct output_opts){
 		.f = t.outf, .json = cfg->json, .verbose = cfg->verbose,
 		.stack_depth = cfg->stack_depth, .syms = t.syms, .ustacks = t.ustacks,
-		.mono_to_real_ns = clock_mono_to_real_ns(),
+		.others = t.others, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	t.out = output_new(&oo);
 	t.containers = containers_new();
-	if (cfg->svc.daemon && t.syms && t.ustacks && t.containers && t.out) {
+	if (!cfg->svc.daemon)
+		t.gate = gate_new(&cfg->gate);
+	{
+		struct findings_opts fo = {
+			.syms = t.syms, .ustacks = t.ustacks, .supp = t.supp, .gate = t.gate,
+			/* JSON events say where they run (events.c); the daemon's filters
+			 * and reports need it at once */
+			.containers = cfg->svc.daemon ? t.containers : NULL,
+		};
+
+		t.findings = findings_new(&fo);
+	}
+	if (cfg->svc.daemon && t.findings && t.out) {
 		struct daemon_opts dopts = {
-			.cfg = cfg, .out = t.out, .syms = t.syms, .ustacks = t.ustacks,
-			.containers = t.containers, .mono_to_real_ns = oo.mono_to_real_ns,
+			.cfg = cfg, .out = t.out, .findings = t.findings,
+			.mono_to_real_ns = oo.mono_to_real_ns,
 			.health = tracer_health, .health_ctx = &t,
 		};
 
@@ -865,9 +1036,13 @@ int tracer_run(const struct fh_config *cfg)
 	co = (struct corr_opts){
 		.hold_ns = cfg->json ? 0 : (uint64_t)cfg->hold_ms * 1000000ull,
 		.max_pending = 4096, .max_bytes = 16u << 20,
+		.examine = examine_child, .examine_ctx = &t,
 	};
 	t.events.ctx = &t;
 	t.events.probe_request = on_probe_request;
+	t.events.child_decided = child_decided;
+	t.events.reinit_observed = reinit_observed;
+	t.events.others = t.others;
 	if (t.daemon) {
 		t.events.accept = daemon_accept;
 		t.events.accept_ctx = t.daemon;
@@ -877,9 +1052,13 @@ int tracer_run(const struct fh_config *cfg)
 	t.events.corr = t.corr;
 	t.events.ustacks = t.ustacks;
 	t.events.out = t.out;
+	t.events.findings = t.findings;
+	if (cfg->gate.kill_deadlocked)
+		t.events.gate = t.gate;
 	if (cfg->json)	/* JSON events say where their processes run */
 		t.events.containers = t.containers;
-	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr) {
+	if (!t.syms || !t.ustacks || !t.containers || !t.out || !t.corr || !t.findings ||
+	    !t.others || (!cfg->svc.daemon && !t.gate)) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -895,7 +1074,7 @@ int tracer_run(const struct fh_config *cfg)
 		goto out;
 	}
 	/* Loaded and attached: what is left to do needs far less. */
-	if ((err = caps_limit(caps_kept_after_attach()))) {
+	if ((err = caps_limit(caps_kept_after_attach() | caps_to_kill(cfg)))) {
 		log_error("cannot drop capabilities: %s", strerror(-err));
 		goto out;
 	}
@@ -933,6 +1112,8 @@ int tracer_run(const struct fh_config *cfg)
 	status = FH_EXIT_OK;
 	if (t.has_cmd && command_reap(&t.cmd))
 		status = command_exit_status(&t.cmd);
+	if (t.gate)
+		status = end_gate(&t, status);
 out:
 	if (t.has_cmd) {
 		if (status == FH_EXIT_ERROR && !t.cmd.reaped && t.cmd.go_fd >= 0)

@@ -18,8 +18,9 @@ from fh import check
 UNIT = True     # needs no BPF and no root: run.py --unit-only runs it too
 
 # Records the pipeline cannot make: `inspect` reads a live process
-# (tests/test_inspect.py validates its records).
-NOT_FROM_PIPELINE = {"inspect", "inspect_thread", "calibration"}
+# (tests/test_inspect.py validates its records), `report` reads recordings
+# (tests/test_report.py).
+NOT_FROM_PIPELINE = {"inspect", "inspect_thread", "calibration", "report"}
 
 
 def schema():
@@ -125,6 +126,7 @@ def test_schema_refuses_what_the_contract_does_not_say():
         check(False, "the schema refuses %s" % why, bad)
     fork = {"type": "fork", "time": good["time"], "pid": 1, "tid": 1, "comm": "x",
             "child_pid": 2, "threads": 2, "severity": "hazard", "locks": [], "own_locks": [],
+            "shared_locks": [], "other_threads": [],
             "stack": [{"addr": "0x1", "symbol": None, "offset": None, "module": None}],
             "cgroup": None, "container_id": None, "exe_name": "x", "ns_pid": 1,
             "child_ns_pid": 2}
@@ -144,12 +146,32 @@ def test_schema_refuses_what_the_contract_does_not_say():
             continue
         check(False, "the schema refuses %s" % why, bad)
 
+    gov = {"type": "governor", "time": good["time"], "pid": 1, "comm": "x", "action": "downgrade",
+           "budget_pct": 1.0, "hit_ns": 5000.0, "window_ns": 1000000000, "hits": 10,
+           "cost_ns": 50000, "cpu_ns": 1000, "overhead_pct": 5000.0,
+           "backoff_ns": 10000000000, "downgrades": 1}
+    fh.validate_event(gov)
+    for key, value, why in (("action", "pause", "a governor action not in the contract"),
+                            ("downgrades", -1, "a negative count")):
+        try:
+            fh.validate_event(dict(gov, **{key: value}))
+        except fh.TestFailure:
+            continue
+        check(False, "the schema refuses %s" % why, key, value)
+    try:
+        fh.validate_event(dict(fork, locks_watched=False))
+    except fh.TestFailure:
+        pass
+    else:
+        check(False, "the schema refuses locks_watched other than true")
+
 
 # What json.md says about each definition: the sections that name its
 # members (a fork's "site" is in the service section, the members of
 # where a process runs are under fork).
 DOC_SECTIONS = {
     "frame": ["## Shared objects"], "lock": ["## Shared objects"],
+    "other_thread": ["### fork"],
     "frame.inline[]": ["## Shared objects"],
     "fork": ["### fork", "## Service mode"], "child": ["### child", "### fork"],
     "deadlock": ["### deadlock", "### fork", "## Service mode"], "lost": ["### lost"],
@@ -161,6 +183,8 @@ DOC_SECTIONS = {
     "site.children": ["### site"], "site_table": ["### site_table"],
     "governor": ["### governor"],
     "site_table.suppressed": ["### site_table"],
+    "report": ["### report"], "report_site": ["### report"],
+    "report_site.children": ["### report"],
 }
 
 

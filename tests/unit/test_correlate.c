@@ -26,6 +26,9 @@ struct rec {
 	uint32_t lock_holder;
 	char lock_comm[FH_COMM_LEN];
 	int with_fork;
+	bool has_ri;
+	uint32_t ri_n;
+	uint64_t ri_addr[REINIT_MAX];
 };
 
 struct recorder {
@@ -85,22 +88,34 @@ static void put_dl(struct rec *r, const struct fh_deadlock_event *ev)
 	r->dl_futex = ev->futex;
 }
 
+static void put_ri(struct rec *r, const struct reinit_set *ri)
+{
+	if (!ri)
+		return;
+	r->has_ri = true;
+	r->ri_n = ri->n;
+	memcpy(r->ri_addr, ri->addr, sizeof(r->ri_addr));
+}
+
 static void sink_fork(void *ctx, const struct fh_fork_event *ev, const struct fh_child_event *fate,
-		      const struct fh_deadlock_event *dl)
+		      const struct fh_deadlock_event *dl, const struct reinit_set *ri)
 {
 	struct rec *r = next_rec(ctx, 'F');
 
 	put_fork(r, ev);
 	put_fate(r, fate);
 	put_dl(r, dl);
+	put_ri(r, ri);
 }
 
-static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork)
+static void sink_child(void *ctx, const struct fh_child_event *ev, const struct fh_fork_event *fork,
+		       const struct reinit_set *ri)
 {
 	struct rec *r = next_rec(ctx, 'C');
 
 	put_fate(r, ev);
 	put_fork(r, fork);
+	put_ri(r, ri);
 }
 
 static void sink_deadlock(void *ctx, const struct fh_deadlock_event *ev, const struct fh_lock *lock,
@@ -474,10 +489,10 @@ UNIT_TEST(eviction_by_bytes)
 {
 	struct recorder rc;
 	size_t big = fork_size(3), small = fork_size(0);
-	struct correlate *c = new_corr(&rc, false, 0, 100, 2 * big + big / 2);
+	struct correlate *c = new_corr(&rc, false, 0, 100, 2 * big + small);
 
 	CHECK(c);
-	CHECK(small < big / 2);
+	CHECK(small < big);
 	fork_with_locks(c, 10, 100, 1000 * MS);
 	fork_with_locks(c, 10, 101, 1001 * MS);
 	CHECK_INT(correlate_evicted(c), 0);
@@ -564,4 +579,91 @@ UNIT_TEST(many_forks_stay_bounded)
 	CHECK_INT(correlate_pending(c), 64);
 	correlate_free(c);
 	correlate_free(NULL);
+}
+
+/* ---- re-created locks: evidence, and the mitigated count ------------------------- */
+
+static int examined;
+
+/* corr_opts.examine: the living child shows 0x3000 re-initialised. */
+static void examine_3000(void *ctx, const struct fh_fork_event *ev, struct reinit_set *ri)
+{
+	(void)ctx;
+	(void)ev;
+	examined++;
+	reinit_add(ri, 0x3000, REINIT_WHY_WORD);
+}
+
+UNIT_TEST(reinit_evidence_of_foreign_locks_only)
+{
+	struct recorder rc;
+	struct correlate *c = new_corr(&rc, false, 0, 16, 1 << 20);
+	struct fh_child_event fate = {
+		.type = FH_EV_CHILD, .pid = 100, .parent_pid = 10, .outcome = FH_CHILD_EXIT,
+		.time_ns = 1100 * MS, .nr_reinit = 1, .reinit = { 0x3000 },
+	};
+
+	CHECK(c);
+	fork_with_locks(c, 10, 100, 1000 * MS);
+	correlate_reinit(c, 100, 0x1000, REINIT_WHY_PYTHON);
+	correlate_reinit(c, 100, 0x2000, REINIT_WHY_PYTHON);	/* own: not counted */
+	correlate_reinit(c, 100, 0x9000, REINIT_WHY_PYTHON);	/* not a lock of the fork */
+	correlate_reinit(c, 999, 0x1000, REINIT_WHY_PYTHON);	/* another child */
+	correlate_child(c, &fate);	/* the kernel read 0x3000's word at exit */
+	CHECK_INT(rc.n, 2);
+	CHECK(rc.r[1].kind == 'C' && rc.r[1].has_ri);
+	CHECK_INT(rc.r[1].ri_n, 2);
+	CHECK_INT(rc.r[1].ri_addr[0], 0x1000);
+	CHECK_INT(rc.r[1].ri_addr[1], 0x3000);
+	/* both foreign locks re-created: mitigated, once */
+	CHECK_INT(correlate_mitigated(c), 1);
+	correlate_finish(c, 2000 * MS);
+	CHECK_INT(correlate_mitigated(c), 1);
+	correlate_free(c);
+}
+
+UNIT_TEST(not_mitigated_while_a_foreign_lock_is_left)
+{
+	struct recorder rc;
+	struct correlate *c = new_corr(&rc, false, 0, 16, 1 << 20);
+
+	CHECK(c);
+	fork_with_locks(c, 10, 100, 1000 * MS);
+	correlate_reinit(c, 100, 0x1000, REINIT_WHY_PYTHON);
+	deadlock_ev(c, 100, 10, 0x3000, 1200 * MS);	/* on the other one */
+	CHECK_INT(correlate_mitigated(c), 0);
+	/* the same deadlock again (a second report) changes nothing */
+	deadlock_ev(c, 100, 10, 0x3000, 1300 * MS);
+	CHECK_INT(rc.n, 3);
+	child_ev(c, 100, 10, FH_CHILD_EXIT, 1400 * MS);
+	CHECK_INT(correlate_mitigated(c), 0);
+	CHECK_INT(rc.n, 3);
+	correlate_free(c);
+}
+
+UNIT_TEST(examine_reads_the_living_child)
+{
+	struct recorder rc;
+	struct corr_opts o = { .hold_ns = 200 * MS, .max_pending = 16, .max_bytes = 1 << 20,
+			       .examine = examine_3000 };
+	struct correlate *c;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.hold = true;
+	c = correlate_new(&o, &sink, &rc);
+	CHECK(c);
+	examined = 0;
+	fork_with_locks(c, 10, 100, 1000 * MS);
+	CHECK_INT(examined, 1);			/* as it is first seen */
+	fork_ev(c, 10, 101, 1000 * MS);		/* no hazard: not looked at */
+	CHECK_INT(examined, 1);
+	correlate_reinit(c, 100, 0x1000, REINIT_WHY_PYTHON);
+	correlate_tick(c, 1200 * MS);		/* released without a fate: looked at again */
+	CHECK_INT(examined, 2);
+	CHECK(rc.r[0].kind == 'F' && rc.r[0].has_ri && !rc.r[0].has_fate);
+	CHECK_INT(rc.r[0].ri_n, 2);
+	correlate_finish(c, 3000 * MS);		/* alive: once more, then its fate */
+	CHECK_INT(examined, 3);
+	CHECK_INT(correlate_mitigated(c), 1);
+	correlate_free(c);
 }

@@ -5,6 +5,7 @@
  * shape older releases have, code that must not be taken for it, and this
  * very process's libc, checked against what its own threads store.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -126,6 +127,7 @@ UNIT_TEST(another_thread_by_its_pthread_t)
 {
 	struct libc_thread t;
 	struct other o;
+	void *(*start)(void *);
 	pthread_t th;
 	uint64_t v;
 	int tid;
@@ -138,6 +140,7 @@ UNIT_TEST(another_thread_by_its_pthread_t)
 	pthread_barrier_wait(&o.stored);
 	memcpy(&v, (const char *)(uintptr_t)th + t.tsd_offset + o.key * t.tsd_stride, sizeof(v));
 	memcpy(&tid, (const char *)(uintptr_t)th + t.tid_offset, sizeof(tid));
+	memcpy(&start, (const char *)(uintptr_t)th + t.start_routine_offset, sizeof(start));
 	pthread_barrier_wait(&o.read);
 	pthread_join(th, NULL);
 	pthread_key_delete(o.key);
@@ -145,4 +148,16 @@ UNIT_TEST(another_thread_by_its_pthread_t)
 	pthread_barrier_destroy(&o.read);
 	CHECK_INT(v, 0x5eed);
 	CHECK_INT(tid, o.tid);
+	/* what the thread was started with, the descriptor's start_routine
+	 * (under ASan, the sanitizer's own trampoline, which calls store) */
+	CHECK(t.start_routine_offset > 0);
+#if defined(__SANITIZE_ADDRESS__)
+	{
+		Dl_info dl;
+
+		CHECK(dladdr((void *)start, &dl) && dl.dli_fname && strstr(dl.dli_fname, "asan"));
+	}
+#else
+	CHECK(start == (void *(*)(void *))store);
+#endif
 }

@@ -18,6 +18,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -32,9 +33,14 @@
 #include "counters.h"
 #include "daemon.h"
 #include "events.h"
+#include "finding.h"
 #include "forkhazard.h"
 #include "governor.h"
+#include "gate.h"
+#include "otherthreads.h"
 #include "output.h"
+#include "sarif.h"
+#include "suppress.h"
 #include "symbolize.h"
 #include "ustacks.h"
 #include "unit.h"
@@ -46,7 +52,11 @@ struct pipeline {
 	struct syms *syms;
 	struct ustacks *ustacks;
 	struct containers *containers;
+	struct otherthreads *others;
 	struct output *out;
+	struct suppressions *supp;
+	struct gate *gate;
+	struct findings *findings;
 	struct daemon *daemon;
 	struct correlate *corr;
 	struct events ev;
@@ -73,20 +83,42 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->syms = syms_new(-1);
 	p->ustacks = p->syms ? ustacks_new(p->syms, 256, 200) : NULL;
 	p->containers = containers_new();
-	if (!p->f || !p->ustacks || !p->containers)
+	p->others = otherthreads_new(16, NULL);
+	if (!p->f || !p->ustacks || !p->containers || !p->others)
 		return false;
 	oo = (struct output_opts){
 		.f = p->f, .json = p->cfg.json, .verbose = p->cfg.verbose,
 		.stack_depth = p->cfg.stack_depth, .syms = p->syms, .ustacks = p->ustacks,
-		.mono_to_real_ns = clock_mono_to_real_ns(),
+		.others = p->others, .mono_to_real_ns = clock_mono_to_real_ns(),
 	};
 	p->out = output_new(&oo);
 	if (!p->out)
 		return false;
+	if (p->cfg.gate.nsuppressions) {
+		char err[512];
+
+		p->supp = supp_new();
+		for (int i = 0; i < p->cfg.gate.nsuppressions; i++)
+			if (!p->supp || supp_load(p->supp, p->cfg.gate.suppressions[i], err, sizeof(err)))
+				return false;
+	}
+	if (!p->cfg.svc.daemon)
+		p->gate = gate_new(&p->cfg.gate);
+	{
+		struct findings_opts fo = {
+			.syms = p->syms, .ustacks = p->ustacks, .supp = p->supp, .gate = p->gate,
+			.containers = p->cfg.svc.daemon ? p->containers : NULL,
+		};
+
+		p->findings = findings_new(&fo);
+		if (!p->findings)
+			return false;
+	}
+	p->ev.findings = p->findings;
 	if (p->cfg.svc.daemon) {
 		struct daemon_opts d = {
-			.cfg = &p->cfg, .out = p->out, .syms = p->syms, .ustacks = p->ustacks,
-			.containers = p->containers, .mono_to_real_ns = oo.mono_to_real_ns,
+			.cfg = &p->cfg, .out = p->out, .findings = p->findings,
+			.mono_to_real_ns = oo.mono_to_real_ns,
 		};
 
 		p->daemon = daemon_new(&d);
@@ -104,6 +136,7 @@ static bool pipeline_open(struct pipeline *p, const char *const *args)
 	p->ev.corr = p->corr;
 	p->ev.out = p->out;
 	p->ev.ustacks = p->ustacks;
+	p->ev.others = p->others;
 	if (p->cfg.json)
 		p->ev.containers = p->containers;
 	output_start(p->out);
@@ -122,6 +155,7 @@ static const char *pipeline_finish(struct pipeline *p, uint64_t now)
 
 	for (int i = 0; i < FH_CNT_MAX; i++)
 		c.v[i] = (uint64_t)i;
+	c.v[FH_CNT_SUPPRESSED_BY_RULE] = findings_suppressed(p->findings);
 	correlate_tick(p->corr, now);
 	correlate_finish(p->corr, now);
 	if (p->daemon)
@@ -152,7 +186,11 @@ static void pipeline_close(struct pipeline *p)
 {
 	correlate_free(p->corr);
 	daemon_free(p->daemon);
+	findings_free(p->findings);
+	gate_free(p->gate);
+	supp_free(p->supp);
 	output_free(p->out);
+	otherthreads_free(p->others);
 	containers_free(p->containers);
 	ustacks_free(p->ustacks);
 	syms_free(p->syms);
@@ -421,6 +459,35 @@ static void child_event(struct pipeline *p, __u32 pid, __u32 parent, unsigned in
 	feed(p, &c, sizeof(c));
 }
 
+/* A fork with one foreign lock at addr whose child re-creates it, seen as
+ * the kernel sees it: CPython's re-initialisation (python), or the lock's
+ * word read as the child exits 0. */
+static void mitigated_fork(struct pipeline *p, __u32 child, uint64_t t, uint64_t addr, bool python)
+{
+	struct fh_child_event c = {
+		.type = FH_EV_CHILD, .pid = child, .parent_pid = (__u32)getpid(),
+		.outcome = FH_CHILD_EXIT, .time_ns = t + 3000, .fork_ns = t,
+	};
+
+	fork_event(&forkev, (__u32)getpid(), child, t, "python3.11");
+	add_lock(&forkev, addr, python ? FH_KIND_SEM : FH_KIND_MUTEX,
+		 python ? code.python_caller : ret_in(pipeline_lock_site_a, 7), false);
+	feed(p, &forkev, fork_size(&forkev));
+	if (python) {
+		struct fh_reinit_event r = { .type = FH_EV_REINIT, .pid = child,
+					     .time_ns = t + 1000, .addr = addr };
+		struct fh_reinit_event other = r;
+
+		other.addr = addr + 0x40;	/* an interpreter lock of its own: not the fork's */
+		feed(p, &other, sizeof(other));
+		feed(p, &r, sizeof(r));
+	} else {
+		c.nr_reinit = 1;
+		c.reinit[0] = addr;
+	}
+	feed(p, &c, sizeof(c));
+}
+
 static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t futex,
 			   __u32 owner, uint64_t fork_t, uint64_t t, const char *exe)
 {
@@ -437,11 +504,68 @@ static void deadlock_event(struct pipeline *p, __u32 pid, __u32 parent, uint64_t
 	feed(p, &d, sizeof(d));
 }
 
+/* Another thread of this process, there while its record is read: what a
+ * fork's list of other threads names, with its start routine (under ASan,
+ * the sanitizer's, which calls ours). It ends right after: a process that
+ * forks while multithreaded gets lock probes from any adaptive forkhazard
+ * running meanwhile, which valgrind (make check-valgrind) takes for traps. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_START	"asan_thread_start(void*)"
+#else
+#define WORKER_START	"pipeline_worker_main"
+#endif
+static __u32 worker_tid;
+static int worker_go[2];
+
+__attribute__((noinline)) void *pipeline_worker_main(void *arg)
+{
+	char c;
+
+	(void)arg;
+	__atomic_store_n(&worker_tid, gettid_(), __ATOMIC_RELEASE);
+	(void)!read(worker_go[0], &c, 1);
+	return NULL;
+}
+
+/* A fork's other threads, sent before it as the kernel does: the worker,
+ * and the main thread (no start routine); two more omitted. */
+static void other_threads(struct pipeline *p, struct fh_fork_event *ev)
+{
+	static struct fh_threads_event th;
+	pthread_t worker;
+
+	if (pipe(worker_go))
+		return;
+	__atomic_store_n(&worker_tid, 0, __ATOMIC_RELEASE);
+	pthread_create(&worker, NULL, pipeline_worker_main, NULL);
+	while (!__atomic_load_n(&worker_tid, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	memset(&th, 0, sizeof(th));
+	th.type = FH_EV_THREADS;
+	th.pid = ev->pid;
+	th.tid = ev->tid;
+	th.time_ns = ev->time_ns;
+	th.other[0] = (struct fh_other_thread){ .tid = worker_tid, .pthread = (uint64_t)worker,
+						.comm = "worker" };
+	th.other[1] = (struct fh_other_thread){ .tid = (__u32)getpid(),
+						.pthread = (uint64_t)pthread_self(),
+						.comm = "pipeline" };
+	th.nr = 2;
+	ev->nr_other = 2;
+	ev->other_omitted = 2;
+	feed(p, &th, offsetof(struct fh_threads_event, other) + th.nr * sizeof(th.other[0]));
+	close(worker_go[1]);
+	pthread_join(worker, NULL);
+	close(worker_go[0]);
+}
+
 /* A hazard of this process with every kind of lock entry: a recursive
  * mutex taken in this program (with its frame-pointer callers), a Python
- * semaphore, a lock taken in code without symbols, one of our own, and
- * more than the event holds. Its fork call's stack copy goes first. */
-static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
+ * semaphore, a lock taken in code without symbols, one of our own, one in
+ * shared memory, one whose memory the kernel could not look up (and that
+ * no mapping here holds either), and more than the event holds; and two
+ * other threads named. Its fork call's stack copy goes first. */
+static void send_hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 {
 	struct fh_lock *l;
 
@@ -454,8 +578,15 @@ static void hazard_fork(struct pipeline *p, __u32 child, uint64_t t)
 	add_lock(&forkev, 0x7f0000002000ull, FH_KIND_SEM, code.python_caller, false);
 	add_lock(&forkev, 0x7f0000003000ull, FH_KIND_RWLOCK_WRITE, code.stripped_caller, false);
 	add_lock(&forkev, 0x7f0000004000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 1), true);
+	l = add_lock(&forkev, 0x7f000000a000ull, FH_KIND_SEM, ret_in(pipeline_lock_site_a, 5), false);
+	l->flags |= FH_LOCK_SHARED;
+	forkev.nr_shared++;
+	l = add_lock(&forkev, 0x7f000000b000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 5),
+		     false);
+	l->flags |= FH_LOCK_SHARED_UNKNOWN;
 	forkev.locks_omitted = 2;
 	forkev.flags = FH_FORK_TRUNCATED;
+	other_threads(p, &forkev);
 	send_stack(p, forkev.pid, forkev.tid, t);
 	feed(p, &forkev, fork_size(&forkev));
 }
@@ -501,7 +632,7 @@ UNIT_TEST(json_every_event_type)
 	CHECK(child > 0 && code_setup());
 	CHECK(pipeline_open(&p, json_args));
 	/* a hazard whose child deadlocks on the mutex, owner named by the lock word */
-	hazard_fork(&p, (__u32)child, t);
+	send_hazard_fork(&p, (__u32)child, t);
 	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000001000ull, forkev.tid + 1, t,
 		       t + 4000000, "test_pipeline");
 	child_event(&p, (__u32)child, (__u32)getpid(), FH_CHILD_EXIT, SIGKILL, t, t + 9000000);
@@ -539,12 +670,16 @@ UNIT_TEST(json_every_event_type)
 	fork_event(&forkev, (__u32)getpid(), 424246, t + 450, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424246, (__u32)getpid(), FH_CHILD_EXIT, SIGKILL, t + 450, t + 460);
-	/* a fork whose child is still there at the end: "alive" */
+	/* a fork whose child is still there at the end: "alive"; its other
+	 * threads' record was lost */
 	fork_event(&forkev, (__u32)getpid(), 424244, t + 500, "test_pipeline");
 	add_lock(&forkev, 0x7f0000006000ull, FH_KIND_CUSTOM, ret_in(pipeline_lock_site_a, 2), false);
+	forkev.nr_other = 1;
 	feed(&p, &forkev, fork_size(&forkev));
 	/* a deadlock of a fork never seen: no lock, no owner */
 	deadlock_event(&p, 424245, 1, 0x7f0000007000ull, 0, t, t + 600, "");
+	/* a child that re-initialised the lock it inherited, and exited */
+	mitigated_fork(&p, 424247, t + 650, 0x7f0000009000ull, false);
 	/* a record too short for its type, a probe request, an unknown type */
 	feed(&p, short_rec, sizeof(short_rec));
 	{
@@ -570,11 +705,23 @@ UNIT_TEST(json_every_event_type)
 		  "\"locks_untracked\":\"light\"", "\"locks_untracked\":\"unprobed\"",
 		  "\"locks_untracked\":\"no_lock_library\"", "\"locks_untracked\":\"overhead\"",
 		  "\"held_ns\":0,\"confirmed\":true,\"watched\":true",
-		  "\"own_locks\":[],\"locks_watched\":true",
+		  "\"own_locks\":[],\"shared_locks\":[],\"locks_watched\":true",
 		  /* the deadlock names the mutex of the fork and its owner */
 		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
 		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
-		  "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9");
+		  "\"outcome\":\"exit\",\"after_ns\":10,\"signal\":9",
+		  /* what is not inherited, what to do, who else runs */
+		  "\"shared_locks\":[{\"addr\":\"0x7f000000a000\"", "\"shared_unknown\":true",
+		  "\"advice\":\"Another thread held this lock (taken at pipeline_lock_site_a+",
+		  "posix_spawn", "\"other_threads\":[{\"tid\":",
+		  "\"comm\":\"worker\",\"py_thread\":null,\"start\":{\"addr\":",
+		  "\"symbol\":\"" WORKER_START "\",\"offset\":0",
+		  "\"comm\":\"pipeline\",\"py_thread\":null,\"start\":null}],"
+		  "\"other_threads_omitted\":2",
+		  /* the re-created lock, in its child's fate */
+		  "\"pid\":424247,\"parent_pid\":", "\"reinitialized\":[\"0x7f0000009000\"]",
+		  "\"other_threads\":null,",
+		  "\"reinitialized\":[]");
 	pipeline_close(&p);
 }
 
@@ -587,15 +734,17 @@ UNIT_TEST(text_holds_a_fork_for_its_fate)
 
 	CHECK(code_setup());
 	CHECK(pipeline_open(&p, args));
-	hazard_fork(&p, 424250, t);
+	send_hazard_fork(&p, 424250, t);
 	child_event(&p, 424250, (__u32)getpid(), FH_CHILD_EXEC, 0, t, t + 41000);
+	/* a Python lock the child re-created, known within the window */
+	mitigated_fork(&p, 424252, t + 30, 0x7f000000c000ull, true);
 	/* an info fork is not shown without -v, nor is its child's fate */
 	fork_event(&forkev, (__u32)getpid(), 424251, t + 10, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424251, (__u32)getpid(), FH_CHILD_EXIT, 0, t + 10, t + 20);
 	out = pipeline_finish(&p, t + 100000);
 	keep(&p, "text_holds_a_fork_for_its_fate");
-	fork_line = strstr(out, "HAZARD: 5 foreign locks");
+	fork_line = strstr(out, "HAZARD: 6 foreign locks");
 	verdict = strstr(out, "-> child 424250 exec'd after 41.0us (benign)");
 	CHECK(strncmp(out, "TIME     PID", 12) == 0);
 	CHECK(fork_line && verdict && fork_line < verdict);
@@ -603,8 +752,21 @@ UNIT_TEST(text_holds_a_fork_for_its_fate)
 	CHECK(strstr(out, "(worker\\x1b[31m)"));	/* escaped for the terminal */
 	CHECK(strstr(out, "mutex 0x7f0000001000 held by") && strstr(out, "(recursive)"));
 	CHECK(strstr(out, "... and 2 more locks"));
-	CHECK(strstr(out, "own: mutex 0x7f0000004000"));
+	/* not hazards, shown with -v only: own locks, locks in shared memory */
+	CHECK(!strstr(out, "own: ") && !strstr(out, "shared (not inherited)"));
+	CHECK(strstr(out, "mutex 0x7f000000b000 held by") &&
+	      strstr(out, "(whether it is in shared memory could not be checked)"));
 	CHECK(strstr(out, "fork called from:"));
+	/* who else runs, what to do (once per hazard) */
+	CHECK(strstr(out, "    other threads:\n        ") &&
+	      strstr(out, " (worker) started at " WORKER_START "+0x0 ["));
+	CHECK(strstr(out, "        ... and 2 more\n"));
+	CHECK(strstr(out, "    what to do: Another thread held this lock (taken at"));
+	CHECK(strstr(out, "posix_spawn") && strstr(out, "pthread_atfork"));
+	CHECK(strstr(out, " (pipeline) the main thread\n"));
+	CHECK(strstr(out, "    python sem 0x7f000000c000 held by") &&
+	      strstr(out, "        mitigated: the child re-created it (CPython's _at_fork_reinit)\n"));
+	CHECK(strstr(out, "    no change needed: the child re-created every lock it inherited held\n"));
 	CHECK(!strstr(out, "424251"));
 	CHECK(strstr(out, "events lost"));
 	pipeline_close(&p);
@@ -622,6 +784,9 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 	fork_event(&forkev, (__u32)getpid(), 424260, t, "test_pipeline");
 	add_lock(&forkev, 0x7f0000001000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_a, 3), true);
 	forkev.locks[0].fp[0] = ret_in(pipeline_lock_site_b, 4);
+	add_lock(&forkev, 0x7f000000a000ull, FH_KIND_SEM, ret_in(pipeline_lock_site_a, 5), false);
+	forkev.locks[1].flags |= FH_LOCK_SHARED;
+	forkev.nr_shared = 1;
 	send_stack(&p, forkev.pid, forkev.tid, t);
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424260, (__u32)getpid(), FH_CHILD_EXIT, SIGSEGV, t, t + 5);
@@ -643,13 +808,16 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 	out = pipeline_finish(&p, t + 10);
 	keep(&p, "text_verbose_shows_info_forks_and_depth_bounds_stacks");
 	CHECK(strstr(out, "fork, no foreign lock held"));
+	CHECK(strstr(out, "    own: mutex 0x7f0000001000"));
+	CHECK(strstr(out, "    shared (not inherited): sem 0x7f000000a000 held by"));
 	CHECK(strstr(out, "fork (locks not tracked)"));
 	CHECK(strstr(out, "fork, no watched lock owned by another thread (probes detached by the "
 			  "overhead governor)"));
 	CHECK(strstr(out, "HAZARD: 1 foreign lock (word watch: probes detached by the overhead "
-			  "governor)\n    mutex 0x7f0000008000 owned by "));
-	CHECK(strstr(out, "read from its word; last taken while probed at:\n        #0 "
-			  "pipeline_lock_site_b"));
+			  "governor)\n    site "));
+	CHECK(strstr(out, "\n    mutex 0x7f0000008000 owned by "));
+	CHECK(strstr(out, "read from its word\n        last taken while probed at:\n"
+			  "        #0 pipeline_lock_site_b"));
 	CHECK(strstr(out, "fork (locks not tracked: the overhead governor detached its lock probes)"));
 	CHECK(strstr(out, "child of"));
 	/* -vv: the stack of a fork that is no hazard too, one frame deep */
@@ -680,11 +848,11 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	CHECK(p.cfg.json);
 	CHECK(unit_capture_begin(&cap));	/* the daemon's log lines */
 	/* a site reported in full, then its deadlock, then only counted */
-	hazard_fork(&p, (__u32)child, t);
+	send_hazard_fork(&p, (__u32)child, t);
 	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000001000ull, forkev.tid + 1, t,
 		       t + 1000, "test_pipeline");
 	for (int i = 0; i < 3; i++)
-		hazard_fork(&p, 424300 + (__u32)i, t + 2000 + (uint64_t)i);
+		send_hazard_fork(&p, 424300 + (__u32)i, t + 2000 + (uint64_t)i);
 	child_event(&p, 424300, (__u32)getpid(), FH_CHILD_EXEC, 0, t + 2000, t + 3000);
 	/* five distinct lock sites: four described, one more counted */
 	fork_event(&forkev, (__u32)getpid(), 424310, t + 4000, "manylocks");
@@ -697,6 +865,8 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 		plain_hazard(&p, 500000 + (__u32)i, 600000 + (__u32)i, t + 5000, "manyprocs");
 	/* a deadlock whose fork was no hazard: a site of its own kind */
 	deadlock_event(&p, 424320, 1, 0x7f0000020000ull, 0, t, t + 6000, "nohazard");
+	/* a site whose child re-created its lock: mitigated */
+	mitigated_fork(&p, 424330, t + 6500, 0x7f0000030000ull, false);
 	daemon_tick(p.daemon, clock_mono_ns() + 1000000000ull);	/* periodic aggregates */
 	/* more sites than the table holds: the least recent evicted, said first */
 	for (int i = 0; i < 20; i++) {
@@ -719,6 +889,7 @@ UNIT_TEST(daemon_sites_limits_and_aggregates)
 	CHECK_HAS(out, "{\"type\":\"fork\"", "\"site\":\"", "{\"type\":\"deadlock\"",
 		  "\"reason\":\"periodic\"", "\"reason\":\"evicted\"", "\"reason\":\"final\"",
 		  "\"kind\":\"deadlock\"", "\"lock_sites_omitted\":1", "\"processes_estimated\":true",
+		  "\"hazards\":1,\"mitigated\":1,\"deadlocks\":0,",
 		  "{\"type\":\"site_table\"", "\"filtered\":1", "\"site_rate_limit\":");
 	CHECK(!access(prom, R_OK));
 	unlink(prom);
@@ -811,5 +982,225 @@ UNIT_TEST(governor_events_json_text_and_daemon)
 		  "): lock probes cost 32.2% of its CPU time over 1.00s (budget 1%): locks not tracked",
 		  "): lock probes attached again for 500.0ms", "locks tracked again");
 	CHECK_HAS(out, "\"action\":\"downgrade\"", "\"action\":\"rearm\"", "\"action\":\"restore\"");
+	pipeline_close(&p);
+}
+
+/* ---- suppression rules, sites in every mode --------------------------------------- */
+
+/* A rules file for the cases below: the made-up hazard's recursive mutex
+ * (taken in pipeline_lock_site_a) by a frame glob, every finding of
+ * executable "plainexe", and deadlocks that wait in our capture function. */
+static const char *rules_file(void)
+{
+	static char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/fh-pipeline-%d.supp", (int)getpid());
+	f = fopen(path, "w");
+	if (!f)
+		return NULL;
+	fputs("# accepted\n"
+	      "hazard lock=pipeline_lock_site_a   # line 2\n"
+	      "any exe=plainexe\n"
+	      "deadlock wait=\"pipeline_fork_call_site (*test_pipeline.c:*)\"\n", f);
+	fclose(f);
+	return path;
+}
+
+UNIT_TEST(json_suppressions_set_locks_and_findings_aside)
+{
+	static struct pipeline p;
+	static const char *args[] = { "-j", "--suppressions", NULL, NULL };
+	pid_t child = spawn_child();
+	uint64_t t = clock_mono_ns();
+	const char *out, *path = rules_file();
+	char want[128];
+
+	CHECK(path && child > 0 && code_setup());
+	args[2] = path;
+	CHECK(pipeline_open(&p, args));
+	/* one lock of five set aside: still a hazard, with its site */
+	send_hazard_fork(&p, 424400, t);
+	/* every lock set aside by the executable's rule: no finding left */
+	plain_hazard(&p, 424401, 424402, t + 10, "plainexe");
+	/* a deadlock of a fork never seen, waiting where the rule says */
+	deadlock_event(&p, (__u32)child, (__u32)getpid(), 0x7f0000007000ull, 0, t, t + 600,
+		       "test_pipeline");
+	out = pipeline_finish(&p, t + 800);
+	keep(&p, "json_suppressions_set_locks_and_findings_aside");
+	end_child(child);
+	snprintf(want, sizeof(want), "\"suppressed_by\":\"%s:2\"", path);
+	CHECK_HAS(out, want, "\"severity\":\"hazard\"", "\"site\":\"", "\"suppressed\":true",
+		  "\"suppressed_by_rule\":2");
+	snprintf(want, sizeof(want), "\"suppressed\":true,\"suppressed_by\":\"%s:4\"", path);
+	CHECK_HAS(out, want);
+	snprintf(want, sizeof(want), "\"suppressed_by\":\"%s:3\"", path);
+	CHECK_HAS(out, want);
+	/* the first hazard keeps four unsuppressed locks: it is not "suppressed" */
+	CHECK(strstr(out, "\"threads_truncated\":true,\"advice\""));
+	CHECK_INT(findings_suppressed(p.findings), 2);
+	pipeline_close(&p);
+	unlink(path);
+}
+
+UNIT_TEST(text_suppressed_shown_with_v_only)
+{
+	static struct pipeline p, pv;
+	static const char *args[] = { "--hold-ms", "0", "--suppressions", NULL, NULL };
+	static const char *vargs[] = { "-v", "--hold-ms", "0", "--suppressions", NULL, NULL };
+	uint64_t t = clock_mono_ns();
+	const char *out, *path = rules_file();
+	char want[128];
+
+	CHECK(path && code_setup());
+	args[3] = vargs[4] = path;
+	CHECK(pipeline_open(&p, args));
+	send_hazard_fork(&p, 424410, t);
+	plain_hazard(&p, 424411, 424412, t + 10, "plainexe");
+	child_event(&p, 424412, 424411, FH_CHILD_EXEC, 0, t + 10, t + 20);
+	out = pipeline_finish(&p, t + 100);
+	keep(&p, "text_suppressed_shown_with_v_only");
+	CHECK_HAS(out, "HAZARD: 6 foreign locks\n    site ", "(recursive) (suppressed)\n",
+		  "(1 findings suppressed by rules)");
+	CHECK(!strstr(out, "424411"));	/* set aside: neither it nor its child's fate */
+	pipeline_close(&p);
+	CHECK(pipeline_open(&pv, vargs));
+	plain_hazard(&pv, 424411, 424412, t + 10, "plainexe");
+	out = pipeline_finish(&pv, t + 100);
+	snprintf(want, sizeof(want), "(suppressed by %s:3)", path);
+	CHECK_HAS(out, "hazard, suppressed: 1 foreign lock\n    site ", want);
+	pipeline_close(&pv);
+	unlink(path);
+}
+
+UNIT_TEST(daemon_suppressed_only_counted)
+{
+	static struct pipeline p;
+	static const char *args[] = { "--daemon", "--suppressions", NULL, NULL };
+	static char log[4096], none[16];
+	struct unit_capture cap;
+	uint64_t t = clock_mono_ns();
+	const char *out, *path = rules_file();
+
+	CHECK(path);
+	args[2] = path;
+	CHECK(pipeline_open(&p, args));
+	CHECK(unit_capture_begin(&cap));
+	plain_hazard(&p, 424421, 424422, t, "plainexe");
+	plain_hazard(&p, 424423, 424424, t + 10, "otherexe");
+	out = pipeline_finish(&p, t + 100);
+	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
+	keep(&p, "daemon_suppressed_only_counted");
+	CHECK_HAS(out, "\"exe_name\":\"otherexe\"", "\"suppressed_by_rule\":1");
+	CHECK(!strstr(out, "plainexe"));	/* neither written nor aggregated */
+	CHECK(strstr(log, "otherexe") && !strstr(log, "plainexe"));	/* nor logged */
+	pipeline_close(&p);
+	unlink(path);
+}
+
+UNIT_TEST(gate_fails_on_what_is_left_and_writes_sarif)
+{
+	static struct pipeline p;
+	static const char *args[] = { "-j", "--fail-on", "hazard", "--suppressions", NULL, NULL };
+	uint64_t t = clock_mono_ns();
+	const char *path = rules_file();
+	static char lines[4096], none[16];
+	struct unit_capture cap;
+	char *sarif = NULL;
+	size_t len = 0;
+	int st[4];
+	FILE *f;
+
+	CHECK(path && code_setup());
+	args[4] = path;
+	CHECK(pipeline_open(&p, args));
+	plain_hazard(&p, 424431, 424432, t, "plainexe");
+	pipeline_finish(&p, t + 100);
+	CHECK(unit_capture_begin(&cap));	/* the closing lines */
+	/* only what the rules set aside: passes; the command's own failure kept */
+	st[0] = gate_exit_status(p.gate, 0, false, 0);
+	st[1] = gate_exit_status(p.gate, 5, true, 0);
+	send_hazard_fork(&p, 424433, t + 200);
+	st[2] = gate_exit_status(p.gate, 0, false, 3);
+	st[3] = gate_exit_status(p.gate, 7, true, 0);
+	unit_capture_end(&cap, none, sizeof(none), lines, sizeof(lines));
+	CHECK_INT(st[0], 0);
+	CHECK_INT(st[1], 5);
+	CHECK_INT(st[2], FH_EXIT_FINDINGS);
+	CHECK_INT(st[3], 7);
+	CHECK_HAS(lines, "forkhazard: passing (--fail-on=hazard): 0 hazards and 0 deadlocks left, "
+		  "1 suppressed by rules\n", "its status 5 kept",
+		  "forkhazard: failing with status 66 (--fail-on=hazard): 1 hazard and 0 deadlocks "
+		  "left, 1 suppressed by rules; 3 fork events lost: findings may be missing\n");
+	f = open_memstream(&sarif, &len);
+	CHECK(f);
+	CHECK_INT(sarif_write(f, p.gate, "/nonexistent"), 0);
+	fclose(f);
+	CHECK_HAS(sarif, "\"version\":\"2.1.0\"", "\"ruleId\":\"fork-hazard\"",
+		  "\"partialFingerprints\":{\"forkhazardSite/v1\":\"", "\"kind\":\"external\"",
+		  "\"name\":\"pipeline_fork_call_site\"", "\"name\":\"pipeline_lock_site_a\"");
+	free(sarif);
+	pipeline_close(&p);
+	unlink(path);
+}
+
+/* What the kernel could not look up (bpf_find_vma busy) is settled from the
+ * maps: a lock in a shared page is no hazard after all (and the kernel's
+ * count is corrected), one in private memory stays; a deadlock on a private
+ * word is one, on a shared word it is not. */
+UNIT_TEST(kernel_unsure_cases_settled_from_maps)
+{
+	static struct pipeline p;
+	static int private_word;
+	int *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t child = spawn_child();
+	uint64_t t = clock_mono_ns();
+	struct fh_deadlock_event d = {
+		.type = FH_EV_DEADLOCK, .pid = (__u32)child, .tid = (__u32)child,
+		.parent_pid = (__u32)getpid(), .time_ns = t + 100, .fork_ns = t,
+		.flags = FH_DL_MEMORY_UNKNOWN, .stack_id = -1, .syscall = 202,
+	};
+	struct fh_lock *l;
+	const char *out;
+
+	CHECK(shared != MAP_FAILED && child > 0 && code_setup());
+	CHECK(pipeline_open(&p, json_args));
+	/* one lock, in a shared page: no hazard once placed */
+	fork_event(&forkev, (__u32)getpid(), (__u32)child, t, "test_pipeline");
+	l = add_lock(&forkev, (uint64_t)(uintptr_t)shared, FH_KIND_MUTEX,
+		     ret_in(pipeline_lock_site_a, 1), false);
+	l->flags |= FH_LOCK_SHARED_UNKNOWN;
+	feed(&p, &forkev, fork_size(&forkev));
+	/* the child waits on a word in a shared page: not a deadlock; then on
+	 * a private one: one */
+	d.futex = (uint64_t)(uintptr_t)(shared + 1);
+	feed(&p, &d, sizeof(d));
+	d.futex = (uint64_t)(uintptr_t)&private_word;
+	feed(&p, &d, sizeof(d));
+	/* another fork: its lock in private memory stays a hazard */
+	fork_event(&forkev, (__u32)getpid(), 424270, t + 200, "test_pipeline");
+	l = add_lock(&forkev, (uint64_t)(uintptr_t)&private_word, FH_KIND_MUTEX,
+		     ret_in(pipeline_lock_site_a, 1), false);
+	l->flags |= FH_LOCK_SHARED_UNKNOWN;
+	feed(&p, &forkev, fork_size(&forkev));
+	out = pipeline_finish(&p, t + 1000);
+	keep(&p, "kernel_unsure_cases_settled_from_maps");
+	end_child(child);
+	munmap(shared, 4096);
+	CHECK_INT(p.ev.hazards_shared, 1);
+	CHECK_INT(p.ev.deadlocks_confirmed, 1);
+	CHECK_HAS(out, "\"severity\":\"info\",\"locks\":[],\"own_locks\":[],\"shared_locks\":[{",
+		  "\"severity\":\"hazard\",\"locks\":[{");
+	{
+		char want[64];
+		const char *first;
+
+		snprintf(want, sizeof(want), "\"futex\":\"0x%llx\"",
+			 (unsigned long long)(uintptr_t)&private_word);
+		first = strstr(out, "\"type\":\"deadlock\"");
+		CHECK(first && strstr(first, want));
+		CHECK(!strstr(first + 1, "\"type\":\"deadlock\""));	/* one only */
+	}
+	CHECK(!strstr(out, "shared_unknown"));	/* both placed */
 	pipeline_close(&p);
 }

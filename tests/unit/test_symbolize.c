@@ -102,6 +102,33 @@ UNIT_TEST(snapshot_outlives_its_process)
 	CHECK(ok);
 }
 
+/* A zombie is still in /proc, its memory gone: an address its snapshot
+ * lacks makes no new snapshot, and costs none of the old one. */
+UNIT_TEST(zombie_keeps_its_snapshot)
+{
+	struct syms *s = syms_new(-1);
+	struct fh_frame f;
+	pid_t pid = spawn_waiter();
+	bool ok;
+
+	CHECK(s && pid > 0);
+	CHECK_INT(syms_note_process(s, pid), 0);
+	kill(pid, SIGKILL);
+	while (procfs_pid_exists(pid)) {	/* a zombie until reaped: wait for its state */
+		struct fh_proc_stat st;
+
+		if (procfs_read_stat(pid, 0, &st) || st.state == 'Z')
+			break;
+		sleep_ms(1);
+	}
+	syms_resolve(s, pid, 0x1000, &f);	/* in no mapping: looks again */
+	CHECK(!f.has_module);
+	ok = names(s, pid, (uint64_t)(uintptr_t)fh_marker_one + 2, "fh_marker_one");
+	reap(pid);
+	syms_free(s);
+	CHECK(ok);
+}
+
 UNIT_TEST(no_snapshot_no_name)
 {
 	struct syms *s = syms_new(-1);
