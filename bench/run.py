@@ -1442,7 +1442,8 @@ def main():
                     help="service: seconds before its fork (default 0.5, --quick 0.2)")
     ap.add_argument("--service-settle", type=float,
                     help="service: seconds between its fork and the measured window, for the "
-                    "tool to attach and a governor to act (default 3, --quick 1.2)")
+                    "tool to attach and the governor to act: its first window after "
+                    "arming is 1 s (default 3, --quick 2)")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 if any run failed (default: report it and exit 0)")
     args = ap.parse_args()
@@ -1451,7 +1452,7 @@ def main():
     if args.service_before is None:
         args.service_before = 0.2 if args.quick else 0.5
     if args.service_settle is None:
-        args.service_settle = 1.2 if args.quick else 3.0
+        args.service_settle = 2.0 if args.quick else 3.0
     args.modes = [m for m in args.modes.split(",") if m]
     wanted = []
     for item in ",".join(args.only).split(","):

@@ -31,6 +31,9 @@ import time
 import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The bounded BPF maps whose fill is sampled (names as in bpf/fh.bpf.h; a map
+# the build lacks is left out of the samples).
+SAMPLED_MAPS = ("procs", "children", "stacks", "lock_owners", "seen_exes")
 
 
 # ---- load ---------------------------------------------------------------------------
@@ -282,7 +285,7 @@ def main():
                 break
             row = {"t": round(time.time() - t0, 1), "rss_mb": round(rss_mb(fh.pid), 2),
                    "forks": reader.counts.get("fork", 0), "lost": reader.lost}
-            for name in ("procs", "children", "stacks", "sem_posts", "seen_exes"):
+            for name in SAMPLED_MAPS:
                 if name in maps:
                     row[name] = map_fill(maps[name][0])
             rows.append(row)
@@ -305,8 +308,7 @@ def main():
         reader.join(timeout=30)
 
     s = reader.summary or {}
-    keys = ["t", "rss_mb", "forks", "lost"] + [k for k in ("procs", "children", "stacks",
-                                                           "sem_posts", "seen_exes") if k in maps]
+    keys = ["t", "rss_mb", "forks", "lost"] + [k for k in SAMPLED_MAPS if k in maps]
     with open(args.out + ".csv", "w") as f:
         f.write(",".join(keys) + "\n")
         for r in rows:

@@ -26,6 +26,9 @@ const volatile bool global_lock_probes __weak = false;
 const volatile char comm_filter[FH_MAX_COMM_FILTERS][FH_COMM_LEN] __weak = {};
 const volatile __u32 nr_comm_filters __weak = 0;
 const volatile __u32 self_tgid __weak = 0;	/* never trace ourselves */
+/* The governor may detach lock probes: learn the addresses of the locks whose
+ * word names the holder, for the word watch (`learned`). */
+const volatile bool learn_words __weak = false;
 /* offsetof(struct pthread, start_routine) in the host's glibc; 0: unknown */
 const volatile __u32 start_routine_off __weak = 0;
 
@@ -193,6 +196,25 @@ struct {
 	__type(key, struct owner_key);
 	__type(value, struct lock_owner);
 } lock_owners SEC(".maps") __weak;
+
+/* The word watch (include/forkhazard.h): each process's glibc mutexes and
+ * write locks, learned while its probes are on (LRU-bounded: a lock not taken
+ * for long makes room); and, for a process the governor downgraded, the ones
+ * its forks read (userspace copies them from `learned`; sized by userspace). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fh_learned_key);
+	__type(value, struct fh_watch_lock);
+} learned SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct fh_watch);
+} watch SEC(".maps") __weak;
 
 /* Kinds whose holder is the newest acquirer (lock_owners). */
 static __always_inline bool owner_by_newest(__u32 kind)

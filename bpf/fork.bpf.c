@@ -46,6 +46,7 @@ struct snapshot_ctx {
 	__u32 tid, tgid;
 	__u32 ns_tid;		/* tid as the lock words have it (PID namespace) */
 	__u64 waits_on;		/* the futex word the thread sleeps on, or 0 */
+	__u64 armed_ns;		/* the process's lock probes attached since (fh_proc) */
 	bool own;
 	char comm[FH_COMM_LEN];
 };
@@ -104,6 +105,9 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	verdict = lock_word_verdict(h, c->ns_tid);
 	if (verdict == HELD_NO)
 		return 0;	/* released, waiting, failed trylock, or inside cond_wait */
+	if (verdict != HELD_YES && h->acquired_ns < c->armed_ns)
+		return 0;	/* taken before a gap in the probes: released in it,
+				 * or taken since by a thread the probes missed */
 	if (owner_by_newest(h->kind) && !newest_acquirer(c->tgid, h, c->tid))
 		return 0;	/* another thread took it since */
 	if (h->kind == FH_KIND_SEM && (c->waits_on == h->addr || c->tl->pending.addr == h->addr))
@@ -147,10 +151,10 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 
 /* Copy the locks thread `t` holds into the event. */
 static __always_inline void snapshot_thread(struct fh_fork_event *ev, struct fh_child *fate,
-					    struct task_struct *t, bool own)
+					    struct task_struct *t, bool own, __u64 armed_ns)
 {
 	struct snapshot_ctx c = { .ev = ev, .fate = fate, .tid = t->pid, .tgid = t->tgid,
-				  .own = own };
+				  .own = own, .armed_ns = armed_ns };
 
 	c.ns_tid = ns_tid_of(t);
 	c.tl = bpf_task_storage_get(&held_locks, t, NULL, 0);
@@ -191,7 +195,8 @@ static __always_inline void note_other_thread(struct fh_fork_event *ev,
  * its locks are seen) what the child inherits: what they hold now. */
 static __always_inline void snapshot_threads(struct fh_fork_event *ev, struct fh_child *fate,
 					     struct fh_threads_event *others,
-					     struct task_struct *parent, bool locks_seen)
+					     struct task_struct *parent, bool locks_seen,
+					     __u64 armed_ns)
 {
 	struct bpf_iter_task it;
 	struct task_struct *t;
@@ -209,9 +214,162 @@ static __always_inline void snapshot_threads(struct fh_fork_event *ev, struct fh
 		if (t->pid != parent->pid)
 			note_other_thread(ev, others, t);
 		if (locks_seen)
-			snapshot_thread(ev, fate, t, t->pid == parent->pid);
+			snapshot_thread(ev, fate, t, t->pid == parent->pid, armed_ns);
 	}
 	bpf_iter_task_destroy(&it);
+}
+
+/* ---- the word watch (include/forkhazard.h, docs/trap-free.md) ---------- */
+
+/* Who owns learned lock l now, as its word names them (a TID in the
+ * process's PID namespace), or 0: nobody, or unreadable. A word that does
+ * not look taken names nobody: the memory may be another object's by now. */
+static __always_inline __u32 word_owner(const struct fh_watch_lock *l)
+{
+	__s32 v[3];
+	bool ok;
+
+	if (l->kind == FH_KIND_MUTEX) {
+		/* __lock (0 when free, whatever the type), __count, __owner */
+		if (bpf_probe_read_user(v, sizeof(v), (void *)l->addr))
+			return 0;
+		return v[0] ? (__u32)v[GLIBC_MUTEX_OWNER / 4] : 0;
+	}
+	/* a write lock: in a writer's phase, __cur_writer */
+	if (!(read_s32(l->addr, &ok) & GLIBC_RWLOCK_WRPHASE_BIT) || !ok)
+		return 0;
+	v[0] = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok);
+	return ok ? (__u32)v[0] : 0;
+}
+
+struct watch_ctx {
+	struct fh_fork_event *ev;
+	struct fh_watch *w;
+	__u32 self;		/* the forking thread, as lock words name it */
+};
+
+/* One learned lock into the event if another thread owns it: its holder
+ * named by namespace TID for now (depth 0: resolved by watch_holders). */
+static long watch_one(__u32 i, struct watch_ctx *c)
+{
+	struct fh_fork_event *ev = c->ev;
+	const struct fh_watch_lock *wl;
+	struct fh_lock *l;
+	__u32 owner, n;
+
+	if (i >= FH_WATCH_LOCKS || i >= c->w->n)
+		return 1;
+	wl = &c->w->lock[i];
+	owner = word_owner(wl);
+	if (!owner || owner == c->self)
+		return 0;
+	n = ev->nr_locks;
+	if (n >= FH_MAX_FOREIGN_LOCKS) {
+		ev->locks_omitted++;
+		return 0;
+	}
+	l = &ev->locks[n];
+	l->addr = wl->addr;
+	l->acquired_ns = ev->time_ns;	/* not known: held_ns 0 */
+	l->caller = wl->caller;
+	__builtin_memcpy(l->fp, wl->fp, sizeof(l->fp));
+	l->stack_id = -1;
+	l->holder_tid = owner;
+	l->kind = wl->kind;
+	l->flags = FH_LOCK_CONFIRMED | FH_LOCK_WATCHED;
+	l->depth = 0;
+	l->py.n = 0;		/* no acquisition seen: no Python frames either */
+	l->py.status = FH_PY_NOT_WALKED;
+	ev->nr_locks = n + 1;
+	return 0;
+}
+
+struct holder_ctx {
+	struct fh_fork_event *ev;
+	__u32 tid, ns_tid;
+	char comm[FH_COMM_LEN];
+};
+
+static long watch_holder(__u32 i, struct holder_ctx *c)
+{
+	struct fh_lock *l;
+
+	if (i >= FH_EVENT_LOCKS || i >= c->ev->nr_locks)
+		return 1;
+	l = &c->ev->locks[i];
+	if (l->depth || l->holder_tid != c->ns_tid)
+		return 0;
+	l->holder_tid = c->tid;
+	l->depth = 1;
+	__builtin_memcpy(l->holder_comm, c->comm, sizeof(l->holder_comm));
+	return 0;
+}
+
+struct compact_ctx {
+	struct fh_fork_event *ev;
+	__u32 kept;
+};
+
+/* Keep the locks whose owner is a thread of the process (a word naming
+ * anyone else is memory reused since it was learned). */
+static long watch_keep(__u32 i, struct compact_ctx *c)
+{
+	struct fh_fork_event *ev = c->ev;
+	__u32 j = c->kept;
+	enum fh_memory mem;
+
+	if (i >= FH_EVENT_LOCKS || j >= FH_EVENT_LOCKS)
+		return 1;
+	if (!ev->locks[i].depth)
+		return 0;
+	if (j != i)
+		ev->locks[j] = ev->locks[i];
+	/* as snapshot_slot: one in shared memory is the child's too, not a copy */
+	mem = memory_of(bpf_get_current_task_btf(), ev->locks[j].addr);
+	if (mem == MEM_SHARED) {
+		ev->locks[j].flags |= FH_LOCK_SHARED;
+		ev->nr_shared++;
+	} else if (mem == MEM_UNKNOWN) {
+		ev->locks[j].flags |= FH_LOCK_SHARED_UNKNOWN;
+	}
+	c->kept = j + 1;
+	return 0;
+}
+
+/* The owners' TIDs and names: one walk of the process's threads. */
+static __always_inline void watch_holders(struct fh_fork_event *ev, struct task_struct *parent)
+{
+	struct compact_ctx cc = { .ev = ev };
+	struct holder_ctx hc = { .ev = ev };
+	struct bpf_iter_task it;
+	struct task_struct *t;
+
+	bpf_iter_task_new(&it, parent, BPF_TASK_ITER_PROC_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		hc.tid = t->pid;
+		hc.ns_tid = ns_tid_of(t);
+		bpf_probe_read_kernel(hc.comm, sizeof(hc.comm), t->comm);
+		bpf_loop(FH_MAX_FOREIGN_LOCKS, watch_holder, &hc, 0);
+	}
+	bpf_iter_task_destroy(&it);
+	bpf_loop(FH_MAX_FOREIGN_LOCKS, watch_keep, &cc, 0);
+	ev->nr_locks = cc.kept;
+}
+
+/* A downgraded process's fork: the locks of its watch that other threads
+ * own. Returns false when it has no watch (nothing learned). */
+static __always_inline bool watch_words(struct fh_fork_event *ev, struct task_struct *parent)
+{
+	__u32 tgid = parent->tgid;
+	struct watch_ctx c = { .ev = ev, .self = ns_tid_of(parent) };
+
+	c.w = bpf_map_lookup_elem(&watch, &tgid);
+	if (!c.w)
+		return false;
+	bpf_loop(FH_WATCH_LOCKS, watch_one, &c, 0);
+	if (ev->nr_locks)
+		watch_holders(ev, parent);
+	return true;
 }
 
 /*
@@ -310,7 +468,7 @@ static __always_inline void on_new_thread(struct task_struct *parent)
 	if (request_mode == FH_REQ_TRACED_THREADS) {
 		struct fh_proc *p = bpf_map_lookup_elem(&procs, &tgid);
 
-		if (!p || (p->flags & (FH_PROC_REQUESTED | FH_PROC_NOLIB)))
+		if (!p || (p->flags & (FH_PROC_REQUESTED | FH_PROC_NOLIB | FH_PROC_GOVERNED)))
 			return;
 		if ((p->flags & FH_PROC_PROBED) && !(p->flags & FH_PROC_EXECED))
 			return;
@@ -339,8 +497,9 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	struct fh_fork_event *ev;
 	struct fh_threads_event *others;
 	struct fh_child *fate;
+	__u32 untracked = 0;	/* FH_FORK_* reason when the locks are not seen */
+	__u64 now, size, armed_ns = 0;
 	bool locks_seen;
-	__u64 now, size;
 
 	if (child_tgid == tgid) {
 		on_new_thread(parent);
@@ -370,6 +529,12 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 
 		locks_seen = proc && (proc->flags & FH_PROC_PROBED);
+		if (proc)
+			armed_ns = proc->armed_ns;
+		if (!locks_seen)
+			untracked = !proc ? FH_FORK_UNPROBED :
+				    proc->flags & FH_PROC_GOVERNED ? FH_FORK_GOVERNED :
+				    proc->flags & FH_PROC_NOLIB ? FH_FORK_NOLIB : FH_FORK_UNPROBED;
 		/* Code that forks while multithreaded forks again (pools,
 		 * servers, test runners): track its locks from now on. */
 		if (!locks_seen && request_mode == FH_REQ_MT_FORK)
@@ -399,7 +564,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->nr_other = 0;
 	ev->other_omitted = 0;
 	ev->_pad = 0;
-	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT;
+	ev->flags = locks_seen ? 0 : FH_FORK_LIGHT | untracked;
 	ev->stack_id = user_stack_id(ctx);
 	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), parent->comm);
 	ev->cgroup_id = bpf_get_current_cgroup_id();
@@ -426,7 +591,9 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 			ev->py_outer[k].status = FH_PY_NOT_WALKED;
 		}
 	}
-	snapshot_threads(ev, fate, others, parent, locks_seen);
+	snapshot_threads(ev, fate, others, parent, locks_seen, armed_ns);
+	if (!locks_seen && untracked == FH_FORK_GOVERNED && watch_words(ev, parent))
+		ev->flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
 
 	fate->fork_ns = now;
 	fate->parent_pid = tgid;
@@ -519,6 +686,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (track_locks)
 		bpf_task_storage_delete(&held_locks, p);
 	py_forget(tgid);
+	if (learn_words)
+		bpf_map_delete_elem(&watch, &tgid);
 	child_decided(tgid, FH_CHILD_EXEC, 0);
 	if (filter_pids) {
 		struct fh_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
@@ -556,5 +725,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	py_forget(tgid);
 	if (filter_pids || request_mode == FH_REQ_MT_FORK)
 		bpf_map_delete_elem(&procs, &tgid);
+	if (learn_words)
+		bpf_map_delete_elem(&watch, &tgid);
 	return 0;
 }

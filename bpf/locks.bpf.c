@@ -153,11 +153,26 @@ static __always_inline void describe_call(struct pt_regs *ctx, struct fh_thread_
 	}
 }
 
-/* Is slot l of this thread (ns TID for words, pid_tgid for owners) known
- * not to be held any more? */
-static __always_inline bool stale(const struct fh_held_lock *l, __u32 ns_tid, __u64 pid_tgid)
+/* When the process's lock probes were last attached (fh_proc.armed_ns): a
+ * record older than that may be stale, its release made while the probes
+ * were detached (the overhead governor's gap). 0: no gap known. */
+static __always_inline __u64 armed_since(__u64 pid_tgid)
 {
-	if (lock_word_verdict(l, ns_tid) == HELD_NO)
+	__u32 tgid = pid_tgid >> 32;
+	struct fh_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+
+	return p ? p->armed_ns : 0;
+}
+
+/* Is slot l of this thread (ns TID for words, pid_tgid for owners) known
+ * not to be held any more, or not to count (taken before a gap in the
+ * probes, armed_ns, where the word cannot say)? */
+static __always_inline bool stale(const struct fh_held_lock *l, __u32 ns_tid, __u64 pid_tgid,
+				  __u64 armed_ns)
+{
+	enum held_verdict v = lock_word_verdict(l, ns_tid);
+
+	if (v == HELD_NO || (v != HELD_YES && l->acquired_ns < armed_ns))
 		return true;
 	return owner_by_newest(l->kind) && !newest_acquirer(pid_tgid >> 32, l, (__u32)pid_tgid);
 }
@@ -165,6 +180,7 @@ static __always_inline bool stale(const struct fh_held_lock *l, __u32 ns_tid, __
 struct reclaim_ctx {
 	struct fh_thread_locks *tl;
 	__u64 pid_tgid;
+	__u64 armed_ns;
 	int free_slot;
 };
 
@@ -177,7 +193,7 @@ static long reclaim_one(__u32 i, struct reclaim_ctx *c)
 	if (i >= FH_HELD_SLOTS)
 		return 1;
 	l = &c->tl->slot[i];
-	if (stale(l, c->tl->ns_tid, c->pid_tgid)) {
+	if (stale(l, c->tl->ns_tid, c->pid_tgid, c->armed_ns)) {
 		l->addr = 0;
 		c->free_slot = (int)i;
 	}
@@ -189,7 +205,8 @@ static long reclaim_one(__u32 i, struct reclaim_ctx *c)
  * when the thread's table is full. Returns a free slot or -1. */
 static __always_inline int reclaim_slot(struct fh_thread_locks *tl, __u64 pid_tgid)
 {
-	struct reclaim_ctx c = { .tl = tl, .pid_tgid = pid_tgid, .free_slot = -1 };
+	struct reclaim_ctx c = { .tl = tl, .pid_tgid = pid_tgid, .free_slot = -1,
+				 .armed_ns = armed_since(pid_tgid) };
 
 	bpf_loop(FH_HELD_SLOTS, reclaim_one, &c, 0);
 	return c.free_slot;
@@ -212,7 +229,7 @@ static __always_inline int oldest_slot(const struct fh_thread_locks *tl)
 }
 
 /* Does a slot for the same lock make this acquisition a recursive one? */
-static __always_inline bool recursive(const struct fh_held_lock *l, __u32 tid)
+static __always_inline bool recursive(const struct fh_held_lock *l, __u32 tid, __u64 pid_tgid)
 {
 	switch (lock_word_verdict(l, tid)) {
 	case HELD_YES:
@@ -221,8 +238,11 @@ static __always_inline bool recursive(const struct fh_held_lock *l, __u32 tid)
 		return false;	/* a retry after a failed or timed-out attempt */
 	default:
 		/* A musl normal mutex (EBUSY, no owner) cannot be taken twice
-		 * by one thread: this is a retry. Read locks and user locks can. */
-		return !(l->kind == FH_KIND_MUTEX && l->layout == FH_LAYOUT_MUSL);
+		 * by one thread: this is a retry. Read locks and user locks can,
+		 * unless the slot predates a gap in the probes: its release
+		 * was not seen (rare: looked up only here). */
+		return !(l->kind == FH_KIND_MUTEX && l->layout == FH_LAYOUT_MUSL) &&
+		       l->acquired_ns >= armed_since(pid_tgid);
 	}
 }
 
@@ -252,7 +272,7 @@ static __always_inline void hold(struct fh_thread_locks *tl, __u64 pid_tgid,
 		l = &tl->slot[i];
 		if (l->addr == call->addr) {
 			if (same_family(l->kind, call->kind) && !owner_by_newest(call->kind) &&
-			    recursive(l, tl->ns_tid)) {
+			    recursive(l, tl->ns_tid, pid_tgid)) {
 				/* a glibc mutex's depth is in its word */
 				if (!word_names_holder(l))
 					l->depth++;
@@ -360,6 +380,21 @@ static __always_inline __u64 success_point_lock(struct pt_regs *ctx, __u64 cooki
 #endif
 }
 
+/* The word watch learns this lock (fh.bpf.h, `learned`): its address, and
+ * where it was taken, kept up to date in place. */
+static __always_inline void learn(__u64 pid_tgid, const struct fh_held_lock *l)
+{
+	struct fh_learned_key key = { .tgid = pid_tgid >> 32, .addr = l->addr };
+	struct fh_watch_lock *w = bpf_map_lookup_elem(&learned, &key);
+	struct fh_watch_lock v = { .addr = l->addr, .caller = l->caller, .kind = l->kind,
+				   .layout = l->layout };
+
+	if (w && w->caller == l->caller)
+		return;		/* known, from the same place: nothing to write */
+	__builtin_memcpy(v.fp, l->fp, sizeof(v.fp));
+	bpf_map_update_elem(&learned, &key, &v, BPF_ANY);
+}
+
 /* Every lock acquisition probe: a function's entry (or the first point every
  * call passes), or a success point. */
 SEC("uprobe")
@@ -403,6 +438,8 @@ int lock_acquire(struct pt_regs *ctx)
 	hold(tl, pid_tgid, &call);
 	if (owner_by_newest(call.kind))
 		set_newest_acquirer(pid_tgid, &call);
+	else if (learn_words && word_names_holder(&call))
+		learn(pid_tgid, &call);
 	return 0;
 }
 

@@ -247,6 +247,9 @@ struct fh_thread_locks {
  * (bpf_find_vma busy: another program's mmap-unlock work pending on this
  * CPU, or the parent's mmap lock taken): userspace looks in /proc/PID/maps. */
 #define FH_LOCK_SHARED_UNKNOWN	0x8
+#define FH_LOCK_WATCHED		0x10	/* found by the word watch (FH_FORK_WATCHED):
+					 * no acquisition seen, its stack is where it
+					 * was last taken while probed */
 /* Set by userspace when it reads the event, never by the kernel: the lock is
  * the interpreter's own, recognized by what took it (src/hazard.h). */
 #define FH_LOCK_PY_SENTINEL	0x100	/* a thread's sentinel (Thread._tstate_lock) */
@@ -269,8 +272,19 @@ struct fh_lock {
 };
 
 /* fh_fork_event.flags */
-#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light) */
+#define FH_FORK_LIGHT		0x1	/* locks were not tracked (--light, or one of
+					 * the reasons below) */
 #define FH_FORK_TRUNCATED	0x2	/* more threads than FH_MAX_SNAPSHOT_THREADS */
+/* Why a process's locks were not tracked, when lock tracking is on (with
+ * FH_FORK_LIGHT; none of them: --light). */
+#define FH_FORK_UNPROBED	0x4	/* no lock probes (yet): adaptive mode asks for
+					 * them at this fork */
+#define FH_FORK_NOLIB		0x8	/* it maps no C library with lock functions */
+#define FH_FORK_GOVERNED	0x10	/* the overhead governor detached its probes */
+/* With FH_FORK_GOVERNED, instead of FH_FORK_LIGHT: its locks are the word
+ * watch's, the glibc mutexes and write locks it was seen taking while probed
+ * whose words name another of its threads at the fork (struct fh_watch). */
+#define FH_FORK_WATCHED		0x20
 
 /* Other threads listed for a fork (struct fh_threads_event); more are
  * counted as omitted. */
@@ -471,10 +485,51 @@ enum fh_stat {
 #define FH_PROC_REQUESTED	0x4	/* a probe request is pending */
 #define FH_PROC_EXECED		0x8	/* exec'd since probed: check its libraries again */
 #define FH_PROC_NOLIB		0x10	/* maps no C library with lock functions */
+#define FH_PROC_GOVERNED	0x20	/* the overhead governor detached its probes */
 
 struct fh_proc {
 	__u32 flags;
 	__u32 _pad;
+	/* CLOCK_MONOTONIC when its lock probes were last attached (before
+	 * they were), 0 if never. Records older than this may predate a gap
+	 * in which the probes were detached (the governor): acquisitions and
+	 * releases made in the gap were not seen, so such a record counts
+	 * only where the lock word itself names its holder. */
+	__u64 armed_ns;
+};
+
+/*
+ * The word watch (docs/trap-free.md): what a process's forks still see once
+ * the governor has detached its lock probes, for the kinds whose lock word
+ * names the holder (glibc mutexes and write locks). While probed, each such
+ * lock's address is learned (`learned`, with where it was last taken); at a
+ * downgrade userspace copies the process's into `watch`; at each of its forks
+ * the kernel reads those words, and reports the locks another of its threads
+ * owns. No probe, no trap: FH_WATCH_LOCKS words read at most per fork.
+ */
+#define FH_WATCH_LOCKS		256
+
+struct fh_watch_lock {
+	__u64 addr;
+	__u64 caller;			/* where it was last taken while probed */
+	__u64 fp[FH_LOCK_FP_FRAMES];
+	__u8 kind;			/* FH_KIND_MUTEX or FH_KIND_RWLOCK_WRITE */
+	__u8 layout;			/* FH_LAYOUT_GLIBC */
+	__u8 _pad[6];
+};
+
+/* learned map: key */
+struct fh_learned_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 addr;
+};
+
+/* watch map: tgid -> the locks its forks read */
+struct fh_watch {
+	__u32 n;
+	__u32 _pad;
+	struct fh_watch_lock lock[FH_WATCH_LOCKS];
 };
 
 /* children map: forked children of multithreaded parents, until their fate. */

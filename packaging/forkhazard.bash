@@ -46,7 +46,7 @@ _forkhazard()
 		COMPREPLY=($(compgen -W '127.0.0.1:9477 [::1]:9477' -- "$cur"))
 		return
 		;;
-	-d | --duration | --stack-depth | --max-procs | --hold-ms | --ring-buffer-kb | \
+	-d | --duration | --stack-depth | --max-procs | --max-overhead | --hold-ms | --ring-buffer-kb | \
 	--max-children | --max-traced | --metrics-interval | --report-interval | \
 	--max-sites | --metrics-sites | --rate-limit | --site-rate-limit | --filter-cgroup | \
 	--fail-exit-code | --site | --top)

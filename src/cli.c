@@ -59,6 +59,7 @@ enum opt_type {
 	OPT_COUNT,	/* int, one more each time */
 	OPT_INT,	/* int in [min, max] */
 	OPT_SECONDS,	/* double in [min, max], above 0 */
+	OPT_NUMBER,	/* double in [min, max] (0 allowed when min is) */
 	OPT_STRING,	/* const char *: a non-empty value, at most max bytes (0: any) */
 	OPT_LIST,	/* const char *[items], count at `count`: repeatable, as OPT_STRING */
 	OPT_CHOICE,	/* int: the index of the value among `choices` */
@@ -87,8 +88,8 @@ struct cli_option {
 	int (*set)(struct fh_config *cfg, const char *arg);
 	size_t field;		/* offsetof(struct fh_config, ...) */
 	size_t count;		/* OPT_LIST: offsetof its count */
-	double min, max;	/* OPT_INT, OPT_SECONDS: the range; strings: max length */
-	double def;		/* OPT_INT, OPT_SECONDS, OPT_CHOICE: the default, shown in --help */
+	double min, max;	/* OPT_INT, OPT_SECONDS, OPT_NUMBER: the range; strings: max length */
+	double def;		/* numbers and OPT_CHOICE: the default, shown in --help */
 	enum opt_type type;
 	int items;		/* OPT_LIST: at most this many */
 	unsigned int flags;
@@ -154,6 +155,13 @@ static const struct cli_option options[] = {
 	{ .name = "max-procs", .arg = "N", .type = OPT_INT, .field = FIELD(max_procs),
 	  .min = 1, .max = 65536, .def = 1024, .has_def = true,
 	  .help = "processes that can get lock probes at once" },
+	{ .name = "max-overhead", .arg = "PERCENT", .type = OPT_NUMBER,
+	  .field = FIELD(max_overhead), .min = 0, .max = 100, .def = 1, .has_def = true,
+	  .why = "a percentage, 0-100 (0: never)",
+	  .help = "whole system: detach the lock probes of a process whose probes cost more "
+		  "than PERCENT of its own CPU time (measured over a second or more; under "
+		  "1 ms a second never counts), and try them again later for short windows; "
+		  "0 never detaches. -p and COMMAND keep theirs unless this is given" },
 	{ .name = "hold-ms", .arg = "MS", .type = OPT_INT, .field = FIELD(hold_ms),
 	  .min = 0, .max = 10000, .def = 200, .has_def = true,
 	  .help = "text mode: wait up to MS for a child's fate before printing its fork" },
@@ -301,6 +309,9 @@ static const char *valid_values(const struct cli_option *o, char *buf, size_t si
 	switch (o->type) {
 	case OPT_INT:
 		snprintf(buf, size, "%.0f-%.0f", o->min, o->max);
+		break;
+	case OPT_NUMBER:
+		snprintf(buf, size, "%g-%g", o->min, o->max);
 		break;
 	case OPT_SECONDS:
 		if (o->min > 0)
@@ -556,14 +567,15 @@ static int apply(struct fh_config *cfg, const struct cli_option *o, const char *
 			return invalid(o, arg, why);
 		*(int *)f = (int)v;
 		return 0;
-	case OPT_SECONDS: {
+	case OPT_SECONDS:
+	case OPT_NUMBER: {
 		char *end;
 		double d;
 
 		errno = 0;
 		d = strtod(arg, &end);
-		if (errno || end == arg || *end || !isfinite(d) || d <= 0 || d < o->min ||
-		    d > o->max)
+		if (errno || end == arg || *end || !isfinite(d) ||
+		    (o->type == OPT_SECONDS && d <= 0) || d < o->min || d > o->max)
 			return invalid(o, arg, valid_values(o, buf, sizeof(buf)));
 		*(double *)f = d;
 		return 0;
@@ -610,7 +622,7 @@ static void defaults(struct fh_config *cfg)
 
 		if (!o->has_def)
 			continue;
-		if (o->type == OPT_SECONDS)
+		if (o->type == OPT_SECONDS || o->type == OPT_NUMBER)
 			*(double *)field_of(cfg, o->field) = o->def;
 		else
 			*(int *)field_of(cfg, o->field) = (int)o->def;
@@ -675,10 +687,27 @@ static int parse_inspect(int argc, char **argv, struct fh_config *cfg)
 	return -1;
 }
 
+/* Was the option named `name` given (on the command line or in the file)? */
+static bool given(const bool seen[N_OPTIONS], const char *name)
+{
+	const struct cli_option *o = find_option(name);
+
+	return o && seen[o - options];
+}
+
 /* Checks across options, once all are read; the trace mode made final. */
 static int check_combined(struct fh_config *cfg, const bool seen[N_OPTIONS])
 {
 	bool targets = cfg->npids || cfg->command;
+
+	cfg->max_overhead_given = given(seen, "max-overhead");
+	if (cfg->max_overhead_given && cfg->max_overhead > 0 &&
+	    cfg->trace_mode == FH_TRACE_LIGHT)
+		return cli_usage_error("--light places no lock probes: not with %s",
+				       "--max-overhead");
+	if (cfg->max_overhead_given && cfg->max_overhead > 0 && cfg->trace_mode == FH_TRACE_ALL)
+		return cli_usage_error("--track-all's lock probes are on every process, none can be "
+				       "detached: not with %s", "--max-overhead");
 
 	if (cfg->user && !cfg->command)
 		return cli_usage_error("-u USER is for a COMMAND: '%s' has none to run", cfg->user);

@@ -94,6 +94,12 @@ struct fh_config {
 	bool probe_at_entry;		/* lock probes on function entries only */
 	int stack_depth;		/* frames shown per stack */
 	int max_procs;			/* processes with per-process probes */
+	/* --max-overhead: the share (percent) of a process's own CPU time its
+	 * lock probes may cost before the governor detaches them (governor.h);
+	 * 0: never. Given explicitly (command line or file), it governs -p and
+	 * COMMAND too. */
+	double max_overhead;
+	bool max_overhead_given;
 	int hold_ms;			/* text: wait this long for a child's fate */
 	int ring_buffer_kb;		/* --ring-buffer-kb: 0 = the BPF object's size */
 	int max_children;		/* --max-children: 0 = the BPF object's size */

@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "escape.h"
 #include "filter.h"
+#include "governor.h"
 #include "finding.h"
 #include "hazard.h"
 #include "json.h"
@@ -183,6 +184,19 @@ static void log_new_site(const struct site *s, const struct fh_fork_event *ev,
 		 "held by other threads, taken at %s%s", id, e, c, ev->pid, where, fsite,
 		 foreign, foreign == 1 ? " was" : "s were", lsite,
 		 s->nlock_sites > 1 ? " and elsewhere" : "");
+}
+
+void daemon_governor(struct daemon *d, const struct gov_event *ev)
+{
+	char what[256], comm[FH_COMM_LEN * 4 + 1];
+
+	/* Every one, whatever the filters: what it cost is the host's, and
+	 * what it hides is said once per decision (back-off bounds them). */
+	governor_describe(ev, what, sizeof(what));
+	term_escape(ev->comm, strnlen(ev->comm, FH_COMM_LEN), comm, sizeof(comm));
+	log_msg(ev->action == GOV_DOWNGRADE ? LOG_WARN : LOG_NOTICE, "governor: %s (PID %d): %s",
+		comm, (int)ev->pid, what);
+	output_governor(d->o.out, ev);
 }
 
 /* A child's fate is decided once (correlate.c): a deadlock comes as the

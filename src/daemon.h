@@ -47,6 +47,11 @@ bool daemon_accept(void *ctx, uint32_t type, const void *data, size_t size);
 int daemon_fd(const struct daemon *d);
 void daemon_handle_fd(struct daemon *d);
 
+/* The overhead governor acted (governor.h): a line in the log (a warning
+ * for a downgrade), and the "governor" event in the output. */
+struct gov_event;
+void daemon_governor(struct daemon *d, const struct gov_event *ev);
+
 /* Tracing has started (tells systemd, Type=notify). */
 void daemon_ready(struct daemon *d);
 /* Every loop tick: aggregates, metrics file, watchdog. */

@@ -154,6 +154,19 @@ static void children(struct prom *p, const struct exposition *e)
 	}
 }
 
+/* The overhead governor: lock tracking it took away, and gave back for a while. */
+static void governor(struct prom *p, const struct exposition *e)
+{
+	counter(p, "forkhazard_governor_downgrades_total",
+		"Lock probes the overhead governor detached from a process (its locks untracked).",
+		e->governor_downgrades);
+	counter(p, "forkhazard_governor_rearms_total",
+		"Lock probes the overhead governor attached again for a window.", e->governor_rearms);
+	gauge(p, "forkhazard_governed_processes",
+	      "Processes whose lock probes the overhead governor detached (or re-armed on "
+	      "probation) now.", (double)e->governed);
+}
+
 void exposition_render(const struct exposition *e, struct prom *p)
 {
 	const char *version[1][2] = { { "version", FH_VERSION } };
@@ -164,6 +177,7 @@ void exposition_render(const struct exposition *e, struct prom *p)
 	      e->start_time);
 	summary_counters(p, &e->counts);
 	children(p, e);
+	governor(p, e);
 	site_table(p, e);
 	health(p, e);
 }

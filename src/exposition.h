@@ -44,6 +44,8 @@ struct exposition {
 	const struct daemon_counts *daemon;
 	struct sites *sites;
 	uint64_t corr_pending;			/* forks whose children are followed */
+	/* the overhead governor (governor.h): since start, and now */
+	uint64_t governor_downgrades, governor_rearms, governed;
 	uint64_t output_errors, output_reopens;
 	struct exposition_map maps[EXPOSITION_MAX_MAPS];
 	int nmaps;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,19 @@ void jw_uint(struct jw *w, const char *key, unsigned long long v)
 
 	member(w, key);
 	snprintf(num, sizeof(num), "%llu", v);
+	puts_(w, num);
+}
+
+void jw_num(struct jw *w, const char *key, double v, int decimals)
+{
+	char num[64];
+
+	if (!isfinite(v)) {
+		jw_null(w, key);	/* JSON has no NaN nor infinity */
+		return;
+	}
+	member(w, key);
+	snprintf(num, sizeof(num), "%.*f", decimals, v);
 	puts_(w, num);
 }
 

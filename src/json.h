@@ -40,6 +40,8 @@ void jw_strn(struct jw *w, const char *key, const char *s, size_t n);
 void jw_int(struct jw *w, const char *key, long long v);
 void jw_uint(struct jw *w, const char *key, unsigned long long v);
 void jw_bool(struct jw *w, const char *key, bool v);
+/* A number with `decimals` digits after the point; not finite: null. */
+void jw_num(struct jw *w, const char *key, double v, int decimals);
 void jw_null(struct jw *w, const char *key);
 void jw_addr(struct jw *w, const char *key, uint64_t addr);	/* "0x..." lowercase */
 /* A value already in JSON form (e.g. a number formatted by the caller). */

@@ -8,6 +8,7 @@
 #include "container.h"
 #include "counters.h"
 #include "escape.h"
+#include "governor.h"
 #include "hazard.h"
 #include "json.h"
 #include "otherthreads.h"
@@ -370,6 +371,8 @@ static void json_lock(struct output *o, const char *key, const struct fh_fork_ev
 	jw_bool(&o->jw, "confirmed", l->flags & FH_LOCK_CONFIRMED);
 	if (l->depth > 1)
 		jw_uint(&o->jw, "depth", l->depth);
+	if (l->flags & FH_LOCK_WATCHED)
+		jw_bool(&o->jw, "watched", true);
 	if (l->flags & FH_LOCK_SHARED_UNKNOWN)
 		jw_bool(&o->jw, "shared_unknown", true);
 	if (internal)
@@ -414,6 +417,19 @@ static void json_thread_header(struct output *o, const char *type, uint64_t time
 	jw_uint(&o->jw, "pid", pid);
 	jw_uint(&o->jw, "tid", tid);
 	jw_strn(&o->jw, "comm", comm, strnlen(comm, FH_COMM_LEN));
+}
+
+/* Why a fork's locks were not tracked (FH_FORK_LIGHT): docs/json.md's
+ * locks_untracked. */
+static const char *untracked_reason(const struct fh_fork_event *ev)
+{
+	if (ev->flags & FH_FORK_GOVERNED)
+		return "overhead";
+	if (ev->flags & FH_FORK_NOLIB)
+		return "no_lock_library";
+	if (ev->flags & FH_FORK_UNPROBED)
+		return "unprobed";
+	return "light";
 }
 
 /* ---- what to do, who else runs ------------------------------------------------- */
@@ -515,6 +531,10 @@ static void json_fork(struct output *o, const struct fh_fork_event *ev,
 	json_locks(o, ev, "own_locks", HAZARD_LOCK_OWN, meta);
 	json_locks(o, ev, "shared_locks", HAZARD_LOCK_SHARED, meta);
 	json_locks(o, ev, "internal_locks", HAZARD_LOCK_INTERNAL, meta);
+	if (ev->flags & FH_FORK_LIGHT)
+		jw_str(&o->jw, "locks_untracked", untracked_reason(ev));
+	if (ev->flags & FH_FORK_WATCHED)
+		jw_bool(&o->jw, "locks_watched", true);
 	if (ev->locks_omitted)
 		jw_uint(&o->jw, "locks_omitted", ev->locks_omitted);
 	if (ev->flags & FH_FORK_TRUNCATED)
@@ -583,16 +603,24 @@ static void text_lock_line(struct output *o, const struct fh_fork_event *ev, con
 	term_escape(l->holder_comm, strnlen(l->holder_comm, FH_COMM_LEN), name, sizeof(name));
 	n = lock_stack_frames(o, (pid_t)ev->pid, l);
 	runtime = lock_runtime(o, l, n);
-	fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s)%s for %s%s%s%s%s", indent,
-		runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
-		(unsigned long long)l->addr, l->holder_tid, name,
-		text_py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm, pyname,
-			       sizeof(pyname)),
-		held, l->depth > 1 ? " (recursive)" : "",
-		l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)", internal ? ": the interpreter's " : "",
-		internal ? internal : "");
+	if (l->flags & FH_LOCK_WATCHED)	/* no acquisition seen: no time */
+		fprintf(o->o.f, "%s%s 0x%llx owned by %u (%s)%s, read from its word", indent,
+			lock_kind_name(l->kind), (unsigned long long)l->addr, l->holder_tid, name,
+			text_py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm,
+				       pyname, sizeof(pyname)));
+	else
+		fprintf(o->o.f, "%s%s%s%s 0x%llx held by %u (%s)%s for %s%s%s%s%s", indent,
+			runtime ? runtime : "", runtime ? " " : "", lock_kind_name(l->kind),
+			(unsigned long long)l->addr, l->holder_tid, name,
+			text_py_thread(o, (pid_t)ev->pid, (pid_t)l->holder_tid, l->holder_comm, pyname,
+				       sizeof(pyname)),
+			held, l->depth > 1 ? " (recursive)" : "",
+			l->flags & FH_LOCK_CONFIRMED ? "" : " (unconfirmed)",
+			internal ? ": the interpreter's " : "", internal ? internal : "");
 	text_suppressed(o, rule);
 	fputc('\n', o->o.f);
+	if (l->flags & FH_LOCK_WATCHED)
+		fputs("        last taken while probed at:\n", o->o.f);
 	if (l->flags & FH_LOCK_SHARED_UNKNOWN)
 		fputs("        (whether it is in shared memory could not be checked)\n", o->o.f);
 	if (why)
@@ -713,12 +741,20 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 	snprintf(thr, sizeof(thr), "%u", ev->threads);
 	text_prefix(o, ev->time_ns, ev->pid, tid, ev->comm, strnlen(ev->comm, FH_COMM_LEN), child,
 		    thr);
-	if (ev->flags & FH_FORK_LIGHT)
+	if ((ev->flags & FH_FORK_LIGHT) && (ev->flags & FH_FORK_GOVERNED))
+		fputs("fork (locks not tracked: the overhead governor detached its lock probes)\n",
+		      o->o.f);
+	else if (ev->flags & FH_FORK_LIGHT)
 		fputs("fork (locks not tracked)\n", o->o.f);
 	else if (foreign)
-		fprintf(o->o.f, "%s: %u foreign lock%s\n",
+		fprintf(o->o.f, "%s: %u foreign lock%s%s\n",
 			meta && meta->suppressed ? "hazard, suppressed" : "HAZARD", foreign,
-			foreign == 1 ? "" : "s");
+			foreign == 1 ? "" : "s",
+			ev->flags & FH_FORK_WATCHED ? " (word watch: probes detached by the "
+						      "overhead governor)" : "");
+	else if (ev->flags & FH_FORK_WATCHED)
+		fputs("fork, no watched lock owned by another thread (probes detached by the "
+		      "overhead governor)\n", o->o.f);
 	else
 		fputs("fork, no foreign lock held\n", o->o.f);
 	if (foreign && meta && meta->site)
@@ -898,6 +934,92 @@ void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 			text_stack(o, n, "        ");
 		}
 	}
+}
+
+/* ---- governor -------------------------------------------------------- */
+
+static const char *gov_action_name(enum gov_action a)
+{
+	switch (a) {
+	case GOV_DOWNGRADE: return "downgrade";
+	case GOV_REARM: return "rearm";
+	case GOV_RESTORE: return "restore";
+	default: return "unknown";
+	}
+}
+
+static void json_governor(struct output *o, const struct gov_event *ev)
+{
+	bool measured = ev->action != GOV_REARM;
+
+	json_header(o, "governor", ev->time_ns);
+	jw_uint(&o->jw, "pid", (unsigned long long)ev->pid);
+	jw_strn(&o->jw, "comm", ev->comm, strnlen(ev->comm, FH_COMM_LEN));
+	jw_str(&o->jw, "action", gov_action_name(ev->action));
+	jw_num(&o->jw, "budget_pct", ev->budget_pct, 3);
+	jw_num(&o->jw, "hit_ns", ev->hit_ns, 1);
+	jw_uint(&o->jw, "window_ns", ev->window_ns);
+	if (measured) {
+		jw_uint(&o->jw, "hits", ev->hits);
+		jw_uint(&o->jw, "cost_ns", ev->cost_ns);
+		jw_uint(&o->jw, "cpu_ns", ev->cpu_ns);
+	} else {
+		jw_null(&o->jw, "hits");
+		jw_null(&o->jw, "cost_ns");
+		jw_null(&o->jw, "cpu_ns");
+	}
+	if (measured && ev->overhead_pct >= 0)
+		jw_num(&o->jw, "overhead_pct", ev->overhead_pct, 3);
+	else
+		jw_null(&o->jw, "overhead_pct");
+	if (ev->action == GOV_DOWNGRADE)
+		jw_uint(&o->jw, "backoff_ns", ev->backoff_ns);
+	else
+		jw_null(&o->jw, "backoff_ns");
+	jw_uint(&o->jw, "downgrades", ev->downgrades);
+	jw_obj_end(&o->jw);
+	emit_json(o);
+}
+
+void governor_describe(const struct gov_event *ev, char *buf, size_t size)
+{
+	char window[32], backoff[32], share[48];
+
+	fmt_duration(ev->window_ns, window, sizeof(window));
+	fmt_duration(ev->backoff_ns, backoff, sizeof(backoff));
+	if (ev->overhead_pct >= 0)
+		snprintf(share, sizeof(share), "%.1f%% of its CPU time", ev->overhead_pct);
+	else
+		snprintf(share, sizeof(share), "%.1fms, with no CPU time of its own seen",
+			 (double)ev->cost_ns / 1e6);
+	switch (ev->action) {
+	case GOV_DOWNGRADE:
+		snprintf(buf, size, "lock probes cost %s over %s (budget %g%%): locks not "
+			 "tracked, tried again in %s", share, window, ev->budget_pct, backoff);
+		break;
+	case GOV_REARM:
+		snprintf(buf, size, "lock probes attached again for %s (downgraded %u time%s)",
+			 window, ev->downgrades, ev->downgrades == 1 ? "" : "s");
+		break;
+	default:
+		snprintf(buf, size, "lock probes cost %s over %s (budget %g%%): locks tracked again",
+			 share, window, ev->budget_pct);
+		break;
+	}
+}
+
+void output_governor(struct output *o, const struct gov_event *ev)
+{
+	char what[256];
+
+	if (o->o.json) {
+		json_governor(o, ev);
+		return;
+	}
+	governor_describe(ev, what, sizeof(what));
+	text_prefix(o, ev->time_ns, (__u32)ev->pid, "-", ev->comm, strnlen(ev->comm, FH_COMM_LEN),
+		    "-", "-");
+	fprintf(o->o.f, "%s%s\n", ev->action == GOV_DOWNGRADE ? "GOVERNOR: " : "governor: ", what);
 }
 
 void output_lost(struct output *o, uint64_t events, uint64_t now_ns)

@@ -86,6 +86,13 @@ void output_child(struct output *o, const struct fh_child_event *ev,
 void output_deadlock(struct output *o, const struct fh_deadlock_event *ev,
 		     const struct fh_lock *lock, const struct fh_fork_event *fork,
 		     const struct output_meta *meta);
+/* The overhead governor downgraded, re-armed or restored a process's lock
+ * tracking (governor.h): a "governor" event, or a text line. */
+struct gov_event;
+void output_governor(struct output *o, const struct gov_event *ev);
+/* The same in words, for a log line ("lock probes cost ..."). */
+void governor_describe(const struct gov_event *ev, char *buf, size_t size);
+
 void output_lost(struct output *o, uint64_t events, uint64_t now_ns);
 /* The summary at the end: every counter of counters.h. */
 void output_summary(struct output *o, uint64_t now_ns, const struct fh_counts *c);

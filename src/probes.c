@@ -956,6 +956,20 @@ int probes_attach_python(struct probes *p, pid_t pid)
 	return attach_process(p, pid, true, true);
 }
 
+int probes_detach_process(struct probes *p, pid_t pid)
+{
+	struct probed_proc *pp = find_proc(p, pid);
+
+	if (!pp)
+		return -ENOENT;
+	/* Its pidfd and hit slot stay: the counters go on from where they were
+	 * when probes_attach_process() gives it its links back. */
+	for (int m = 0; m < pp->nmods; m++)
+		close_links(p, pp->mods[m].links);
+	pp->nmods = 0;
+	return 0;
+}
+
 int probes_attach_everywhere(struct probes *p)
 {
 	DIR *d = opendir("/proc");
@@ -1022,14 +1036,18 @@ int probes_attach_program(struct probes *p, pid_t pid, const char *program)
 	return w.attached;
 }
 
-void probes_reap_exited(struct probes *p)
+void probes_reap_exited(struct probes *p, void (*gone)(void *ctx, pid_t pid), void *ctx)
 {
 	for (int i = 0; i < p->nprocs;) {
 		struct pollfd pfd = { .fd = p->procs[i].pidfd, .events = POLLIN };
 
 		if (poll(&pfd, 1, 0) == 1) {
-			log_debug("PID %d exited: lock probes released", (int)p->procs[i].pid);
+			pid_t pid = p->procs[i].pid;
+
+			log_debug("PID %d exited: lock probes released", (int)pid);
 			release_proc(p, &p->procs[i]);
+			if (gone)
+				gone(ctx, pid);
 			continue;	/* the last entry moved into slot i */
 		}
 		i++;

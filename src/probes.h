@@ -67,6 +67,15 @@ int probes_attach_program(struct probes *p, pid_t pid, const char *program);
  */
 int probes_prepare(struct probes *p);
 
+/*
+ * Detach the per-process probes of pid (the overhead governor's downgrade):
+ * its links are closed, its hit counter and its place in the table are kept;
+ * probes_attach_process(p, pid, true) attaches them again. Closing a link
+ * waits for the kernel (tens of ms on a busy guest). Returns 0 or -ENOENT
+ * (no per-process probes).
+ */
+int probes_detach_process(struct probes *p, pid_t pid);
+
 /* System-wide: attach to the lock libraries of every running process. */
 int probes_attach_everywhere(struct probes *p);
 
@@ -80,8 +89,9 @@ int probes_attach_everywhere(struct probes *p);
  */
 int probes_attach_python(struct probes *p, pid_t pid);
 
-/* Detach the per-process probes of processes that have exited. */
-void probes_reap_exited(struct probes *p);
+/* Detach the per-process probes of processes that have exited, telling
+ * gone(ctx, pid) of each (gone may be NULL). */
+void probes_reap_exited(struct probes *p, void (*gone)(void *ctx, pid_t pid), void *ctx);
 
 void probes_get_stats(const struct probes *p, struct probes_stats *st);
 

@@ -160,6 +160,10 @@ int procfs_parse_stat(const char *buf, struct fh_proc_stat *st)
 				return -EINVAL;
 			if (i == 9)
 				st->flags = (unsigned long)field;
+			else if (i == 14)
+				st->utime = field;
+			else if (i == 15)
+				st->stime = field;
 			else if (i == 20)
 				st->num_threads = (int)field;
 			else if (i == 22)

@@ -36,6 +36,9 @@ struct fh_proc_stat {
 	unsigned long flags;	/* PF_* */
 	int num_threads;
 	unsigned long long starttime;
+	/* CPU time of the process (every thread, the dead ones too) or the
+	 * thread, in clock ticks (sysconf(_SC_CLK_TCK)): user, system */
+	unsigned long long utime, stime;
 };
 int procfs_parse_stat(const char *buf, struct fh_proc_stat *st);
 int procfs_read_stat(pid_t pid, pid_t tid, struct fh_proc_stat *st);	/* tid 0: the process */

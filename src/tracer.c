@@ -18,6 +18,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "bpf_compat.h"
+#include "calibrate.h"
 #include "caps.h"
 #include "clock.h"
 #include "cli.h"
@@ -31,6 +32,7 @@
 #include "events.h"
 #include "finding.h"
 #include "forkhazard.skel.h"
+#include "governor.h"
 #include "gate.h"
 #include "log.h"
 #include "otherthreads.h"
@@ -58,6 +60,7 @@ struct tracer {
 	struct forkhazard_bpf *skel;
 	struct ring_buffer *rb;
 	struct probes *probes;
+	struct governor *gov;		/* who gets lock probes, and for how long */
 	struct reinitprobe *reinit;	/* CPython's lock re-creation in children */
 	struct otherthreads *others;	/* names a fork's other threads */
 	struct syms *syms;
@@ -262,12 +265,15 @@ static int load_bpf(struct tracer *t)
 	for (int i = 0; i < cfg->ncomms; i++)
 		strncpy((char *)skel->rodata->comm_filter[i], cfg->comms[i], FH_COMM_LEN - 1);
 	skel->rodata->nr_comm_filters = (__u32)cfg->ncomms;
+	/* the word watch: what the governor falls back to (governor.h) */
+	skel->rodata->learn_words = tracks_locks(cfg->trace_mode) && governor_budget(cfg) > 0;
 	if ((cfg->ring_buffer_kb &&
 	     bpf_map__set_max_entries(skel->maps.events, (__u32)cfg->ring_buffer_kb * 1024)) ||
 	    (cfg->max_children &&
 	     bpf_map__set_max_entries(skel->maps.children, (__u32)cfg->max_children)) ||
 	    (cfg->max_traced && bpf_map__set_max_entries(skel->maps.procs, (__u32)cfg->max_traced)) ||
-	    bpf_map__set_max_entries(skel->maps.lock_hits, (__u32)cfg->max_procs + 1)) {
+	    bpf_map__set_max_entries(skel->maps.lock_hits, (__u32)cfg->max_procs + 1) ||
+	    bpf_map__set_max_entries(skel->maps.watch, (__u32)cfg->max_procs)) {
 		log_error("cannot size the BPF maps: %s", strerror(errno));
 		return -EINVAL;
 	}
@@ -286,6 +292,8 @@ static int load_bpf(struct tracer *t)
 								      FH_BPF_TRACE_UPROBE_MULTI);
 		}
 	}
+	if (tracks_locks(cfg->trace_mode) && governor_budget(cfg) > 0)
+		calibrate_prepare(skel);	/* the governor measures a trap with it */
 	err = forkhazard_bpf__load(skel);
 	if (err) {
 		log_error("cannot load the BPF programs: %s (-vv shows the verifier's log)",
@@ -300,50 +308,11 @@ static int load_bpf(struct tracer *t)
 	return 0;
 }
 
-static void set_proc_flags(struct tracer *t, pid_t pid, __u32 flags)
+/* Its interpreter's lock re-creation, probed for every process that maps it
+ * (governor_opts.placed: after the lock probes, which race the process). */
+static void probe_reinit(void *ctx, pid_t pid)
 {
-	struct fh_proc proc = { .flags = flags };
-	__u32 key = (__u32)pid;
-
-	bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_ANY);
-}
-
-/* Attach per-process lock probes; mark the process as probed in the kernel.
- * A Python gets its layout first, so that its locks are seen with their
- * Python frames from the first one on; `again`: it may have exec'd since it
- * was last looked at. */
-static int probe_process(struct tracer *t, pid_t pid, bool again)
-{
-	int n;
-
-	pyframes_watch(t->py, pid, again);
-	/* its Condition waiters are told by their frames: no sem_destroy trap */
-	n = pyframes_walked(t->py, pid) ? probes_attach_python(t->probes, pid) :
-					  probes_attach_process(t->probes, pid, true);
-	if (n >= 0 || n == -ENODATA) {
-		__u32 key = (__u32)pid;
-		struct fh_proc proc;
-
-		/* Only if still known: it may have exited meanwhile. Without a
-		 * lock library its locks are unknown, not "none held". */
-		if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc)) {
-			proc.flags &= ~(FH_PROC_REQUESTED | FH_PROC_EXECED);
-			if (n >= 0)
-				proc.flags |= FH_PROC_PROBED;
-			else
-				proc.flags = (proc.flags & ~FH_PROC_PROBED) | FH_PROC_NOLIB;
-			bpf_map_update_elem(bpf_map__fd(t->skel->maps.procs), &key, &proc, BPF_EXIST);
-		}
-	}
-	if (n == -ENODATA)
-		log_debug("PID %d maps no C library with lock functions: locks not tracked",
-			 (int)pid);
-	return n;
-}
-
-/* Its interpreter's lock re-creation, probed for every process that maps it. */
-static void probe_reinit(struct tracer *t, pid_t pid)
-{
+	struct tracer *t = ctx;
 	int n = t->reinit ? reinitprobe_process(t->reinit, pid) : 0;
 
 	if (n < 0 && n != -ENOENT && n != -ESRCH)
@@ -353,62 +322,8 @@ static void probe_reinit(struct tracer *t, pid_t pid)
 static void on_probe_request(void *ctx, pid_t pid)
 {
 	struct tracer *t = ctx;
-	int n;
 
-	log_debug("probe request for PID %d", (int)pid);
-	if (!t->probes)
-		return;	/* no lock probes in this mode: no request either */
-	/* A PID recycled before the tick reaped its previous owner must not
-	 * find that process's probes and be taken as probed already. */
-	probes_reap_exited(t->probes);
-
-	switch (t->cfg->trace_mode) {
-	case FH_TRACE_ALL:	/* its libraries, for every process */
-		pyframes_watch(t->py, pid, true);
-		n = probes_attach_process(t->probes, pid, false);
-		if (n == -ENODATA)
-			log_debug("PID %d maps no C library with lock functions", (int)pid);
-		break;
-	default:		/* for this process only (a request: a new program, maybe) */
-		n = probe_process(t, pid, true);
-		break;
-	}
-	if (n < 0 && n != -ENODATA && n != -ENOENT && n != -ENOSPC)
-		log_warn("cannot probe the locks of PID %d: %s", (int)pid, strerror(-n));
-	probe_reinit(t, pid);	/* after the lock probes: they race the process */
-}
-
-/* Adaptive mode, at start: the processes --comm names get their probes now
- * (those started later get them at exec, from the kernel side). */
-static int probe_named_processes(struct tracer *t)
-{
-	const struct fh_config *cfg = t->cfg;
-	struct dirent *de;
-	DIR *d;
-
-	if (!cfg->ncomms)
-		return 0;
-	d = opendir("/proc");
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		struct fh_proc_stat st;
-		pid_t pid;
-
-		if (cli_parse_pid(de->d_name, &pid) || pid == getpid() ||
-		    procfs_read_stat(pid, 0, &st) || (st.flags & 0x00200000 /* PF_KTHREAD */))
-			continue;
-		for (int i = 0; i < cfg->ncomms; i++) {
-			if (strcmp(st.comm, cfg->comms[i]))
-				continue;
-			set_proc_flags(t, pid, FH_PROC_REQUESTED);
-			probe_process(t, pid, false);
-			probe_reinit(t, pid);
-			break;
-		}
-	}
-	closedir(d);
-	return 0;
+	governor_probe_request(t->gov, pid);
 }
 
 /* --lock-fn BINARY:ACQUIRE:RELEASE[:TRY], checked now rather than when a
@@ -485,47 +400,54 @@ static int new_probes(struct tracer *t)
 	return 0;
 }
 
-/* -p PIDs and the COMMAND: traced, and (with lock tracking) probed. */
-static int attach_pids(struct tracer *t)
+/* A downgrade, a re-arm or a restore: the daemon logs and writes it, other
+ * modes print it. */
+static void on_governor_event(void *ctx, const struct gov_event *ev)
 {
-	const struct fh_config *cfg = t->cfg;
-	int n;
+	struct tracer *t = ctx;
 
-	for (int i = 0; i < cfg->npids + (t->has_cmd ? 1 : 0); i++) {
-		pid_t pid = i < cfg->npids ? cfg->pids[i] : t->cmd.pid;
-
-		set_proc_flags(t, pid, FH_PROC_TRACED);
-		if (!t->probes)
-			continue;
-		n = probe_process(t, pid, false);
-		probe_reinit(t, pid);
-		if (n == -ENOENT) {
-			log_error("no such process: %d", (int)pid);
-			return n;
-		}
-		if (n == -ENOTSUP) {
-			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
-			return n;
-		}
-		if (n == -ENODATA && i < cfg->npids) {
-			log_error("PID %d maps no C library with pthread lock functions (libc.so.6 or libpthread.so.0)",
-				  (int)pid);
-			return n;
-		}
-		if (n < 0 && n != -ENODATA) {
-			log_error("cannot attach lock probes to PID %d: %s", (int)pid, strerror(-n));
-			return n;
-		}
-		/* The COMMAND, held before exec: its static executable or musl
-		 * libc gets probes before its first instruction. */
-		if (i == cfg->npids && n >= 0)
-			probes_attach_program(t->probes, pid, cfg->command[0]);
-	}
-	return 0;
+	if (t->daemon)
+		daemon_governor(t->daemon, ev);
+	else
+		output_governor(t->out, ev);
 }
 
+/*
+ * What one lock probe hit costs here, for the governor: measured (~20 ms of
+ * CPU time) with the skeleton's calibration program, which calibrate_prepare()
+ * loaded with the others. CALIB_DEFAULT_EMULATED_NS when it cannot be.
+ */
+static double calibrate_trap(struct tracer *t)
+{
+	struct calib *c = NULL;
+	double ns;
+	int err = calib_open(t->skel, CALIB_BIT(CALIB_EMULATED), &c);
+
+	ns = calibrate_emulated_hit_ns(err ? NULL : c, &err);
+	calib_close(c);
+	if (err)
+		log_info("cannot measure what a uprobe hit costs (%s): the governor assumes %.0f ns",
+			 strerror(-err), ns);
+	else
+		log_debug("a uprobe hit costs %.0f ns here", ns);
+	return ns;
+}
+
+/* The lock probes' owner (probes.c, built here) and their policy (governor.c). */
 static int attach_targets(struct tracer *t)
 {
+	struct forkhazard_bpf *skel = t->skel;
+	int progs[] = {
+		bpf_program__fd(skel->progs.lock_acquire), bpf_program__fd(skel->progs.lock_acquired),
+		bpf_program__fd(skel->progs.lock_release),
+	};
+	struct governor_opts go = {
+		.cfg = t->cfg, .procs_fd = bpf_map__fd(skel->maps.procs),
+		.learned_fd = bpf_map__fd(skel->maps.learned), .watch_fd = bpf_map__fd(skel->maps.watch),
+		.trap_ns = CALIB_DEFAULT_EMULATED_NS, .prog_fds = progs,
+		.nprogs = (int)(sizeof(progs) / sizeof(progs[0])),
+		.report = on_governor_event, .report_ctx = t, .placed = probe_reinit,
+	};
 	int n;
 
 	if (tracks_locks(t->cfg->trace_mode) && (n = new_probes(t)))
@@ -535,24 +457,16 @@ static int attach_targets(struct tracer *t)
 		if (!t->reinit)
 			return -ENOMEM;
 	}
-	switch (t->cfg->trace_mode) {
-	case FH_TRACE_ADAPTIVE:
-		probes_prepare(t->probes);
-		return probe_named_processes(t);
-	case FH_TRACE_ALL:
-		n = probes_attach_everywhere(t->probes);
-		if (n == -ENOTSUP) {
-			log_error("this kernel cannot attach uprobe_multi links (Linux 6.6 or later needed)");
-			return n;
-		}
-		return n < 0 ? n : 0;
-	case FH_TRACE_LIGHT:
-		return 0;
-	case FH_TRACE_TARGETS:
-	case FH_TRACE_TARGETS_LIGHT:
-		return attach_pids(t);
+	go.probes = t->probes;
+	go.py = t->py;
+	if (t->probes && governor_budget(t->cfg) > 0)
+		go.trap_ns = calibrate_trap(t);
+	t->gov = governor_new(&go);
+	if (!t->gov) {
+		log_error("out of memory");
+		return -ENOMEM;
 	}
-	return 0;
+	return governor_start(t->gov, t->has_cmd ? t->cmd.pid : 0);
 }
 
 /* ---- signals ------------------------------------------------------------- */
@@ -690,8 +604,7 @@ static void tick(struct tracer *t)
 	maintain_stacks(t, stats);
 	if (t->daemon)
 		daemon_tick(t->daemon, now);
-	if (t->probes)
-		probes_reap_exited(t->probes);
+	governor_tick(t->gov, now);
 	if (t->reinit)
 		reinitprobe_recheck(t->reinit, now);
 	if (t->deadline_ns && now >= t->deadline_ns)
@@ -887,6 +800,7 @@ static void finish(struct tracer *t)
 static void cleanup(struct tracer *t)
 {
 	ring_buffer__free(t->rb);
+	governor_free(t->gov);
 	probes_free(t->probes);	/* closing the links removes the uprobes */
 	reinitprobe_free(t->reinit);
 	otherthreads_free(t->others);
@@ -955,6 +869,14 @@ static void tracer_health(void *ctx, struct exposition *e)
 
 	collect_counts(t, &e->counts);
 	e->corr_pending = correlate_pending(t->corr);
+	if (t->gov) {
+		struct governor_stats gs;
+
+		governor_get_stats(t->gov, &gs);
+		e->governor_downgrades = gs.downgrades;
+		e->governor_rearms = gs.rearms;
+		e->governed = gs.governed;
+	}
 	e->output_errors = t->output_errors;
 	e->output_reopens = t->output_reopens;
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]) && i < EXPOSITION_MAX_MAPS; i++)

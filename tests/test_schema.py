@@ -148,6 +148,25 @@ def test_schema_refuses_what_the_contract_does_not_say():
             continue
         check(False, "the schema refuses %s" % why, bad)
 
+    gov = {"type": "governor", "time": good["time"], "pid": 1, "comm": "x", "action": "downgrade",
+           "budget_pct": 1.0, "hit_ns": 5000.0, "window_ns": 1000000000, "hits": 10,
+           "cost_ns": 50000, "cpu_ns": 1000, "overhead_pct": 5000.0,
+           "backoff_ns": 10000000000, "downgrades": 1}
+    fh.validate_event(gov)
+    for key, value, why in (("action", "pause", "a governor action not in the contract"),
+                            ("downgrades", -1, "a negative count")):
+        try:
+            fh.validate_event(dict(gov, **{key: value}))
+        except fh.TestFailure:
+            continue
+        check(False, "the schema refuses %s" % why, key, value)
+    try:
+        fh.validate_event(dict(fork, locks_watched=False))
+    except fh.TestFailure:
+        pass
+    else:
+        check(False, "the schema refuses locks_watched other than true")
+
 
 # What json.md says about each definition: the sections that name its
 # members (a fork's "site" is in the service section, the members of
@@ -164,6 +183,7 @@ DOC_SECTIONS = {
     "site": ["### site"], "pyframe": ["## Shared objects", "### inspect"],
     "calibration": ["### calibration"], "calibration.batches": ["### calibration"], "calibration_batch": ["### calibration"], "calibration.costs_ns": ["### calibration"],
     "site.children": ["### site"], "site_table": ["### site_table"],
+    "governor": ["### governor"],
     "site_table.suppressed": ["### site_table"],
     "report": ["### report"], "report_site": ["### report"],
     "report_site.children": ["### report"],

@@ -101,6 +101,7 @@ UNIT_TEST(defaults)
 	CHECK_INT(r.cfg.stack_depth, 8);
 	CHECK_INT(r.cfg.max_procs, 1024);
 	CHECK_INT(r.cfg.hold_ms, 200);
+	CHECK(r.cfg.max_overhead == 1 && !r.cfg.max_overhead_given);
 	CHECK_INT(r.cfg.inspect_pid, 0);
 }
 
@@ -339,6 +340,29 @@ UNIT_TEST(max_procs_bounds)
 	CHECK_USAGE("65537", "--max-procs", "65537");
 	CHECK_USAGE("99999999999999999999", "--max-procs", "99999999999999999999");
 	CHECK_USAGE("x", "--max-procs", "x");
+}
+
+UNIT_TEST(max_overhead_bounds_and_modes)
+{
+	static struct run r;
+
+	CHECK_OK("--max-overhead", "0");
+	CHECK(r.cfg.max_overhead == 0 && r.cfg.max_overhead_given);
+	CHECK_OK("--max-overhead=2.5");
+	CHECK(r.cfg.max_overhead == 2.5);
+	CHECK_OK("--max-overhead=100", "-p", "1");
+	CHECK(r.cfg.max_overhead == 100 && r.cfg.max_overhead_given);
+	CHECK_INT(r.cfg.trace_mode, FH_TRACE_TARGETS);
+	CHECK_OK("-p", "1");
+	CHECK(r.cfg.max_overhead == 1 && !r.cfg.max_overhead_given);
+	CHECK_USAGE("0-100", "--max-overhead", "-1");
+	CHECK_USAGE("'100.5'", "--max-overhead", "100.5");
+	CHECK_USAGE("nan", "--max-overhead", "nan");
+	CHECK_USAGE("1%", "--max-overhead", "1%");
+	CHECK_USAGE("--max-overhead", "--light", "--max-overhead", "1");
+	CHECK_USAGE("--max-overhead", "--max-overhead=3", "--track-all");
+	/* off: nothing to contradict */
+	CHECK_OK("--light", "--max-overhead=0");
 }
 
 UNIT_TEST(hold_ms_bounds)

@@ -36,6 +36,7 @@
 #include "events.h"
 #include "finding.h"
 #include "forkhazard.h"
+#include "governor.h"
 #include "gate.h"
 #include "otherthreads.h"
 #include "output.h"
@@ -713,6 +714,25 @@ UNIT_TEST(json_every_event_type)
 	forkev.flags = FH_FORK_LIGHT;
 	feed(&p, &forkev, fork_size(&forkev));
 	child_event(&p, 424243, (__u32)getpid(), FH_CHILD_EXIT, 3 << 8, t + 300, t + 400);
+	/* the other reasons locks go untracked: no probes yet, no lock
+	 * library, the overhead governor */
+	{
+		static const __u32 reasons[] = { FH_FORK_UNPROBED, FH_FORK_NOLIB, FH_FORK_GOVERNED };
+
+		for (int i = 0; i < 3; i++) {
+			fork_event(&forkev, (__u32)getpid(), 424270 + (__u32)i, t + 310, "test_pipeline");
+			forkev.flags = FH_FORK_LIGHT | reasons[i];
+			feed(&p, &forkev, fork_size(&forkev));
+		}
+	}
+	/* a downgraded process's fork: the word watch's lock, no time, its
+	 * stack where it was learned */
+	fork_event(&forkev, (__u32)getpid(), 424275, t + 320, "test_pipeline");
+	forkev.flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
+	add_lock(&forkev, 0x7f0000008000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 2),
+		 false)->flags |= FH_LOCK_WATCHED;
+	forkev.locks[0].acquired_ns = forkev.time_ns;
+	feed(&p, &forkev, fork_size(&forkev));
 	/* a fork whose child was killed by a signal */
 	fork_event(&forkev, (__u32)getpid(), 424246, t + 450, "test_pipeline");
 	feed(&p, &forkev, fork_size(&forkev));
@@ -749,6 +769,10 @@ UNIT_TEST(json_every_event_type)
 		  "\"own_locks\":[{\"addr\":\"0x7f0000004000\"",
 		  "\"locks_omitted\":2,\"threads_truncated\":true",
 		  "\"symbol\":\"pipeline_fork_call_site\"", "\"locks\":null,\"own_locks\":null",
+		  "\"locks_untracked\":\"light\"", "\"locks_untracked\":\"unprobed\"",
+		  "\"locks_untracked\":\"no_lock_library\"", "\"locks_untracked\":\"overhead\"",
+		  "\"held_ns\":0,\"confirmed\":true,\"watched\":true",
+		  "\"own_locks\":[],\"shared_locks\":[],\"internal_locks\":[],\"locks_watched\":true",
 		  /* the deadlock names the mutex of the fork and its owner */
 		  "\"futex\":\"0x7f0000001000\",\"owner_tid\":", "\"owner_tid\":null,\"lock\":null",
 		  "\"outcome\":\"exit\",\"after_ns\":100,\"exit_status\":3", "\"outcome\":\"alive\"",
@@ -836,12 +860,32 @@ UNIT_TEST(text_verbose_shows_info_forks_and_depth_bounds_stacks)
 	fork_event(&forkev, (__u32)getpid(), 424261, t + 1, "test_pipeline");
 	forkev.flags = FH_FORK_LIGHT;
 	feed(&p, &forkev, fork_size(&forkev));
+	/* downgraded: nothing, then a lock, from the word watch; the reason */
+	fork_event(&forkev, (__u32)getpid(), 424262, t + 2, "test_pipeline");
+	forkev.flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
+	feed(&p, &forkev, fork_size(&forkev));
+	fork_event(&forkev, (__u32)getpid(), 424263, t + 3, "test_pipeline");
+	forkev.flags = FH_FORK_GOVERNED | FH_FORK_WATCHED;
+	add_lock(&forkev, 0x7f0000008000ull, FH_KIND_MUTEX, ret_in(pipeline_lock_site_b, 2),
+		 false)->flags |= FH_LOCK_WATCHED;
+	feed(&p, &forkev, fork_size(&forkev));
+	fork_event(&forkev, (__u32)getpid(), 424264, t + 4, "test_pipeline");
+	forkev.flags = FH_FORK_LIGHT | FH_FORK_GOVERNED;
+	feed(&p, &forkev, fork_size(&forkev));
 	out = pipeline_finish(&p, t + 10);
 	keep(&p, "text_verbose_shows_info_forks_and_depth_bounds_stacks");
 	CHECK(strstr(out, "fork, no foreign lock held"));
 	CHECK(strstr(out, "    own: mutex 0x7f0000001000"));
 	CHECK(strstr(out, "    shared (not inherited): sem 0x7f000000a000 held by"));
 	CHECK(strstr(out, "fork (locks not tracked)"));
+	CHECK(strstr(out, "fork, no watched lock owned by another thread (probes detached by the "
+			  "overhead governor)"));
+	CHECK(strstr(out, "HAZARD: 1 foreign lock (word watch: probes detached by the overhead "
+			  "governor)\n    site "));
+	CHECK(strstr(out, "\n    mutex 0x7f0000008000 owned by "));
+	CHECK(strstr(out, "read from its word\n        last taken while probed at:\n"
+			  "        #0 pipeline_lock_site_b"));
+	CHECK(strstr(out, "fork (locks not tracked: the overhead governor detached its lock probes)"));
 	CHECK(strstr(out, "child of"));
 	/* -vv: the stack of a fork that is no hazard too, one frame deep */
 	CHECK(strstr(out, "fork called from:\n        #0 "));
@@ -1040,6 +1084,95 @@ UNIT_TEST(python_daemon_sites_by_python_frames)
 	CHECK_HAS(out, "\"fork_site\":\"spawn_reporter (/srv/app/main.py:57)\"",
 		  "\"lock_sites\":[\"Cache.refresh (app/cache.py:42)\",\"0x1234\"]");
 	CHECK(strstr(log, "forked at spawn_reporter (/srv/app/main.py:57)"));
+	pipeline_close(&p);
+}
+
+/* ---- the overhead governor's events ------------------------------------------------- */
+
+/* A downgrade (measured, then detached), a re-arm (nothing measured yet), a
+ * restore with no CPU time seen (its overhead unknown). */
+static void governor_events(struct gov_event ev[3], uint64_t t)
+{
+	memset(ev, 0, 3 * sizeof(*ev));
+	for (int i = 0; i < 3; i++) {
+		ev[i].pid = getpid();
+		ev[i].time_ns = t + (uint64_t)i * 1000;
+		snprintf(ev[i].comm, sizeof(ev[i].comm), "svc\x1b[31m");
+		ev[i].budget_pct = 1;
+		ev[i].hit_ns = 5321.5;
+		ev[i].downgrades = 1;
+	}
+	ev[0].action = GOV_DOWNGRADE;
+	ev[0].window_ns = 1000000000;
+	ev[0].hits = 60000;
+	ev[0].cost_ns = 319290000;
+	ev[0].cpu_ns = 990000000;
+	ev[0].overhead_pct = 32.25;
+	ev[0].backoff_ns = GOV_BACKOFF_MIN_NS;
+	ev[1].action = GOV_REARM;
+	ev[1].window_ns = GOV_REARM_WINDOW_NS;
+	ev[1].overhead_pct = -1;
+	ev[2].action = GOV_RESTORE;
+	ev[2].window_ns = GOV_REARM_WINDOW_NS;
+	ev[2].hits = 10;
+	ev[2].cost_ns = 53215;
+	ev[2].overhead_pct = -1;
+}
+
+UNIT_TEST(governor_events_json_text_and_daemon)
+{
+	static struct pipeline p;
+	static char prom[64];
+	static const char *daemon_args[] = { "--daemon", "--metrics-file", prom, NULL };
+	static char log[8192], none[16];
+	struct unit_capture cap;
+	struct gov_event ev[3];
+	uint64_t t = clock_mono_ns();
+	const char *out;
+
+	governor_events(ev, t);
+	CHECK(pipeline_open(&p, json_args));
+	for (int i = 0; i < 3; i++)
+		output_governor(p.out, &ev[i]);
+	out = pipeline_finish(&p, t + 10000);
+	keep(&p, "governor_events_json");
+	CHECK_HAS(out, "{\"type\":\"governor\"", "\"action\":\"downgrade\",\"budget_pct\":1.000,"
+		  "\"hit_ns\":5321.5,\"window_ns\":1000000000,\"hits\":60000,\"cost_ns\":319290000,"
+		  "\"cpu_ns\":990000000,\"overhead_pct\":32.250,\"backoff_ns\":10000000000,"
+		  "\"downgrades\":1",
+		  "\"action\":\"rearm\",\"budget_pct\":1.000,\"hit_ns\":5321.5,\"window_ns\":500000000,"
+		  "\"hits\":null,\"cost_ns\":null,\"cpu_ns\":null,\"overhead_pct\":null,"
+		  "\"backoff_ns\":null",
+		  "\"action\":\"restore\"", "\"overhead_pct\":null,\"backoff_ns\":null",
+		  "\"comm\":\"svc\\u001b[31m\"");
+	pipeline_close(&p);
+
+	CHECK(pipeline_open(&p, (const char *[]){ NULL }));
+	for (int i = 0; i < 3; i++)
+		output_governor(p.out, &ev[i]);
+	out = pipeline_finish(&p, t + 10000);
+	keep(&p, "governor_events_text");
+	CHECK_HAS(out, "GOVERNOR: lock probes cost 32.2% of its CPU time over 1.00s (budget 1%): "
+		  "locks not tracked, tried again in 10.00s",
+		  "governor: lock probes attached again for 500.0ms (downgraded 1 time)",
+		  "governor: lock probes cost 0.1ms, with no CPU time of its own seen over 500.0ms "
+		  "(budget 1%): locks tracked again", "svc\\x1b[31m");
+	pipeline_close(&p);
+
+	/* the daemon: a line in its log for each, the events in its output */
+	snprintf(prom, sizeof(prom), "/tmp/fh-pipeline-gov-%d.prom", (int)getpid());
+	CHECK(pipeline_open(&p, daemon_args));
+	CHECK(unit_capture_begin(&cap));
+	for (int i = 0; i < 3; i++)
+		daemon_governor(p.daemon, &ev[i]);
+	out = pipeline_finish(&p, t + 10000);
+	unit_capture_end(&cap, none, sizeof(none), log, sizeof(log));
+	keep(&p, "governor_events_daemon");
+	unlink(prom);
+	CHECK_HAS(log, "forkhazard: warning: governor: svc\\x1b[31m (PID ",
+		  "): lock probes cost 32.2% of its CPU time over 1.00s (budget 1%): locks not tracked",
+		  "): lock probes attached again for 500.0ms", "locks tracked again");
+	CHECK_HAS(out, "\"action\":\"downgrade\"", "\"action\":\"rearm\"", "\"action\":\"restore\"");
 	pipeline_close(&p);
 }
 

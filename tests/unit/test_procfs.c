@@ -158,6 +158,8 @@ UNIT_TEST(stat_plain)
 	CHECK_INT(st.flags, 4194560);
 	CHECK_INT(st.num_threads, 3);
 	CHECK_INT(st.starttime, 168554);
+	CHECK_INT(st.utime, 3);		/* field 14 */
+	CHECK_INT(st.stime, 1);		/* field 15 */
 }
 
 UNIT_TEST(stat_comm_with_spaces_and_parens)
