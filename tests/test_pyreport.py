@@ -249,3 +249,29 @@ def test_gunicorn_preload_metrics_thread_whole_system():
         check(d["py_stack"][:1] == [{"file": app, "line": lines["reset"],
                                      "function": "reset_in_worker"}],
               "the worker hangs in the app's at-fork hook", d["py_stack"])
+
+
+def test_bundled_python_demo_reports_in_python():
+    """The README's Python demo (demo/demo.py) under forkhazard -- python3, as
+    a user runs it: the hazard names the thread and the Python lines of the
+    lock, the fork and the child's wait; the demo's own status (1: its worker
+    hung) is forkhazard's."""
+    demo = os.path.join(ROOT, "demo", "demo.py")
+    with open(demo) as f:
+        lines = {m: i for i, l in enumerate(f, 1)
+                 for m in ("held most of the time", "pid = os.fork()", "hangs: its holder")
+                 if m in l}
+    t = Tracer(["--", "/usr/bin/python3", demo])
+    r = t.wait(timeout=60)
+    check(r.status == 1, "the demo's status: its worker hung", r.status, r.stderr)
+    fork = [e for e in r.of("fork") if e["severity"] == "hazard"]
+    check(len(fork) == 1, "one hazard", r.of("fork"))
+    lock = fork[0]["locks"][0]
+    check(lock["py_thread"] == "cache-refresher", "the holder's thread name", lock)
+    check(lock["py_stack"][0] == frame("refresh_cache", lines["held most of the time"], demo),
+          "where the lock was taken", lock["py_stack"])
+    check(fork[0]["py_stack"][0] == frame("spawn_worker", lines["pid = os.fork()"], demo),
+          "where fork was called", fork[0]["py_stack"])
+    dl = r.one("deadlock", pid=fork[0]["child_pid"])
+    check(dl["py_stack"][0] == frame("child_work", lines["hangs: its holder"], demo),
+          "where the child hangs", dl["py_stack"])
