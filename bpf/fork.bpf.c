@@ -72,11 +72,10 @@ static __always_inline bool thread_sentinel(const struct snapshot_ctx *c,
 	if (h->kind != FH_KIND_SEM || !(h->flags & FH_HELD_TRY) || c->leader ||
 	    h->acquired_ns - c->start_ns > SENTINEL_NS)
 		return false;
-	/* Not asked: did the thread start in a governor's gap (its sentinel
-	 * unseen)? armed_ns moves at every attach, an exec's or a new
-	 * thread's request included, with the probes on all along: it would
-	 * turn every sentinel into a hazard. (Upstream main recognises
-	 * sentinels by their Python frames instead.) */
+	/* a thread that started in a governor's gap took its sentinel unseen
+	 * (armed_ns: the gap's end; 0 when there was none) */
+	if (c->start_ns < c->armed_ns)
+		return false;
 	for (int j = 0; j < FH_HELD_SLOTS; j++) {
 		const struct fh_held_lock *o = &c->tl->slot[j];
 

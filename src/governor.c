@@ -106,7 +106,17 @@ static int attach(struct governor *g, pid_t pid)
 {
 	/* before the links: every record they make is newer */
 	uint64_t armed = clock_mono_ns();
-	int n = probes_attach_process(g->o.probes, pid, true);
+	__u32 key = (__u32)pid;
+	struct fh_proc proc;
+	int n;
+
+	/* Only the end of a governor's gap makes older records suspect. Any
+	 * other attach (a new thread's or an exec's request, the probes on
+	 * all along) must not set the mark: locks taken before it would be
+	 * dropped as if from a gap. */
+	if (bpf_map_lookup_elem(g->o.procs_fd, &key, &proc) || !(proc.flags & FH_PROC_GOVERNED))
+		armed = 0;
+	n = probes_attach_process(g->o.probes, pid, true);
 
 	/* Without a lock library its locks are unknown, not "none held". */
 	if (n >= 0)
