@@ -490,8 +490,9 @@ enum fh_stat {
 struct fh_proc {
 	__u32 flags;
 	__u32 _pad;
-	/* CLOCK_MONOTONIC when its lock probes were last attached (before
-	 * they were), 0 if never. Records older than this may predate a gap
+	/* CLOCK_MONOTONIC when its lock probes were last attached after the
+	 * governor had detached them (before they were), 0 if never: other
+	 * attaches leave it. Records older than this may predate a gap
 	 * in which the probes were detached (the governor): acquisitions and
 	 * releases made in the gap were not seen, so such a record counts
 	 * only where the lock word itself names its holder. */

@@ -109,8 +109,16 @@ static int attach(struct governor *g, pid_t pid, bool again)
 {
 	/* before the links: every record they make is newer */
 	uint64_t armed = clock_mono_ns();
+	__u32 key = (__u32)pid;
+	struct fh_proc proc;
 	int n;
 
+	/* Only the end of a governor's gap makes older records suspect. Any
+	 * other attach (a new thread's or an exec's request, the probes on
+	 * all along) must not set the mark: locks taken before it would be
+	 * dropped as if from a gap. */
+	if (bpf_map_lookup_elem(g->o.procs_fd, &key, &proc) || !(proc.flags & FH_PROC_GOVERNED))
+		armed = 0;
 	if (g->o.py)
 		pyframes_watch(g->o.py, pid, again);
 	/* its Condition waiters are told by their frames: no sem_destroy trap */
