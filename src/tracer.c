@@ -298,9 +298,8 @@ static int probe_process(struct tracer *t, pid_t pid, bool again)
 	int n;
 
 	pyframes_watch(t->py, pid, again);
-	/* its Condition waiters are told by their frames: no sem_destroy trap */
-	n = pyframes_walked(t->py, pid) ? probes_attach_python(t->probes, pid) :
-					  probes_attach_process(t->probes, pid, true);
+	n = probes_attach_process(t->probes, pid, true);
+
 	if (n >= 0 || n == -ENODATA) {
 		__u32 key = (__u32)pid;
 		struct fh_proc proc;
