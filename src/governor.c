@@ -121,9 +121,7 @@ static int attach(struct governor *g, pid_t pid, bool again)
 		armed = 0;
 	if (g->o.py)
 		pyframes_watch(g->o.py, pid, again);
-	/* its Condition waiters are told by their frames: no sem_destroy trap */
-	n = g->o.py && pyframes_walked(g->o.py, pid) ? probes_attach_python(g->o.probes, pid) :
-						       probes_attach_process(g->o.probes, pid, true);
+	n = probes_attach_process(g->o.probes, pid, true);
 
 	/* Without a lock library its locks are unknown, not "none held". */
 	if (n >= 0)

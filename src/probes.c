@@ -29,8 +29,7 @@ enum lock_op {
 	OP_ACQUIRE,		/* the lock word tells at the fork whether it worked */
 	OP_ACQUIRE_RET,		/* counts only if it succeeds (returns 0) */
 	OP_RELEASE,
-	OP_FREE,		/* a lock freed (sem_destroy): a release of its own link,
-				 * which a Python process does without (probes_attach_python) */
+	OP_FREE,		/* a lock freed (sem_destroy): a release, on its own link */
 };
 
 /* lock_fn.how */
@@ -52,11 +51,10 @@ enum lock_op {
  * point (the writer half branches away before it). A semaphore or spinlock is
  * held by its newest acquirer (bpf/fh.bpf.h, lock_owners): sem_post and
  * pthread_spin_unlock are not probed; sem_destroy is (a semaphore freed while
- * taken: a C program's one-shot signal), except in Python processes, whose
- * such semaphores (Condition waiters) are told by the Python frame that took
- * them (src/hazard.h): there its single-stepped trap, once per Condition
- * wait, is not paid. mtx_unlock calls pthread_mutex_unlock in both
- * libraries: never probed.
+ * taken: a C program's one-shot signal; a timed-out Condition waiter of
+ * CPython; CPython 3.13's parking lot, whose semaphore lives on the stack of
+ * each park, taken when woken, and has no Python frame to tell it by).
+ * mtx_unlock calls pthread_mutex_unlock in both libraries: never probed.
  */
 static const struct lock_fn {
 	const char *name;
@@ -119,7 +117,6 @@ struct probed_proc {
 	pid_t pid;
 	int pidfd;
 	unsigned int hit_slot;	/* its counter in the lock_hits map; 0: none */
-	bool no_free;		/* without OP_FREE links (probes_attach_python) */
 	int nmods;
 	struct {
 		struct lock_module *mod;
@@ -584,16 +581,16 @@ static int resolve_module(struct probes *p, pid_t pid, const struct fh_mapping *
 }
 
 /* The links of one module, for one process (pid, counted in lock_hits slot
- * hit_slot) or every process (pid 0); without the OP_FREE one if no_free. */
+ * hit_slot) or every process (pid 0). */
 static int attach_module(struct probes *p, struct lock_module *mod, const char *path,
-			 pid_t pid, unsigned int hit_slot, bool no_free, int links[N_LINK_OPS])
+			 pid_t pid, unsigned int hit_slot, int links[N_LINK_OPS])
 {
 	__u64 cookies[MAX_POINTS];
 
 	for (int op = 0; op < N_LINK_OPS; op++)
 		links[op] = -1;
 	for (int op = 0; op < N_LINK_OPS; op++) {
-		if (!mod->npoints[op] || (op == OP_FREE && no_free))
+		if (!mod->npoints[op])
 			continue;
 		for (int i = 0; i < mod->npoints[op]; i++)
 			cookies[i] = mod->cookie[op][i] | ((__u64)hit_slot << FH_COOKIE_HIT_SLOT_SHIFT);
@@ -664,8 +661,7 @@ static int attach_resolved(struct attach_walk *w, struct lock_module *mod, const
 			return 0;
 	}
 	err = attach_module(w->p, mod, link_path, w->per_process ? w->target : 0,
-			    w->per_process ? w->pp->hit_slot : 0, w->per_process && w->pp->no_free,
-			    links);
+			    w->per_process ? w->pp->hit_slot : 0, links);
 	if (err) {
 		log_warn("cannot attach lock probes to %s for PID %d: %s", name, (int)w->target,
 			 strerror(-err));
@@ -876,22 +872,7 @@ static void tell_no_lock_fns(struct attach_walk *w)
 		 exe[0] ? exe : link);
 }
 
-/* Close the OP_FREE links pp has (a process found to be a Python since). */
-static void forgo_free(struct probes *p, struct probed_proc *pp)
-{
-	pp->no_free = true;
-	for (int m = 0; m < pp->nmods; m++) {
-		int *link = &pp->mods[m].links[OP_FREE];
-
-		if (*link >= 0) {
-			close(*link);
-			*link = -1;
-			p->links--;
-		}
-	}
-}
-
-static int attach_process(struct probes *p, pid_t pid, bool per_process, bool no_free)
+int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
 {
 	struct attach_walk w = { .p = p, .pid = pid, .target = pid, .per_process = per_process };
 	bool new_proc = false;
@@ -922,8 +903,6 @@ static int attach_process(struct probes *p, pid_t pid, bool per_process, bool no
 			w.pp->hit_slot = take_hit_slot(p);
 			new_proc = true;
 		}
-		if (no_free)
-			forgo_free(p, w.pp);
 	}
 	err = procfs_for_each_mapping(pid, attach_mapping, &w);
 	if (err == -ENOENT || err == -ESRCH)
@@ -944,16 +923,6 @@ static int attach_process(struct probes *p, pid_t pid, bool per_process, bool no
 	if (err)
 		return err;
 	return w.attached;
-}
-
-int probes_attach_process(struct probes *p, pid_t pid, bool per_process)
-{
-	return attach_process(p, pid, per_process, false);
-}
-
-int probes_attach_python(struct probes *p, pid_t pid)
-{
-	return attach_process(p, pid, true, true);
 }
 
 int probes_detach_process(struct probes *p, pid_t pid)

@@ -79,16 +79,6 @@ int probes_detach_process(struct probes *p, pid_t pid);
 /* System-wide: attach to the lock libraries of every running process. */
 int probes_attach_everywhere(struct probes *p);
 
-/*
- * probes_attach_process(p, pid, true) for a Python process (one whose
- * frames the kernel walks): from now on without the probes on functions
- * that free a lock (sem_destroy; those it had are detached), whose work
- * there, a semaphore freed while taken (a Condition waiter), the Python
- * frame that took it does: it does not pay a single-stepped trap per
- * Condition wait. Returns as probes_attach_process.
- */
-int probes_attach_python(struct probes *p, pid_t pid);
-
 /* Detach the per-process probes of processes that have exited, telling
  * gone(ctx, pid) of each (gone may be NULL). */
 void probes_reap_exited(struct probes *p, void (*gone)(void *ctx, pid_t pid), void *ctx);

@@ -227,14 +227,6 @@ void pyframes_watch_exec(struct pyframes *pf, pid_t pid)
 		w->exe_dev = w->exe_ino = 0;
 }
 
-bool pyframes_walked(const struct pyframes *pf, pid_t pid)
-{
-	for (int i = 0; i < pf->nw; i++)
-		if (pf->w[i].pid == pid)
-			return pf->w[i].state == WATCH_INSTALLED;
-	return false;
-}
-
 bool pyframes_polling(const struct pyframes *pf)
 {
 	return pf->starting > 0;

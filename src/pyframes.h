@@ -67,8 +67,6 @@ void pyframes_watch(struct pyframes *pf, pid_t pid, bool again);
 void pyframes_watch_exec(struct pyframes *pf, pid_t pid);
 bool pyframes_polling(const struct pyframes *pf);
 void pyframes_tick(struct pyframes *pf, uint64_t now_ns);
-/* Has the kernel pid's layout (pid is a Python whose frames it walks)? */
-bool pyframes_walked(const struct pyframes *pf, pid_t pid);
 
 /*
  * A fork event as it arrives (a copy the caller may change): its Python

@@ -79,6 +79,9 @@ if KIND == "cthread":
     facts["child"] = do_fork()
     os.waitpid(facts["child"], 0)
     print(json.dumps(facts), flush=True)
+    # alive while forkhazard reads the fork (a slow, sanitized build under
+    # load): the holders' names, the sentinels, the symbols are read from here
+    time.sleep(0.5)
     sys.exit(0)
 t = threading.Thread(target=chatter, name="chatter-0", daemon=True)
 t.start()
