@@ -8,6 +8,7 @@
 #                   clang, bpftool or root needed)
 #   make bench      deps + build + run the benchmarks (bench/)
 #   make bench-bpfcost  BPF program time per lock-probe hit, Python and C
+#   make check-cpython-futures  CPython's test_concurrent_futures under forkhazard
 #   make asan       an ASan+UBSan build in build-asan/
 #   make fuzz       fuzz the symbolizer's ELF parsing and the /proc parsers,
 #                   FUZZ_SECONDS (60) each
@@ -293,6 +294,13 @@ soak: deps all $(TEST_PROGS)
 bench: deps all
 	@scripts/deps.sh bench
 	$(PYTHON) bench/run.py --build $(OUT) $(BENCH_ARGS)
+
+# CPython's test_concurrent_futures (pyenv 3.10) under system-wide forkhazard:
+# every hazard names its Python thread and line, the suite's result unchanged
+# (scripts/cpython_futures.py; minutes: not part of make test).
+.PHONY: check-cpython-futures
+check-cpython-futures: deps all
+	$(PYTHON) scripts/cpython_futures.py --build $(OUT)
 
 # BPF program time per lock-probe hit (bpf_stats), per CPython and for a C
 # mutex: what the Python frame walk adds (bench/bpfcost.py).
