@@ -1,8 +1,10 @@
 """Helpers for forkhazard's integration tests: run the built binary as a user
 would, with real BPF, against the programs in tests/progs, and read its JSON."""
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -65,6 +67,23 @@ def parse_event(line, where="a record"):
 
 def binary():
     return os.path.join(ROOT, BUILD, "forkhazard")
+
+
+_nobody_copy = None
+
+
+def binary_for_nobody():
+    """The binary where an unprivileged user can reach it: the checkout may
+    sit in a directory only root may enter (mktemp -d is 0700)."""
+    global _nobody_copy
+    if _nobody_copy is None:
+        d = tempfile.mkdtemp(prefix="fh-nobody-")
+        os.chmod(d, 0o755)
+        _nobody_copy = os.path.join(d, "forkhazard")
+        shutil.copy2(binary(), _nobody_copy)
+        os.chmod(_nobody_copy, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+    return _nobody_copy
 
 
 def prog(name):

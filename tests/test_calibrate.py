@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from fh import Tracer, binary, check, check_sanitizers, run
+from fh import Tracer, binary, binary_for_nobody, check, check_sanitizers, run
 
 KINDS = ("syscall", "uprobe_emulated", "uprobe_single_step", "uprobe_nop5",
          "uprobe_uretprobe_pair")
@@ -78,8 +78,8 @@ def test_calibrate_bad_usage():
 
 
 def test_calibrate_not_permitted():
-    p = subprocess.run([binary(), "calibrate"], capture_output=True, text=True, timeout=30,
-                       user=65534, group=65534, extra_groups=[])
+    p = subprocess.run([binary_for_nobody(), "calibrate"], capture_output=True, text=True,
+                       timeout=30, user=65534, group=65534, extra_groups=[])
     check_sanitizers(p.stderr)
     check(p.returncode == 1, "exit 1", p.returncode, p.stderr)
     check(p.stdout == "", "nothing on stdout", p.stdout)

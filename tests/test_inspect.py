@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from fh import (Hung, addr, binary, check, check_sanitizers, parse_event, run, thread_syscall,
-                wait_until)
+from fh import (Hung, addr, binary, binary_for_nobody, check, check_sanitizers, parse_event, run,
+                thread_syscall, wait_until)
 
 CONTRACT = {"type": str, "time": str, "pid": int, "comm": str, "verdict": str,
             "python": (str, type(None)), "threads": list, "explanation": str}
@@ -361,8 +361,8 @@ def test_inspect_not_permitted():
     try:
         pid = h.facts["pid"]
         # as nobody: /proc/PID/stat is readable, what the threads wait on is not
-        p = subprocess.run([binary(), "inspect", str(pid)], capture_output=True, text=True,
-                           timeout=30, user=65534, group=65534, extra_groups=[])
+        p = subprocess.run([binary_for_nobody(), "inspect", str(pid)], capture_output=True,
+                           text=True, timeout=30, user=65534, group=65534, extra_groups=[])
         check_sanitizers(p.stderr)
         check(p.returncode == 1, "exit status", p.returncode, p.stderr)
         check(p.stdout == "", "nothing on stdout", p.stdout)
