@@ -214,7 +214,7 @@ static void update_hit_cost(struct governor *g, uint64_t now)
 	if (now - g->bpf_checked_ns < 1000000000ull && g->bpf_checked_ns)
 		return;
 	g->bpf_checked_ns = now;
-	for (int i = 0; i < g->o.nprogs; i++) {
+	for (int i = 0; i < g->o.nprogs && i < GOV_MAX_PROGS; i++) {
 		struct bpf_prog_info info;
 		__u32 len = sizeof(info);
 

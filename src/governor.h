@@ -113,6 +113,8 @@ struct gov_event {
 	unsigned int downgrades;	/* of this process, this one included */
 };
 
+#define GOV_MAX_PROGS	4	/* lock programs whose run time is read */
+
 struct governor_opts {
 	const struct fh_config *cfg;
 	struct probes *probes;	/* NULL: no lock probes in this trace mode */
@@ -121,8 +123,10 @@ struct governor_opts {
 	int learned_fd;		/* the word watch's `learned` and `watch` maps */
 	int watch_fd;
 	double trap_ns;		/* one probe trap, calibrated (calibrate.h) */
-	const int *prog_fds;	/* the lock programs: their run time per hit, when
-				 * the kernel counts it (kernel.bpf_stats_enabled) */
+	/* The lock programs: their run time per hit, when the kernel counts it
+	 * (kernel.bpf_stats_enabled). Held by value: the governor outlives the
+	 * caller's frame. */
+	int prog_fds[GOV_MAX_PROGS];
 	int nprogs;
 	void (*report)(void *ctx, const struct gov_event *ev);
 	void *report_ctx;

@@ -437,15 +437,14 @@ static double calibrate_trap(struct tracer *t)
 static int attach_targets(struct tracer *t)
 {
 	struct forkhazard_bpf *skel = t->skel;
-	int progs[] = {
-		bpf_program__fd(skel->progs.lock_acquire), bpf_program__fd(skel->progs.lock_acquired),
-		bpf_program__fd(skel->progs.lock_release),
-	};
 	struct governor_opts go = {
 		.cfg = t->cfg, .procs_fd = bpf_map__fd(skel->maps.procs),
 		.learned_fd = bpf_map__fd(skel->maps.learned), .watch_fd = bpf_map__fd(skel->maps.watch),
-		.trap_ns = CALIB_DEFAULT_EMULATED_NS, .prog_fds = progs,
-		.nprogs = (int)(sizeof(progs) / sizeof(progs[0])),
+		.trap_ns = CALIB_DEFAULT_EMULATED_NS,
+		.prog_fds = { bpf_program__fd(skel->progs.lock_acquire),
+			      bpf_program__fd(skel->progs.lock_acquired),
+			      bpf_program__fd(skel->progs.lock_release) },
+		.nprogs = 3,
 		.report = on_governor_event, .report_ctx = t, .placed = probe_reinit,
 	};
 	int n;
