@@ -243,13 +243,109 @@ static __always_inline void count_hit(__u64 cookie)
 		*n += 1;	/* per-CPU: no atomic needed */
 }
 
+/*
+ * Is user address addr of task t in memory other processes may share? What a
+ * fork gives the child there is the same memory, not a copy; and a futex
+ * there can be woken from another process. bpf_find_vma can fail with
+ * -EBUSY (its per-CPU mmap-unlock work is pending: another BPF program on
+ * this CPU called it with interrupts off, as a second forkhazard's deadlock
+ * watch does on the same context switch; or t's mmap lock is taken): that
+ * is MEM_UNKNOWN, never a guess either way.
+ */
+enum fh_memory { MEM_PRIVATE, MEM_SHARED, MEM_UNKNOWN, MEM_UNMAPPED };
+
+#define FH_VM_SHARED	0x8
+#define FH_VM_MAYSHARE	0x80
+
+static long vma_sharing(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
+{
+	*(enum fh_memory *)ctx = vma->vm_flags & (FH_VM_SHARED | FH_VM_MAYSHARE) ? MEM_SHARED :
+										  MEM_PRIVATE;
+	return 0;
+}
+
+static __always_inline enum fh_memory memory_of(struct task_struct *t, __u64 addr)
+{
+	enum fh_memory m = MEM_UNMAPPED;
+	long err = bpf_find_vma(t, addr, vma_sharing, &m, 0);
+
+	if (err == -FH_EBUSY)
+		return MEM_UNKNOWN;
+	return err ? MEM_UNMAPPED : m;
+}
+
+/*
+ * A read of current's memory at a fork, tried again while the page is
+ * absent. Another thread writing to a page right after the fork breaks its
+ * copy-on-write: for the few microseconds that takes (the old entry
+ * cleared, the TLB flushed on every CPU, the copy installed; longer in a
+ * guest whose hypervisor takes the flush's IPIs) a read that may not fault
+ * finds no page, and a lock word on that page, such as a mutex beside the
+ * counter a worker thread updates, would go unread. Only while the address
+ * is mapped, FH_SETTLE_TRIES times and FH_SETTLE_NS at most; a read that
+ * never succeeds is counted (FH_STAT_WORDS_UNREAD). Not for lock probes:
+ * there a failed read costs a trap per try, on the traced program's time.
+ */
+#define FH_SETTLE_TRIES	64
+#define FH_SETTLE_NS	200000ull
+
+struct settle_ctx {
+	__u64 addr, deadline;
+	__u32 size;
+	bool unmapped;
+	long err;
+	__u8 buf[16];
+};
+
+/* One more try (a bpf_loop callback: the verifier checks it once, not once
+ * per try and per call site). */
+static long settle_try(__u32 i, struct settle_ctx *c)
+{
+	__u32 size = c->size;
+
+	if (size > sizeof(c->buf))
+		return 1;
+	c->err = bpf_probe_read_user(c->buf, size, (void *)c->addr);
+	if (!c->err)
+		return 1;
+	if (!c->deadline) {
+		if (memory_of(bpf_get_current_task_btf(), c->addr) == MEM_UNMAPPED) {
+			c->unmapped = true;	/* gone: freed and unmapped */
+			return 1;
+		}
+		c->deadline = bpf_ktime_get_ns() + FH_SETTLE_NS;
+	} else if (bpf_ktime_get_ns() > c->deadline) {
+		return 1;
+	}
+	return 0;
+}
+
+/* size: a constant, at most 16 */
+static __always_inline long read_user_settled(void *dst, __u32 size, __u64 addr)
+{
+	struct settle_ctx c = { .addr = addr, .size = size };
+
+	if (!bpf_probe_read_user(dst, size, (void *)addr))
+		return 0;
+	bpf_loop(FH_SETTLE_TRIES, settle_try, &c, 0);
+	if (c.err || size > sizeof(c.buf)) {
+		if (!c.unmapped)
+			stat_inc(FH_STAT_WORDS_UNREAD);
+		return c.err ? c.err : -1;
+	}
+	__builtin_memcpy(dst, c.buf, size);
+	return 0;
+}
+
 enum held_verdict { HELD_NO, HELD_YES, HELD_UNKNOWN };
 
-static __always_inline __s32 read_s32(__u64 addr, bool *ok)
+/* at_fork: read_user_settled(); a constant where inlined */
+static __always_inline __s32 read_s32(__u64 addr, bool *ok, bool at_fork)
 {
 	__s32 v = 0;
 
-	*ok = bpf_probe_read_user(&v, sizeof(v), (void *)addr) == 0;
+	*ok = (at_fork ? read_user_settled(&v, sizeof(v), addr) :
+			 bpf_probe_read_user(&v, sizeof(v), (void *)addr)) == 0;
 	return v;
 }
 
@@ -263,7 +359,7 @@ static __always_inline __s32 read_s32(__u64 addr, bool *ok)
  * the word says the lock is taken but cannot say by whom.
  */
 static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_lock *l,
-							   __u32 tid)
+							   __u32 tid, bool at_fork)
 {
 	bool ok;
 	__s32 w;
@@ -273,9 +369,9 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 		if (l->layout == FH_LAYOUT_MUSL) {
 			/* a normal mutex stores EBUSY in _m_lock, the other
 			 * types the owner's TID */
-			__s32 type = read_s32(l->addr + MUSL_MUTEX_TYPE, &ok);
+			__s32 type = read_s32(l->addr + MUSL_MUTEX_TYPE, &ok, at_fork);
 
-			w = read_s32(l->addr + MUSL_MUTEX_LOCK, &ok);
+			w = read_s32(l->addr + MUSL_MUTEX_LOCK, &ok, at_fork);
 			if (!ok)
 				return HELD_UNKNOWN;
 			if (!(type & MUSL_MUTEX_TYPE_MASK))
@@ -283,22 +379,22 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 			return (__u32)(w & FUTEX_TID_MASK) == tid ? HELD_YES : HELD_NO;
 		}
 		/* glibc pthread_mutex_t: __owner (a TID), every type */
-		w = read_s32(l->addr + GLIBC_MUTEX_OWNER, &ok);
+		w = read_s32(l->addr + GLIBC_MUTEX_OWNER, &ok, at_fork);
 		if (!ok)
 			return HELD_UNKNOWN;
 		return (__u32)w == tid ? HELD_YES : HELD_NO;
 	case FH_KIND_RWLOCK_WRITE:
 		if (l->layout == FH_LAYOUT_MUSL) {
-			w = read_s32(l->addr, &ok);	/* _rw_lock */
+			w = read_s32(l->addr, &ok, at_fork);	/* _rw_lock */
 			return !ok ? HELD_UNKNOWN : (w & MUSL_RWLOCK_WRITER) == MUSL_RWLOCK_WRITER ?
 						   HELD_UNKNOWN : HELD_NO;
 		}
-		w = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok);
+		w = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok, at_fork);
 		if (!ok)
 			return HELD_UNKNOWN;
 		return (__u32)w == tid ? HELD_YES : HELD_NO;
 	case FH_KIND_RWLOCK_READ:
-		w = read_s32(l->addr, &ok);
+		w = read_s32(l->addr, &ok, at_fork);
 		if (!ok)
 			return HELD_UNKNOWN;
 		if (l->layout == FH_LAYOUT_MUSL)
@@ -309,12 +405,12 @@ static __always_inline enum held_verdict lock_word_verdict(const struct fh_held_
 		       HELD_NO : HELD_UNKNOWN;
 	case FH_KIND_SEM:
 		/* the value (lockabi.h): above 0, nobody holds it as a lock */
-		w = read_s32(l->addr, &ok);
+		w = read_s32(l->addr, &ok, at_fork);
 		if (!ok)
 			return HELD_UNKNOWN;
 		return w > 0 ? HELD_NO : HELD_UNKNOWN;
 	case FH_KIND_SPIN:
-		w = read_s32(l->addr, &ok);
+		w = read_s32(l->addr, &ok, at_fork);
 		if (!ok)
 			return HELD_UNKNOWN;
 #if defined(__TARGET_ARCH_x86)
@@ -340,7 +436,7 @@ static __always_inline __u32 mutex_depth(const struct fh_held_lock *l)
 
 	if (l->kind != FH_KIND_MUTEX || l->layout != FH_LAYOUT_GLIBC)
 		return l->depth;
-	count = read_s32(l->addr + GLIBC_MUTEX_COUNT, &ok);
+	count = read_s32(l->addr + GLIBC_MUTEX_COUNT, &ok, false);
 	return ok && count > 1 ? (__u32)count : 1;
 }
 
@@ -404,37 +500,6 @@ static __always_inline __u64 sleeping_futex(struct task_struct *t)
 	if (nr != NR_futex && nr != NR_futex_wait)
 		return 0;
 	return PT_REGS_PARM1_CORE_SYSCALL(regs);
-}
-
-/*
- * Is user address addr of task t in memory other processes may share? What a
- * fork gives the child there is the same memory, not a copy; and a futex
- * there can be woken from another process. bpf_find_vma can fail with
- * -EBUSY (its per-CPU mmap-unlock work is pending: another BPF program on
- * this CPU called it with interrupts off, as a second forkhazard's deadlock
- * watch does on the same context switch; or t's mmap lock is taken): that
- * is MEM_UNKNOWN, never a guess either way.
- */
-enum fh_memory { MEM_PRIVATE, MEM_SHARED, MEM_UNKNOWN, MEM_UNMAPPED };
-
-#define FH_VM_SHARED	0x8
-#define FH_VM_MAYSHARE	0x80
-
-static long vma_sharing(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
-{
-	*(enum fh_memory *)ctx = vma->vm_flags & (FH_VM_SHARED | FH_VM_MAYSHARE) ? MEM_SHARED :
-										  MEM_PRIVATE;
-	return 0;
-}
-
-static __always_inline enum fh_memory memory_of(struct task_struct *t, __u64 addr)
-{
-	enum fh_memory m = MEM_UNMAPPED;
-	long err = bpf_find_vma(t, addr, vma_sharing, &m, 0);
-
-	if (err == -FH_EBUSY)
-		return MEM_UNKNOWN;
-	return err ? MEM_UNMAPPED : m;
 }
 
 /* t's thread ID in its own (innermost) PID namespace: what the C library

@@ -102,7 +102,7 @@ static long snapshot_slot(__u32 i, struct snapshot_ctx *c)
 	h = &c->tl->slot[i];
 	if (!h->addr)
 		return 0;
-	verdict = lock_word_verdict(h, c->ns_tid);
+	verdict = lock_word_verdict(h, c->ns_tid, true);
 	if (verdict == HELD_NO)
 		return 0;	/* released, waiting, failed trylock, or inside cond_wait */
 	if (verdict != HELD_YES && h->acquired_ns < c->armed_ns)
@@ -231,14 +231,14 @@ static __always_inline __u32 word_owner(const struct fh_watch_lock *l)
 
 	if (l->kind == FH_KIND_MUTEX) {
 		/* __lock (0 when free, whatever the type), __count, __owner */
-		if (bpf_probe_read_user(v, sizeof(v), (void *)l->addr))
+		if (read_user_settled(v, sizeof(v), l->addr))
 			return 0;
 		return v[0] ? (__u32)v[GLIBC_MUTEX_OWNER / 4] : 0;
 	}
 	/* a write lock: in a writer's phase, __cur_writer */
-	if (!(read_s32(l->addr, &ok) & GLIBC_RWLOCK_WRPHASE_BIT) || !ok)
+	if (!(read_s32(l->addr, &ok, true) & GLIBC_RWLOCK_WRPHASE_BIT) || !ok)
 		return 0;
-	v[0] = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok);
+	v[0] = read_s32(l->addr + GLIBC_RWLOCK_CUR_WRITER, &ok, true);
 	return ok ? (__u32)v[0] : 0;
 }
 

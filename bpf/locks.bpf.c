@@ -170,7 +170,7 @@ static __always_inline __u64 armed_since(__u64 pid_tgid)
 static __always_inline bool stale(const struct fh_held_lock *l, __u32 ns_tid, __u64 pid_tgid,
 				  __u64 armed_ns)
 {
-	enum held_verdict v = lock_word_verdict(l, ns_tid);
+	enum held_verdict v = lock_word_verdict(l, ns_tid, false);
 
 	if (v == HELD_NO || (v != HELD_YES && l->acquired_ns < armed_ns))
 		return true;
@@ -231,7 +231,7 @@ static __always_inline int oldest_slot(const struct fh_thread_locks *tl)
 /* Does a slot for the same lock make this acquisition a recursive one? */
 static __always_inline bool recursive(const struct fh_held_lock *l, __u32 tid, __u64 pid_tgid)
 {
-	switch (lock_word_verdict(l, tid)) {
+	switch (lock_word_verdict(l, tid, false)) {
 	case HELD_YES:
 		return true;
 	case HELD_NO:

@@ -475,6 +475,8 @@ enum fh_stat {
 	FH_STAT_FORKS_LOST,	/* fork events among FH_STAT_LOST: mt_forks = reported + these */
 	FH_STAT_HAZARDS_LOST,	/* ... of which with hazard candidates (FH_FORK_FOREIGN_LOCKS):
 				 * userspace counts the hazards it receives, these on top */
+	FH_STAT_WORDS_UNREAD,	/* lock words a fork could not read, their page
+				 * absent past read_user_settled()'s wait */
 	FH_STAT_MAX,
 };
 

@@ -54,4 +54,9 @@ const struct fh_counter_info fh_counters[FH_CNT_MAX] = {
 	[FH_CNT_UNPROBED_PROCS] = { "unprobed_procs", DROPPED,
 				    "Processes left without lock probes (--max-procs).",
 				    "processes without lock probes", -1 },
+	[FH_CNT_UNREAD_WORDS] = { "unread_words", DROPPED,
+				  "Lock words a fork could not read (their page absent for longer "
+				  "than a copy-on-write takes): the lock unconfirmed, or unseen "
+				  "under the word watch.",
+				  "lock words unread", FH_STAT_WORDS_UNREAD },
 };

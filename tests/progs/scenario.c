@@ -486,14 +486,11 @@ static int sc_table(int stale, int held)
 }
 
 /* N forks in a row while a worker holds lock_a; children exit at once. */
-static int sc_storm(int n)
+/* n children that exit at once, each reaped before the next: how many forked */
+static int fork_and_reap(int n)
 {
-	char extra[64];
-	pthread_t t;
 	int forked = 0;
 
-	pthread_create(&t, NULL, hold_a, NULL);
-	wait_stage(1);
 	for (int i = 0; i < n; i++) {
 		pid_t pid = fork();
 
@@ -504,9 +501,71 @@ static int sc_storm(int n)
 			waitpid(pid, NULL, 0);
 		}
 	}
+	return forked;
+}
+
+static int sc_storm(int n)
+{
+	char extra[64];
+	pthread_t t;
+	int forked;
+
+	pthread_create(&t, NULL, hold_a, NULL);
+	wait_stage(1);
+	forked = fork_and_reap(n);
 	atomic_store(&release_all, 1);
 	pthread_join(t, NULL);
 	snprintf(extra, sizeof(extra), "\"forks\":%d", forked);
+	print_facts(extra, 0, 0);
+	return 0;
+}
+
+/*
+ * A lock whose page another thread keeps writing: every fork write-protects
+ * the page, the writer's next store breaks the copy-on-write at once, and
+ * for the few microseconds of that the page is absent to the reads the
+ * kernel side makes at the fork. The lock must still be read, every time.
+ */
+static struct {
+	pthread_mutex_t lock;
+	volatile long stores;
+} cow_page __attribute__((aligned(4096))) = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *hold_cow(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&cow_page.lock);
+	atomic_store(&holder_tid, gettid());
+	atomic_store(&stage, 1);
+	while (!atomic_load(&release_all))
+		sleep_ms(1);
+	pthread_mutex_unlock(&cow_page.lock);
+	return NULL;
+}
+
+static void *write_cow(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&release_all))
+		cow_page.stores++;
+	return NULL;
+}
+
+static int sc_cowrace(int n)
+{
+	char extra[128];
+	pthread_t holder, writer;
+	int forked;
+
+	pthread_create(&holder, NULL, hold_cow, NULL);
+	wait_stage(1);
+	pthread_create(&writer, NULL, write_cow, NULL);
+	forked = fork_and_reap(n);
+	atomic_store(&release_all, 1);
+	pthread_join(writer, NULL);
+	pthread_join(holder, NULL);
+	snprintf(extra, sizeof(extra), "\"forks\":%d,\"cow_lock\":\"%p\",\"holder_tid\":%d",
+		 forked, (void *)&cow_page.lock, atomic_load(&holder_tid));
 	print_facts(extra, 0, 0);
 	return 0;
 }
@@ -581,7 +640,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: scenario [--wait-signal] [--child=MODE] "
 			"hold|waiter|condwait|trylock|trylock-released|released|spawn|many|"
-			"storm N|periodic N|prehold|grandchild|relock-deeper|table STALE HELD|"
+			"storm N|cowrace N|periodic N|prehold|grandchild|relock-deeper|table STALE HELD|"
 			"exit N\n");
 	return 2;
 }
@@ -622,6 +681,8 @@ int main(int argc, char **argv)
 		return sc_many();
 	if (!strcmp(argv[i], "storm") && i + 1 < argc)
 		return sc_storm(atoi(argv[i + 1]));
+	if (!strcmp(argv[i], "cowrace") && i + 1 < argc)
+		return sc_cowrace(atoi(argv[i + 1]));
 	if (!strcmp(argv[i], "periodic") && i + 1 < argc)
 		return sc_periodic(atoi(argv[i + 1]));
 	if (!strcmp(argv[i], "prehold"))
