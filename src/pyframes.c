@@ -34,6 +34,8 @@ struct watched {
 	uint64_t next_ns;	/* WATCH_STARTING: when to look again */
 	dev_t exe_dev;		/* ... and the program it ran before its exec */
 	ino_t exe_ino;
+	int8_t python;		/* WATCH_STARTING, exec'd: a Python (1), not (0);
+				 * -1 not looked at yet (its ELF file read once) */
 };
 
 /* A parent that was gone when its fork event arrived: its child is a copy
@@ -221,6 +223,7 @@ void pyframes_watch_exec(struct pyframes *pf, pid_t pid)
 		pf->starting--;
 	pf->starting++;
 	w->state = WATCH_STARTING;
+	w->python = -1;
 	w->since_ns = clock_mono_ns();
 	w->next_ns = w->since_ns;
 	if (!exe_of(pid, &w->exe_dev, &w->exe_ino))
@@ -232,31 +235,47 @@ bool pyframes_polling(const struct pyframes *pf)
 	return pf->starting > 0;
 }
 
-/* A program just exec'd: its layout as soon as its interpreter has its
- * thread-state key (before the program's first thread, with luck). */
+/*
+ * A program just exec'd: its layout as soon as its interpreter has its
+ * thread-state key (before the program's first thread, with luck). A program
+ * that is no Python may be a wrapper that execs one next (pyenv's shim, a
+ * shell script, env): its exec is watched for the same way, each program
+ * for STARTING_NS at most.
+ */
 static void poll_starting(struct pyframes *pf, struct watched *w, uint64_t now_ns)
 {
 	enum watch_state st;
-
-	dev_t dev;
-	ino_t ino;
+	bool alive;
+	dev_t dev = 0;
+	ino_t ino = 0;
 
 	if (now_ns < w->next_ns)
 		return;
 	w->next_ns = now_ns + POLL_NS;
-	if (exe_of(w->pid, &dev, &ino) && dev == w->exe_dev && ino == w->exe_ino)
-		return;	/* not exec'd yet */
-	/* a program that is no Python is left alone at once */
-	st = pyrt_program_is_python(w->pid) == 1 ? WATCH_PENDING : WATCH_NOT_PYTHON;
-	if (st == WATCH_PENDING) {
-		pyrt_forget(pf->r, w->pid);	/* "not yet" may stick in pyrt: afresh */
-		st = install(pf, w->pid);
+	alive = exe_of(w->pid, &dev, &ino);
+	if (alive && dev == w->exe_dev && ino == w->exe_ino)
+		return;	/* not exec'd (again) yet */
+	/* a Python is read afresh (not the program before its exec), once:
+	 * each poll after that only asks whether its interpreter started */
+	if (w->python < 0) {
+		w->python = pyrt_program_is_python(w->pid) == 1;
+		if (w->python)
+			pyrt_forget(pf->r, w->pid);
 	}
-	/* a Python still being loaded or started (or gone: the deadline
-	 * ends it) */
-	if (st != WATCH_INSTALLED && pyrt_program_is_python(w->pid) == 1 &&
-	    now_ns - w->since_ns < STARTING_NS)
-		return;
+	st = w->python ? install(pf, w->pid) : WATCH_NOT_PYTHON;
+	if (st == WATCH_NOT_PYTHON && w->python)
+		pyrt_forget(pf->r, w->pid);	/* its libpython not mapped yet, maybe */
+	if (alive && now_ns - w->since_ns < STARTING_NS) {
+		if (w->python && st != WATCH_INSTALLED)
+			return;	/* a Python still being loaded or started */
+		if (!w->python) {
+			w->exe_dev = dev;	/* a wrapper, maybe: its next exec */
+			w->exe_ino = ino;
+			w->python = -1;
+			w->since_ns = now_ns;
+			return;
+		}
+	}
 	w->state = st;
 	w->since_ns = now_ns;
 	pf->starting--;

@@ -76,6 +76,7 @@ struct pyproc {
 	uint64_t type[NTYPES];
 	struct libc_thread libc;
 	bool have_libc;
+	bool modules_read;		/* the above known: only the start is awaited */
 	struct code_cache codes;
 	struct py_thread *threads;
 	int nthreads;
@@ -687,15 +688,28 @@ static int read_module(struct pyproc *p, const struct fh_mapping *m)
 	return 0;
 }
 
+/* Has the interpreter of p started (its first interpreter state exists)? */
+static int proc_started(struct pyproc *p)
+{
+	uint64_t head;
+	int err = rd_ptr(p, p->info.runtime + (uint64_t)p->o.runtime_interpreters_head, &head);
+
+	if (err)
+		return err == -EFAULT ? -EAGAIN : err;
+	return head ? 0 : -EAGAIN;
+}
+
 static int proc_read(struct pyproc *p)
 {
 	struct find_module f = { 0 };
 	char link[64], exe[PATH_MAX];
 	struct fh_proc_stat st;
-	uint64_t head;
 	ssize_t n;
 	int err;
 
+	/* polled every few ms while a Python starts: its ELF files once */
+	if (p->modules_read)
+		return proc_started(p);
 	err = procfs_read_stat(p->pid, 0, &st);
 	if (err)
 		return err == -ENOENT ? -ESRCH : err;
@@ -721,10 +735,8 @@ static int proc_read(struct pyproc *p)
 		return err;
 	}
 	p->have_libc = !libcthread_of_process(p->pid, &p->libc);
-	err = rd_ptr(p, p->info.runtime + (uint64_t)p->o.runtime_interpreters_head, &head);
-	if (err)
-		return err == -EFAULT ? -EAGAIN : err;
-	return head ? 0 : -EAGAIN;
+	p->modules_read = true;
+	return proc_started(p);
 }
 
 /* ---- the code cache ---------------------------------------------------------- */

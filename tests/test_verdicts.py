@@ -202,3 +202,24 @@ def test_deadlock_seen_beside_another_tracer():
             check(r.summary()["deadlocks"] == 1, "counted once", r.summary())
     finally:
         other.stop()
+
+
+def test_python_behind_a_wrapper_that_execs_it():
+    """`forkhazard -- python3 ...` where python3 is pyenv's shim (a shell
+    script that execs the interpreter), or any wrapper that does: the
+    interpreter's exec is followed, its layout given to the kernel as its
+    runtime starts, so the lock a thread takes within milliseconds of start-up
+    (logging's handler lock here) has its Python frames. The wrapper used to be
+    taken for the program: no frames until a later request, for most runs."""
+    pythons = interpreters()
+    check(pythons, "an installed CPython")
+    for py in pythons:
+        r, f = traced(["sh", "-c", 'exec "$0" "$@"', py, PY_VERDICTS, "logging"])
+        ev = the_fork(r, f["pid"], f["children"][0])
+        lock = [l for l in ev["locks"] if addr(l["addr"]) == addr(f["lock"])]
+        check(len(lock) == 1 and lock[0]["py_thread"] == "log-writer" and
+              # Handler.acquire, then handle (3.13: `with self.lock` in
+              # handle); co_name on 3.10, the qualified name from 3.11
+              "handle" in [p["function"].split(".")[-1] for p in lock[0]["py_stack"][:2]],
+              "%s behind sh: the logging thread's lock with its Python frames" % py,
+              lock, f)
