@@ -45,12 +45,13 @@ def run_suite(python):
     return (result[-1] if result else "no result (status %d)" % p.returncode), took
 
 
-def where(frames):
-    """The innermost Python frame as people read it, or None."""
+def where(frames, depth=3):
+    """The innermost Python frames as people read them (the innermost
+    first, "<" before each caller), or None."""
     if not frames:
         return None
-    f = frames[0]
-    return "%s (%s:%s)" % (f["function"], os.path.basename(f["file"]), f["line"])
+    return " < ".join("%s (%s:%s)" % (f["function"], os.path.basename(f["file"]), f["line"])
+                      for f in frames[:depth])
 
 
 def main():
