@@ -494,10 +494,12 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 tgid = parent->tgid, child_tgid = child->tgid, zero = 0;
 	const struct fh_py_layout *py;
+	struct py_walk_scratch *py_s;
 	struct fh_fork_event *ev;
 	struct fh_threads_event *others;
 	struct fh_child *fate;
 	__u32 untracked = 0;	/* FH_FORK_* reason when the locks are not seen */
+	__u32 py_n;
 	__u64 now, size, armed_ns = 0;
 	bool locks_seen;
 
@@ -571,21 +573,21 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	ev->ns_pid = ns_tgid(parent);
 	ev->ns_child_pid = ns_tgid(child);
 	exe_name_of(parent, ev->exe_name, sizeof(ev->exe_name));
-	/* the forking thread (current) in Python: where it called fork */
+	/* the forking thread (current) in Python: where it called fork, and
+	 * deeper, FH_PY_FORK_FRAMES in all: the user's call below which a
+	 * library forked; py_outer[k] only when the stack before it is full */
 	py = py_layout_of(tgid);
-	if (py) {
-		py_walk(py, parent, &ev->py, 0);
+	py_s = py ? py_walk_scratch() : NULL;
+	py_n = py_s ? py_walk(py, parent, py_s, FH_PY_FORK_FRAMES) : 0;
+	if (py_s) {
+		py_stack_of_walk(&ev->py, py_s, py_n, 0);
 	} else {
 		ev->py.n = 0;
 		ev->py.status = FH_PY_NOT_WALKED;
 	}
-	/* deeper, while the stack before was full: the user's call below
-	 * which a library forked */
 	for (int k = 0; k < FH_PY_FORK_OUTER; k++) {
-		struct fh_py_stack *prev = k ? &ev->py_outer[k - 1] : &ev->py;
-
-		if (py && prev->status == FH_PY_WALKED && prev->n == FH_PY_FRAMES) {
-			py_walk(py, parent, &ev->py_outer[k], (__u32)(k + 1) * FH_PY_FRAMES);
+		if (py_s && py_n >= (__u32)(k + 1) * FH_PY_FRAMES) {
+			py_stack_of_walk(&ev->py_outer[k], py_s, py_n, (__u32)(k + 1) * FH_PY_FRAMES);
 		} else {
 			ev->py_outer[k].n = 0;
 			ev->py_outer[k].status = FH_PY_NOT_WALKED;

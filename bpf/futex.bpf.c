@@ -218,7 +218,7 @@ int BPF_PROG(on_sleep, bool preempt, struct task_struct *prev, struct task_struc
 	 * layout holds (ev.py is zeroed: not walked without one) */
 	py = py_layout_of(c->parent_pid);
 	if (py)
-		py_walk(py, task, &ev.py, 0);
+		py_walk_stack(py, task, &ev.py);
 	send_user_stack(regs, ev.tid, ev.time_ns);
 	emit(&ev, sizeof(ev));
 	return 0;

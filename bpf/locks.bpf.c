@@ -146,7 +146,7 @@ static __always_inline void describe_call(struct pt_regs *ctx, struct fh_thread_
 	l->stack_id = lock_stack == FH_LOCK_STACK_FULL ? user_stack_id(ctx) : -1;
 	l->stack_gen = stack_gen;
 	if (py) {
-		py_walk(py, bpf_get_current_task_btf(), &l->py, 0);
+		py_walk_stack(py, bpf_get_current_task_btf(), &l->py);
 	} else {
 		l->py.n = 0;
 		l->py.status = FH_PY_NOT_WALKED;

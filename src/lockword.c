@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -266,37 +267,113 @@ void lockword_decode(const struct lw_wait *w, const uint8_t *mem, size_t len, en
 	}
 }
 
-ssize_t lockword_read_procmem(pid_t pid, uint64_t addr, void *buf, size_t len)
+/*
+ * Reading another process's memory: through /proc/PID/mem, not
+ * process_vm_readv. process_vm_readv pins the pages it reads, and the kernel
+ * copies an anonymous page still shared with a fork's child before it lets it
+ * be pinned (it "unshares" it). The pages this tool reads are the parent's
+ * just after a fork, so each read cost the traced process a page copy and a
+ * TLB flush on every CPU it runs on; /proc/PID/mem reads the page as it is.
+ *
+ * One open file per process, for the few processes read last (their forks
+ * come in bursts). A file reads the memory of the program that ran when it
+ * was opened: once that program exec'd or exited, reads return 0 bytes, and
+ * the file is opened again, for what runs under that PID now.
+ */
+#define MEM_FILES	8
+
+static struct mem_file {
+	pid_t pid;		/* 0: free */
+	int fd;
+	unsigned long used;	/* when last read (a counter): the oldest goes first */
+} mem_files[MEM_FILES];
+static unsigned long mem_reads;
+
+static int mem_open(pid_t pid)
 {
 	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	return fd;
+}
+
+/* pread, with "not mapped" said as process_vm_readv says it (EFAULT). */
+static ssize_t mem_pread(int fd, uint64_t addr, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = pread(fd, buf, len, (off_t)addr);
+	while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	return errno == EIO ? -EFAULT : -errno;
+}
+
+/* Process pid's cached file, opened anew when `stale`, or -errno. */
+static int mem_file_of(pid_t pid, bool stale)
+{
+	struct mem_file *f = &mem_files[0];
+	int fd;
+
+	for (int i = 0; i < MEM_FILES; i++) {
+		if (mem_files[i].pid == pid) {
+			f = &mem_files[i];
+			if (!stale)
+				goto found;
+			break;
+		}
+		if (mem_files[i].used < f->used)
+			f = &mem_files[i];
+	}
+	fd = mem_open(pid);
+	if (fd < 0)
+		return fd;
+	if (f->pid)
+		close(f->fd);
+	f->pid = pid;
+	f->fd = fd;
+found:
+	f->used = ++mem_reads;
+	return f->fd;
+}
+
+static ssize_t read_procmem(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
 	ssize_t n;
 	int fd;
 
 	if (addr > (uint64_t)INT64_MAX - len)
 		return -EFAULT;
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (!len)
+		return 0;
+	fd = mem_file_of(pid, false);
 	if (fd < 0)
-		return -errno;
-	do
-		n = pread(fd, buf, len, (off_t)addr);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		n = -errno;
-	close(fd);
-	return n;
+		return fd;
+	n = mem_pread(fd, addr, buf, len);
+	if (n != 0)
+		return n;
+	/* the program the file was opened on is gone: what runs now */
+	fd = mem_file_of(pid, true);
+	if (fd < 0)
+		return fd;	/* its slot goes to the next process read */
+	n = mem_pread(fd, addr, buf, len);
+	return n == 0 ? -ESRCH : n;
 }
 
 ssize_t lockword_read(pid_t pid, uint64_t addr, void *buf, size_t len)
 {
 	struct iovec local = { buf, len }, remote = { (void *)(uintptr_t)addr, len };
-	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	ssize_t n = read_procmem(pid, addr, buf, len);
 
-	if (n >= 0)
+	if (n >= 0 || n == -ESRCH || n == -EFAULT)
 		return n;
-	if (errno == ESRCH)
-		return -ESRCH;
-	/* ENOSYS without CONFIG_CROSS_MEMORY_ATTACH, EPERM under some seccomp
-	 * policies; /proc/PID/mem has its own rules, and an EFAULT is re-checked */
-	return lockword_read_procmem(pid, addr, buf, len);
+	/* /proc hidden or not mounted (hidepid, a bare container): the system
+	 * call, which copies shared pages as it reads them (above) */
+	n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	return n >= 0 ? n : -errno;
 }

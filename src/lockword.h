@@ -90,11 +90,13 @@ void lockword_decode(const struct lw_wait *w, const uint8_t *mem, size_t len, en
 		     int pid_max, struct lw_lock *l);
 
 /*
- * Read len bytes at addr of process pid: process_vm_readv, or /proc/PID/mem
- * where that is not allowed. Returns the bytes read (fewer at the end of a
- * mapping) or -errno.
+ * Read len bytes at addr of process pid, as its memory is: through
+ * /proc/PID/mem, which, unlike process_vm_readv, copies no page the process
+ * shares with a forked child (lockword.c). process_vm_readv only where /proc
+ * cannot be read. Returns the bytes read (fewer at the end of a mapping), or
+ * -EFAULT (nothing mapped at addr), -ESRCH (no such process) or -errno.
+ * The files of the last few processes read stay open for the next reads.
  */
 ssize_t lockword_read(pid_t pid, uint64_t addr, void *buf, size_t len);
-ssize_t lockword_read_procmem(pid_t pid, uint64_t addr, void *buf, size_t len);
 
 #endif

@@ -5,8 +5,8 @@
  * thread states, thread names and frames. Used by inspect, and by whatever
  * turns recorded (code object, instruction) pairs into file:line:function.
  *
- * Memory is read with process_vm_readv (/proc/PID/mem as a fallback),
- * never written, and the process is never stopped or signalled here. All of
+ * Memory is read through /proc/PID/mem (lockword_read: no page of it is
+ * copied for the read), never written, and the process is never stopped or signalled here. All of
  * it is untrusted and may change under us: every object's type is checked
  * against the process's own type objects before its fields are believed,
  * every length and loop is bounded, and a failed read ends that answer only.

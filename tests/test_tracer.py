@@ -196,6 +196,23 @@ def test_lock_on_a_page_being_copied_is_still_read():
     check(s["dropped"]["unread_words"] == 0, "no lock word unread", s)
 
 
+def test_reading_a_process_copies_none_of_its_pages():
+    """The tracer reads the forked child's copy of a held lock's word (has it
+    been re-initialised?). process_vm_readv, which it used, pins what it
+    reads, and the kernel copies a page still shared with the parent before
+    it lets it be pinned: every read cost the traced process a page copy and
+    a TLB flush on every CPU. A mutex alone on its page, which neither parent
+    nor child writes after the fork: its page must still be one page, shared
+    by both, a second later."""
+    r, facts = scenario_under_tracer(["cowshare"])
+    f = facts[-1]
+    check(f["frames_known"], "the scenario could read its page frames (root)", f)
+    ev = fork_of(r, facts)
+    check([(addr(l["addr"]), l["holder_tid"]) for l in ev["locks"]] ==
+          [(addr(f["lone_lock"]), f["holder_tid"])], "the held mutex is the hazard", ev, f)
+    check(f["shared"], "the mutex's page was copied while the tracer read it", f)
+
+
 def test_attach_to_running_process():
     bg = Background([prog("scenario"), "--wait-signal", "hold"])
     try:

@@ -13,6 +13,8 @@
  * A hung child is killed by the scenario after 3 s, so nothing outlives it.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -570,6 +572,88 @@ static int sc_cowrace(int n)
 	return 0;
 }
 
+/* The physical page behind addr in this process (/proc/self/pagemap; root
+ * reads the frame numbers), or 0. */
+static uint64_t page_frame(const void *addr)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)addr / 4096 * sizeof(e))) != sizeof(e))
+		e = 0;
+	close(fd);
+	return e & ((1ULL << 55) - 1);
+}
+
+/* A mutex alone on its page: only lock calls write there. */
+static struct {
+	pthread_mutex_t m;
+} __attribute__((aligned(4096))) lone_page = { PTHREAD_MUTEX_INITIALIZER };
+static int idle_pipe[2];
+
+static void *hold_lone(void *arg)
+{
+	char c;
+
+	(void)arg;
+	pthread_mutex_lock(&lone_page.m);
+	atomic_store(&holder_tid, gettid());
+	atomic_store(&stage, 1);
+	while (read(idle_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	pthread_mutex_unlock(&lone_page.m);
+	return NULL;
+}
+
+/*
+ * Does the tracer's reading of a process's memory copy its pages? A thread
+ * holds a mutex alone on its page and blocks; main forks a child that lives
+ * 1.5 s and writes nothing there. The tracer reads the child's copy of the
+ * lock word (has the child re-initialised it?). A second after the fork,
+ * parent and child look up the physical page of the mutex: untouched, it is
+ * still one page shared by both, unless a read made the kernel copy it.
+ */
+static int sc_cowshare(void)
+{
+	int frames[2];
+	uint64_t mine, childs = 0;
+	char extra[256];
+	pthread_t t;
+	pid_t child;
+	int status;
+
+	if (pipe(idle_pipe) || pipe(frames))
+		return 1;
+	pthread_create(&t, NULL, hold_lone, NULL);
+	wait_stage(1);
+	sleep_ms(50);	/* blocked in read() by now */
+	child = fork();
+	if (child == 0) {
+		sleep_ms(1500);
+		childs = page_frame(&lone_page);
+		if (write(frames[1], &childs, sizeof(childs)) != sizeof(childs))
+			_exit(1);
+		_exit(0);
+	}
+	sleep_ms(1000);
+	mine = page_frame(&lone_page);
+	if (read(frames[0], &childs, sizeof(childs)) != sizeof(childs))
+		childs = 0;
+	waitpid(child, &status, 0);
+	if (write(idle_pipe[1], "x", 1) != 1)
+		return 1;
+	pthread_join(t, NULL);
+	snprintf(extra, sizeof(extra),
+		 "\"lone_lock\":\"%p\",\"holder_tid\":%d,\"frames_known\":%s,\"shared\":%s,"
+		 "\"parent_frame\":%" PRIu64 ",\"child_frame\":%" PRIu64,
+		 (void *)&lone_page.m, atomic_load(&holder_tid), mine && childs ? "true" : "false",
+		 mine == childs ? "true" : "false", mine, childs);
+	print_facts(extra, child, status);
+	return 0;
+}
+
 /* A thread is created first, locks come later: for descendants traced by
  * -p/--: the child becomes multithreaded, takes a lock, forks again. */
 static int sc_grandchild(void)
@@ -640,7 +724,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: scenario [--wait-signal] [--child=MODE] "
 			"hold|waiter|condwait|trylock|trylock-released|released|spawn|many|"
-			"storm N|cowrace N|periodic N|prehold|grandchild|relock-deeper|table STALE HELD|"
+			"storm N|cowrace N|cowshare|periodic N|prehold|grandchild|relock-deeper|table STALE HELD|"
 			"exit N\n");
 	return 2;
 }
@@ -683,6 +767,8 @@ int main(int argc, char **argv)
 		return sc_storm(atoi(argv[i + 1]));
 	if (!strcmp(argv[i], "cowrace") && i + 1 < argc)
 		return sc_cowrace(atoi(argv[i + 1]));
+	if (!strcmp(argv[i], "cowshare"))
+		return sc_cowshare();
 	if (!strcmp(argv[i], "periodic") && i + 1 < argc)
 		return sc_periodic(atoi(argv[i + 1]));
 	if (!strcmp(argv[i], "prehold"))

@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include "lockword.h"
 #include "unit.h"
@@ -356,7 +358,7 @@ UNIT_TEST(read_stops_at_the_end_of_a_mapping)
 	long page = sysconf(_SC_PAGESIZE);
 	uint8_t *m = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint8_t buf[LW_WINDOW], buf2[LW_WINDOW];
+	uint8_t buf[LW_WINDOW];
 	uint64_t at;
 
 	CHECK(m != MAP_FAILED);
@@ -365,14 +367,54 @@ UNIT_TEST(read_stops_at_the_end_of_a_mapping)
 	at = (uint64_t)(uintptr_t)(m + page - 16);
 	CHECK_INT(lockword_read(getpid(), at, buf, sizeof(buf)), 16);
 	CHECK(buf[0] == 0xab && buf[15] == 0xab);
-	/* /proc/PID/mem, the fallback, reads the same */
-	CHECK_INT(lockword_read_procmem(getpid(), at, buf2, sizeof(buf2)), 16);
-	CHECK(!memcmp(buf, buf2, 16));
 	/* nothing mapped there at all */
-	CHECK(lockword_read(getpid(), (uint64_t)(uintptr_t)(m + page), buf, sizeof(buf)) < 0);
-	CHECK(lockword_read_procmem(getpid(), (uint64_t)(uintptr_t)(m + page), buf,
-				    sizeof(buf)) < 0);
+	CHECK_INT(lockword_read(getpid(), (uint64_t)(uintptr_t)(m + page), buf, sizeof(buf)),
+		  -EFAULT);
 	munmap(m, (size_t)page);
+}
+
+/* More processes than lockword.c keeps files open for, read in turn: each
+ * read is of the right process; one that exited since its file was opened
+ * reads as gone. */
+UNIT_TEST(read_keeps_each_process_apart)
+{
+	static volatile int marker;
+	enum { N = 11 };
+	pid_t kids[N];
+	int ready[2], hold[2], v;
+	char c;
+
+	CHECK(pipe(ready) == 0 && pipe(hold) == 0);
+	for (int i = 0; i < N; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			close(hold[1]);	/* read() below ends when the parent closes it */
+			marker = 100 + i;
+			if (write(ready[1], "r", 1) != 1)
+				_exit(1);
+			while (read(hold[0], &c, 1) < 0)
+				;
+			_exit(0);
+		}
+		CHECK(kids[i] > 0 && read(ready[0], &c, 1) == 1);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++) {
+			CHECK_INT(lockword_read(kids[i], (uint64_t)(uintptr_t)&marker, &v, sizeof(v)),
+				  (int)sizeof(v));
+			CHECK_INT(v, 100 + i);
+		}
+	}
+	/* the newest file is kids[N - 1]'s: it exits, and reads as gone */
+	kill(kids[N - 1], SIGKILL);
+	CHECK(waitpid(kids[N - 1], NULL, 0) == kids[N - 1]);
+	CHECK_INT(lockword_read(kids[N - 1], (uint64_t)(uintptr_t)&marker, &v, sizeof(v)), -ESRCH);
+	close(hold[1]);
+	for (int i = 0; i < N - 1; i++)
+		waitpid(kids[i], NULL, 0);
+	close(hold[0]);
+	close(ready[0]);
+	close(ready[1]);
 }
 
 UNIT_TEST(read_of_no_process)
