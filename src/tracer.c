@@ -233,6 +233,25 @@ static void set_trace_mode(struct forkhazard_bpf *skel, enum fh_trace_mode mode)
 	skel->rodata->global_lock_probes = global;
 }
 
+/* How much each program cost the verifier (-vv): what start-up spends, and
+ * how far each is from the kernel's limit of a million instructions. */
+static void log_verifier_work(struct bpf_object *obj)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (!bpf_program__autoload(p) || bpf_program__fd(p) < 0 ||
+		    bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len))
+			continue;
+		log_debug("BPF program %s: %u instructions verified", bpf_program__name(p),
+			  info.verified_insns);
+	}
+}
+
 /* Where the host's glibc (ours) keeps a thread's start routine: what the
  * kernel side reads at a fork, for processes gone before userspace can. */
 static __u32 host_start_routine_offset(void)
@@ -300,6 +319,7 @@ static int load_bpf(struct tracer *t)
 			  strerror(-err));
 		return err;
 	}
+	log_verifier_work(skel->obj);
 	err = forkhazard_bpf__attach(skel);
 	if (err) {
 		log_error("cannot attach the tracepoint programs: %s", strerror(-err));

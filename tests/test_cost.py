@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from fh import Skip, binary, check, check_sanitizers, prog
+from fh import Skip, Tracer, binary, check, check_sanitizers, prog
 
 N = 2000
 PY_PAIRS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "progs", "py_pairs.py")
@@ -145,3 +145,28 @@ def test_traps_per_python_lock_pair():
         # a few GIL hand-overs around the handshakes come on top
         check(N <= n <= N + 20, "CPython %s: one trap per Lock pair, got %d for %d"
               % (facts["python"], n, N), seen)
+
+
+def test_verifier_work_stays_far_from_its_limit():
+    """Start-up is mostly the kernel verifying the programs, and a program
+    past a million verified instructions does not load at all. The fork
+    program once took 973,852 (its Python walk inlined four times): 1.2 s
+    of start-up, and one more branch from not loading. Every program must
+    stay under a quarter of the limit, in each mode that loads a different
+    set of them."""
+    limit = 250_000
+    for mode in ([], ["--light"], ["--track-all"]):
+        # -- COMMAND for the first two, whole-system for --track-all
+        r = Tracer(["-vv"] + mode, json_out=False).stop() if mode == ["--track-all"] else \
+            Tracer(["-vv"] + mode + ["--", "true"], json_out=False).wait()
+        check(r.status == 0, "forkhazard %s" % " ".join(mode), r.stderr[-2000:])
+        work = {}
+        for line in r.stderr.splitlines():
+            parts = line.split()
+            if "instructions verified" in line and len(parts) >= 6:
+                work[parts[3].rstrip(":")] = int(parts[4])
+        check("on_fork" in work, "the fork program's work is reported", mode, work)
+        if mode != ["--light"]:
+            check("lock_acquire" in work, "the lock probe's work is reported", mode, work)
+        over = {name: n for name, n in work.items() if n > limit}
+        check(not over, "programs past %d verified instructions %s" % (limit, mode), over)
