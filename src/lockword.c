@@ -56,6 +56,7 @@ static int decode_waitv(pid_t pid, const struct fh_syscall *sc, struct lw_wait *
 	w->has_timeout = sc->args[3] != 0;
 	if (nr == 0 || nr > FUTEX_WAITV_MAX)
 		return 0;	/* the kernel refuses these at once */
+	memset(v, 0, nr * sizeof(v[0]));	/* what a short read leaves is never used */
 	n = lockword_read(pid, sc->args[0], v, nr * sizeof(v[0]));
 	if (n < 0)
 		return (int)n;
