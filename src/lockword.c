@@ -315,8 +315,9 @@ static ssize_t mem_pread(int fd, uint64_t addr, void *buf, size_t len)
 	return errno == EIO ? -EFAULT : -errno;
 }
 
-/* Process pid's cached file, opened anew when `stale`, or -errno. */
-static int mem_file_of(pid_t pid, bool stale)
+/* Process pid's open file: the one kept, or one opened in place of the
+ * least recently read; or -errno. */
+static int mem_file_of(pid_t pid)
 {
 	struct mem_file *f = &mem_files[0];
 	int fd;
@@ -324,9 +325,7 @@ static int mem_file_of(pid_t pid, bool stale)
 	for (int i = 0; i < MEM_FILES; i++) {
 		if (mem_files[i].pid == pid) {
 			f = &mem_files[i];
-			if (!stale)
-				goto found;
-			break;
+			goto found;
 		}
 		if (mem_files[i].used < f->used)
 			f = &mem_files[i];
@@ -343,26 +342,35 @@ found:
 	return f->fd;
 }
 
+static void mem_file_close(pid_t pid)
+{
+	for (int i = 0; i < MEM_FILES; i++) {
+		if (mem_files[i].pid == pid) {
+			close(mem_files[i].fd);
+			mem_files[i] = (struct mem_file){ 0 };
+		}
+	}
+}
+
 static ssize_t read_procmem(pid_t pid, uint64_t addr, void *buf, size_t len)
 {
-	ssize_t n;
-	int fd;
+	ssize_t n = 0;
 
 	if (addr > (uint64_t)INT64_MAX - len)
 		return -EFAULT;
 	if (!len)
 		return 0;
-	fd = mem_file_of(pid, false);
-	if (fd < 0)
-		return fd;
-	n = mem_pread(fd, addr, buf, len);
-	if (n != 0)
-		return n;
-	/* the program the file was opened on is gone: what runs now */
-	fd = mem_file_of(pid, true);
-	if (fd < 0)
-		return fd;	/* its slot goes to the next process read */
-	n = mem_pread(fd, addr, buf, len);
+	/* a second try when the program the file was opened on is gone (0
+	 * bytes): with a file opened on what runs under the PID now */
+	for (int try = 0; try < 2 && n == 0; try++) {
+		int fd = mem_file_of(pid);
+
+		if (fd < 0)
+			return fd;
+		n = mem_pread(fd, addr, buf, len);
+		if (n == 0)
+			mem_file_close(pid);
+	}
 	return n == 0 ? -ESRCH : n;
 }
 

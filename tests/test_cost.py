@@ -7,6 +7,7 @@ N. Deterministic: no timing is measured or asserted."""
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -160,11 +161,8 @@ def test_verifier_work_stays_far_from_its_limit():
         r = Tracer(["-vv"] + mode, json_out=False).stop() if mode == ["--track-all"] else \
             Tracer(["-vv"] + mode + ["--", "true"], json_out=False).wait()
         check(r.status == 0, "forkhazard %s" % " ".join(mode), r.stderr[-2000:])
-        work = {}
-        for line in r.stderr.splitlines():
-            parts = line.split()
-            if "instructions verified" in line and len(parts) >= 6:
-                work[parts[3].rstrip(":")] = int(parts[4])
+        work = {m.group(1): int(m.group(2)) for m in
+                re.finditer(r"BPF program (\w+): (\d+) instructions verified", r.stderr)}
         check("on_fork" in work, "the fork program's work is reported", mode, work)
         if mode != ["--light"]:
             check("lock_acquire" in work, "the lock probe's work is reported", mode, work)
