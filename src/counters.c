@@ -59,4 +59,10 @@ const struct fh_counter_info fh_counters[FH_CNT_MAX] = {
 				  "than a copy-on-write takes): the lock unconfirmed, or unseen "
 				  "under the word watch.",
 				  "lock words unread", FH_STAT_WORDS_UNREAD },
+	/* symbolize.c's: stacks are read from the living process's maps */
+	[FH_CNT_UNSYMBOLIZED_FORKS] = { "unsymbolized_forks", DROPPED,
+					"Forks whose parent and child had both exited before "
+					"userspace read their memory maps: their stacks are "
+					"addresses.",
+					"forks unsymbolized (gone first)", -1 },
 };

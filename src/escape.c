@@ -51,14 +51,14 @@ char *term_escape(const char *s, size_t n, char *out, size_t outsz)
 		uint32_t cp;
 		size_t ulen = utf8_valid_len(p + i, n - i, &cp);
 
-		if (ulen == 1 && cp >= 0x20 && cp < 0x7f && cp != '\\') {
+		if (ulen == 1 && term_shows(cp) && cp != '\\') {
 			piece[0] = (char)cp;
 			plen = 1;
 		} else if (ulen == 1 && cp == '\\') {
 			/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes */
 			memcpy(piece, "\\\\", 2);
 			plen = 2;
-		} else if (ulen > 1 && !(cp >= 0x80 && cp < 0xa0)) {
+		} else if (ulen > 1 && term_shows(cp)) {
 			memcpy(piece, p + i, ulen);
 			plen = ulen;
 		} else {

@@ -13,6 +13,13 @@
  * Rejects overlongs, surrogates and code points above U+10FFFF. */
 size_t utf8_valid_len(const unsigned char *s, size_t n, uint32_t *cp);
 
+/* Does a terminal show code point cp as itself (not act on it)? Not for C0
+ * controls, DEL and C1 controls. */
+static inline int term_shows(uint32_t cp)
+{
+	return cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0);
+}
+
 /*
  * Copy s (n bytes, or up to NUL if n == (size_t)-1) into out as text safe for
  * a terminal: control bytes (C0, DEL, C1) and invalid UTF-8 become \xNN and a

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,48 @@
 int log_verbosity = LOG_NOTICE;
 static FILE *log_stream;	/* --log-file; NULL: stderr */
 static bool log_journal;	/* stderr is the journal: "<N>" prefixes */
+
+/*
+ * A message formatted and written with what a terminal would act on made
+ * visible: control bytes but newlines, DEL, C1 controls and invalid UTF-8 as
+ * \xNN. A message can carry what a traced process chose (its executable's
+ * path in a -v line, a path libbpf names), and most callers cannot know
+ * which of their strings did. Text that was escaped already passes as it is.
+ */
+static void write_safe_v(FILE *f, const char *fmt, va_list ap)
+{
+	char small[1024], *msg = small;
+	const unsigned char *p;
+	va_list again;
+	int n;
+
+	va_copy(again, ap);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	if (n >= (int)sizeof(small) && !(msg = malloc((size_t)n + 1)))
+		msg = small;	/* no memory: the message cut short */
+	else if (msg != small)
+		vsnprintf(msg, (size_t)n + 1, fmt, again);
+	va_end(again);
+	if (n < 0)
+		return;
+	if (msg == small && n >= (int)sizeof(small))
+		n = (int)sizeof(small) - 1;
+	p = (const unsigned char *)msg;
+	for (size_t i = 0; i < (size_t)n;) {
+		uint32_t cp;
+		size_t len = utf8_valid_len(p + i, (size_t)n - i, &cp);
+
+		if (len && (cp == '\n' || term_shows(cp))) {
+			fwrite(p + i, 1, len, f);
+			i += len;
+		} else {
+			fprintf(f, "\\x%02x", p[i]);
+			i++;
+		}
+	}
+	if (msg != small)
+		free(msg);
+}
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
@@ -30,7 +74,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (level == LOG_WARN)
 		fputs("warning: ", f);
 	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
+	write_safe_v(f, fmt, ap);
 	va_end(ap);
 	fputc('\n', f);
 	if (log_stream)
@@ -43,7 +87,8 @@ int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 	if (need > log_verbosity)
 		return 0;
-	return vfprintf(log_stream ? log_stream : stderr, fmt, ap);
+	write_safe_v(log_stream ? log_stream : stderr, fmt, ap);
+	return 0;
 }
 
 /* Is stderr the journal (JOURNAL_STREAM=dev:ino names it)? */

@@ -348,18 +348,25 @@ int syms_note_fork(struct syms *s, pid_t pid, pid_t child, const char *comm)
 	int err = syms_note_process(s, pid);
 
 	if (err != -ESRCH || child <= 0)
-		return err;
+		goto out;
 	/* The parent is gone; its address space lives on in the child, unless
 	 * the child exec'd (a new name) or is gone too. */
-	if (procfs_read_stat(child, 0, &st) || strncmp(st.comm, comm, FH_COMM_LEN))
-		return -ESRCH;
+	if (procfs_read_stat(child, 0, &st) || strncmp(st.comm, comm, FH_COMM_LEN)) {
+		err = -ESRCH;
+		goto out;
+	}
 	p = snap_slot(s);
 	err = snap_take(s, pid, child, p);
 	if (err)
-		return err;
+		goto out;
 	p->borrowed = true;
 	p->starttime = 0;	/* unknown: any process later seen under pid is another */
-	return 0;
+out:
+	/* A tree that ends within a millisecond of its fork can be gone
+	 * before its event is read: its stacks stay addresses, counted. */
+	if (err == -ESRCH)
+		s->st.forks_gone++;
+	return err;
 }
 
 void syms_forget(struct syms *s, pid_t pid)

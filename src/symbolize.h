@@ -59,6 +59,7 @@ struct syms_stats {
 	uint64_t snapshots_evicted;	/* dropped (LRU) before their stacks were needed */
 	uint64_t snapshots_stale;	/* replaced: the PID was reused */
 	uint64_t mappings_dropped;	/* mappings over the per-process bound */
+	uint64_t forks_gone;		/* noted after parent and child had exited */
 	size_t modules_cached, module_bytes;
 	size_t snapshots_cached;
 };
@@ -87,7 +88,8 @@ int syms_note_process(struct syms *s, pid_t pid);
  * pid forked child: note pid; if pid is already gone (it exited right after
  * forking), its address space lives on in the child, which is snapshotted in
  * its stead, unless it has exec'd (its comm is no longer `comm`, the
- * parent's, FH_COMM_LEN bytes).
+ * parent's, FH_COMM_LEN bytes). -ESRCH when neither can be read any more
+ * (counted: forks_gone).
  */
 int syms_note_fork(struct syms *s, pid_t pid, pid_t child, const char *comm);
 

@@ -763,6 +763,7 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	uint64_t stats[FH_STAT_MAX];
 	struct probes_stats ps = { 0 };
 	struct ustacks_stats us = { 0 };
+	struct syms_stats ss = { 0 };
 
 	read_stats(t, stats);
 	for (int i = 0; i < FH_CNT_MAX; i++)
@@ -780,6 +781,9 @@ static void collect_counts(struct tracer *t, struct fh_counts *c)
 	if (t->ustacks)
 		ustacks_get_stats(t->ustacks, &us);
 	c->v[FH_CNT_UNWINDS_SKIPPED] = us.rate_limited;
+	if (t->syms)
+		syms_get_stats(t->syms, &ss);
+	c->v[FH_CNT_UNSYMBOLIZED_FORKS] = ss.forks_gone;
 	if (t->probes)
 		probes_get_stats(t->probes, &ps);
 	c->v[FH_CNT_UNPROBED_PROCS] = (uint64_t)ps.procs_refused;

@@ -140,7 +140,8 @@ def recording(n_events, n_sites=5, seed=1, deadlock_every=500, python=False):
                              "dropped": {k: 0 for k in (
                                  "untracked_locks", "untraced_procs", "unfollowed_children",
                                  "stacks", "correlation_evicted", "unwinds",
-                                 "unprobed_procs", "unread_words")}}))
+                                 "unprobed_procs", "unread_words",
+                                 "unsymbolized_forks")}}))
     return lines, facts
 
 

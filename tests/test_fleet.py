@@ -185,6 +185,9 @@ CASES = [
     case("ForkhazardTableOverflow", "quiet: lost stacks (the stack map empties itself)", 25,
          {'forkhazard_dropped_total{what="stacks", %s}' % T: "0x20 50x20",
           'forkhazard_dropped_total{what="untraced_procs", %s}' % T: "0x40"}),
+    case("ForkhazardTableOverflow", "quiet: short-lived trees unsymbolized (no table)", 25,
+         {'forkhazard_dropped_total{what="unsymbolized_forks", %s}' % T: "0x20 7x20",
+          'forkhazard_dropped_total{what="untraced_procs", %s}' % T: "0x40"}),
 
     case("ForkhazardBpfMapNearFull", "children 92% full for 30 minutes", 30,
          {'forkhazard_bpf_map_entries{map="children", %s}' % T: "15000x40",

@@ -7,10 +7,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 
-from fh import Skip, Tracer, addr, check, prog
+from fh import Skip, Tracer, addr, check, prog, wait_until
 
 
 def build_id(path):
@@ -163,6 +164,85 @@ def test_parent_exits_right_after_fork():
     stack = lock_stack(r, facts)
     check(not os.path.exists("/proc/%d" % facts["pid"]), "the parent is gone", facts)
     check_hold_frame(stack[0], facts, prog("symprog"))
+
+
+def command_of(tracer):
+    """The PID of the COMMAND a `forkhazard -- COMMAND` started, once it runs
+    tests/progs/scenario and waits for SIGUSR1 (blocked: it is safe to send)."""
+    found = []
+
+    def waiting():
+        if not found:
+            for task in os.listdir("/proc/%d/task" % tracer.proc.pid):
+                with open("/proc/%d/task/%s/children" % (tracer.proc.pid, task)) as f:
+                    found.extend(int(c) for c in f.read().split())
+        for pid in found:
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    st = dict(l.split(":", 1) for l in f if ":" in l)
+                with open("/proc/%d/wchan" % pid) as f:
+                    wchan = f.read()
+            except OSError:
+                continue
+            # blocked, or in sigwait (which unblocks what it waits for)
+            if st["Name"].strip() == "scenario" and (int(st["SigBlk"], 16) & (1 << 9) or
+                                                     "sigtimedwait" in wchan):
+                found[:] = [pid]
+                return True
+        return False
+
+    wait_until(waiting, 20, "the command waiting for SIGUSR1")
+    return found[0]
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_tree_gone_before_its_event_is_read():
+    """A process tree that ends before forkhazard reads its fork event (here
+    forkhazard is stopped meanwhile, as a busy machine can hold it back for a
+    millisecond) leaves no memory map to symbolize with: the stacks are
+    addresses, and the summary counts the fork in dropped.unsymbolized_forks.
+    The same program read in time: named frames, nothing counted."""
+    for late in (False, True):
+        t = Tracer(["--", prog("scenario"), "--wait-signal", "hold"])
+        pid = None
+        try:
+            pid = command_of(t)
+            if late:
+                os.kill(t.proc.pid, signal.SIGSTOP)
+            os.kill(pid, signal.SIGUSR1)
+            # a zombie (forkhazard, its parent, is stopped) or reaped
+            wait_until(lambda: proc_state(pid) in ("Z", None), 20, "the command's end")
+        except BaseException:
+            if pid and proc_state(pid) not in ("Z", None):
+                os.kill(pid, signal.SIGKILL)
+            t.kill()
+            raise
+        finally:
+            if t.proc.poll() is None:
+                os.kill(t.proc.pid, signal.SIGCONT)
+        r = t.wait()
+        check(r.status == 0, "status", r.stderr)
+        ev = r.one("fork", pid=pid)
+        check(ev["locks"] and len(ev["locks"]) == 1, "the hazard is reported either way", ev)
+        frames = ev["stack"] + ev["locks"][0]["stack"]
+        check(frames, "with its stacks", ev)
+        named = [f["symbol"] for f in frames if f["symbol"]]
+        gone = r.summary()["dropped"]["unsymbolized_forks"]
+        if late:
+            check(not named, "read late: addresses only", frames)
+            check(all(f["addr"] for f in frames), "each frame keeps its address", frames)
+            check(gone == 1, "read late: counted", r.summary())
+        else:
+            check("hold_a" in named and "fork_while_held" in named,
+                  "read in time: the lock's and the fork's callers named", named)
+            check(gone == 0, "read in time: nothing counted", r.summary())
 
 
 def test_binary_deleted_after_start():

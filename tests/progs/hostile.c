@@ -283,6 +283,10 @@ static int mode_evil(void)
 	if (c == 0)
 		_exit(0);
 	waitpid(c, &status, 0);
+	/* Stays a while: the tests check the frames' names are escaped, and a
+	 * tree gone before its fork event is read has addresses only
+	 * (test_symbols.test_tree_gone_before_its_event_is_read). */
+	usleep(200000);
 	atomic_store(&release_all, 1);
 	pthread_join(t, NULL);
 	printf("{\"pid\":%d,\"child\":%d,\"lock_a\":\"%p\",\"holder_a\":%d}\n", (int)getpid(),
