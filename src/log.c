@@ -25,37 +25,37 @@ static bool log_journal;	/* stderr is the journal: "<N>" prefixes */
  */
 static void write_safe_v(FILE *f, const char *fmt, va_list ap)
 {
-	char small[1024], *msg = small;
-	const unsigned char *p;
+	char small[1024], *heap = NULL;
+	const char *msg = small;
 	va_list again;
 	int n;
 
 	va_copy(again, ap);
 	n = vsnprintf(small, sizeof(small), fmt, ap);
-	if (n >= (int)sizeof(small) && !(msg = malloc((size_t)n + 1)))
-		msg = small;	/* no memory: the message cut short */
-	else if (msg != small)
-		vsnprintf(msg, (size_t)n + 1, fmt, again);
+	if (n >= (int)sizeof(small)) {
+		heap = malloc((size_t)n + 1);
+		if (heap) {
+			vsnprintf(heap, (size_t)n + 1, fmt, again);
+			msg = heap;
+		} else {
+			n = (int)sizeof(small) - 1;	/* no memory: the message cut short */
+		}
+	}
 	va_end(again);
-	if (n < 0)
-		return;
-	if (msg == small && n >= (int)sizeof(small))
-		n = (int)sizeof(small) - 1;
-	p = (const unsigned char *)msg;
-	for (size_t i = 0; i < (size_t)n;) {
+	for (size_t i = 0; n > 0 && i < (size_t)n;) {
+		const unsigned char *p = (const unsigned char *)msg + i;
 		uint32_t cp;
-		size_t len = utf8_valid_len(p + i, (size_t)n - i, &cp);
+		size_t len = utf8_valid_len(p, (size_t)n - i, &cp);
 
 		if (len && (cp == '\n' || term_shows(cp))) {
-			fwrite(p + i, 1, len, f);
+			fwrite(p, 1, len, f);
 			i += len;
 		} else {
-			fprintf(f, "\\x%02x", p[i]);
+			fprintf(f, "\\x%02x", *p);
 			i++;
 		}
 	}
-	if (msg != small)
-		free(msg);
+	free(heap);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
