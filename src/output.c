@@ -759,6 +759,9 @@ static void text_fork(struct output *o, const struct fh_fork_event *ev,
 		fputs("fork, no foreign lock held\n", o->o.f);
 	if (foreign && meta && meta->site)
 		fprintf(o->o.f, "    site %s\n", meta->site);
+	if (foreign && o->o.syms && !syms_can_resolve(o->o.syms, (pid_t)ev->pid))
+		fputs("    (addresses only: the process and its child had exited before their memory "
+		      "map was read)\n", o->o.f);
 
 	for (__u32 i = 0; i < ev->nr_locks; i++) {
 		const struct fh_lock *l = &ev->locks[i];

@@ -475,6 +475,11 @@ static void resolve_ret(struct syms *s, struct snap **pp, uint64_t ret, struct f
 		f->module_offset++;
 }
 
+bool syms_can_resolve(struct syms *s, pid_t pid)
+{
+	return snap_get(s, pid) != NULL;
+}
+
 void syms_resolve(struct syms *s, pid_t pid, uint64_t addr, struct fh_frame *f)
 {
 	struct snap *p = snap_get(s, pid);

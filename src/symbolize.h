@@ -129,6 +129,10 @@ void syms_resolve(struct syms *s, pid_t pid, uint64_t addr, struct fh_frame *f);
 /* Resolve a return address: the call before it, shown as the address itself. */
 void syms_resolve_return(struct syms *s, pid_t pid, uint64_t ret, struct fh_frame *f);
 
+/* Is there a memory map of pid to resolve its addresses with (noted, or
+ * read now)? Not once it exited unnoted: its addresses stay addresses. */
+bool syms_can_resolve(struct syms *s, pid_t pid);
+
 /* Forget what is cached about pid (it exited or exec'd). */
 void syms_forget(struct syms *s, pid_t pid);
 

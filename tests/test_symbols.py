@@ -207,10 +207,12 @@ def test_tree_gone_before_its_event_is_read():
     """A process tree that ends before forkhazard reads its fork event (here
     forkhazard is stopped meanwhile, as a busy machine can hold it back for a
     millisecond) leaves no memory map to symbolize with: the stacks are
-    addresses, and the summary counts the fork in dropped.unsymbolized_forks.
-    The same program read in time: named frames, nothing counted."""
-    for late in (False, True):
-        t = Tracer(["--", prog("scenario"), "--wait-signal", "hold"])
+    addresses, the text report says why, and the summary counts the fork in
+    dropped.unsymbolized_forks. The same program read in time: named frames,
+    nothing said, nothing counted."""
+    why = "addresses only: the process and its child had exited"
+    for late, json_out in ((False, True), (True, True), (False, False), (True, False)):
+        t = Tracer(["--", prog("scenario"), "--wait-signal", "hold"], json_out=json_out)
         pid = None
         try:
             pid = command_of(t)
@@ -229,6 +231,11 @@ def test_tree_gone_before_its_event_is_read():
                 os.kill(t.proc.pid, signal.SIGCONT)
         r = t.wait()
         check(r.status == 0, "status", r.stderr)
+        if not json_out:
+            check("HAZARD: 1 foreign lock" in r.text, "the hazard is reported either way", r.text)
+            check((why in r.text) == late, "the reason said when read late, only then", r.text)
+            check(("hold_a+" in r.text) != late, "frames named when read in time", r.text)
+            continue
         ev = r.one("fork", pid=pid)
         check(ev["locks"] and len(ev["locks"]) == 1, "the hazard is reported either way", ev)
         frames = ev["stack"] + ev["locks"][0]["stack"]
