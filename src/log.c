@@ -17,16 +17,21 @@ static FILE *log_stream;	/* --log-file; NULL: stderr */
 static bool log_journal;	/* stderr is the journal: "<N>" prefixes */
 
 /*
- * A message formatted and written with what a terminal would act on made
- * visible: control bytes but newlines, DEL, C1 controls and invalid UTF-8 as
- * \xNN. A message can carry what a traced process chose (its executable's
- * path in a -v line, a path libbpf names), and most callers cannot know
- * which of their strings did. Text that was escaped already passes as it is.
+ * One line (prefix, message, end) formatted and written in one write, with
+ * what a terminal would act on made visible: control bytes but newlines,
+ * DEL, C1 controls and invalid UTF-8 as \xNN. A message can carry what a
+ * traced process chose (its executable's path in a -v line, a path libbpf
+ * names), and most callers cannot know which of their strings did. Text
+ * escaped already passes as it is. One write: a COMMAND shares forkhazard's
+ * stderr, and its lines must not interleave with ours byte by byte.
  */
-static void write_safe_v(FILE *f, const char *fmt, va_list ap)
+static void write_line(FILE *f, const char *prefix, const char *end, const char *fmt,
+		       va_list ap)
 {
-	char small[1024], *heap = NULL;
+	char small[1024], line_small[4096], *heap = NULL, *line_heap = NULL;
 	const char *msg = small;
+	char *line = line_small;
+	size_t o, need, fixed = strlen(prefix) + strlen(end) + 1;
 	va_list again;
 	int n;
 
@@ -42,19 +47,34 @@ static void write_safe_v(FILE *f, const char *fmt, va_list ap)
 		}
 	}
 	va_end(again);
-	for (size_t i = 0; n > 0 && i < (size_t)n;) {
+	if (n < 0)
+		n = 0;
+	need = fixed + 4 * (size_t)n;	/* at most 4 bytes (\xNN) per byte */
+	if (need > sizeof(line_small)) {
+		line_heap = malloc(need);
+		if (line_heap)
+			line = line_heap;
+		else
+			n = (int)((sizeof(line_small) - fixed) / 4);
+	}
+	o = (size_t)(stpcpy(line, prefix) - line);
+	for (size_t i = 0; i < (size_t)n;) {
 		const unsigned char *p = (const unsigned char *)msg + i;
 		uint32_t cp;
 		size_t len = utf8_valid_len(p, (size_t)n - i, &cp);
 
 		if (len && (cp == '\n' || term_shows(cp))) {
-			fwrite(p, 1, len, f);
+			memcpy(line + o, p, len);
+			o += len;
 			i += len;
 		} else {
-			fprintf(f, "\\x%02x", *p);
+			o += (size_t)snprintf(line + o, 5, "\\x%02x", *p);
 			i++;
 		}
 	}
+	o = (size_t)(stpcpy(line + o, end) - line);
+	fwrite(line, 1, o, f);
+	free(line_heap);
 	free(heap);
 }
 
@@ -63,31 +83,28 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	/* syslog priorities: err, warning, notice, info, debug */
 	static const char journal_prefix[][4] = { "<3>", "<4>", "<5>", "<6>", "<7>" };
 	FILE *f = log_stream ? log_stream : stderr;
+	char prefix[32];
 	va_list ap;
 
 	if ((int)level > log_verbosity)
 		return;
-	if (log_journal)
-		fputs(journal_prefix[level], f);
-	else
-		fputs("forkhazard: ", f);
-	if (level == LOG_WARN)
-		fputs("warning: ", f);
+	snprintf(prefix, sizeof(prefix), "%s%s", log_journal ? journal_prefix[level] : "forkhazard: ",
+		 level == LOG_WARN ? "warning: " : "");
 	va_start(ap, fmt);
-	write_safe_v(f, fmt, ap);
+	write_line(f, prefix, "\n", fmt, ap);
 	va_end(ap);
-	fputc('\n', f);
 	if (log_stream)
 		fflush(f);
 }
 
+/* libbpf's lines end in their own newline. */
 int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	int need = level == LIBBPF_WARN ? LOG_INFO : LOG_DEBUG;
 
 	if (need > log_verbosity)
 		return 0;
-	write_safe_v(log_stream ? log_stream : stderr, fmt, ap);
+	write_line(log_stream ? log_stream : stderr, "", "", fmt, ap);
 	return 0;
 }
 

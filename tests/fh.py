@@ -109,6 +109,20 @@ def run(args, timeout=30, **kw):
     return p
 
 
+def read_while_written(f):
+    """What a running process has written so far to f, a file it shares with
+    us (its stderr): read with pread, which leaves the shared file offset
+    alone. A seek and read would move it under the writer, whose next bytes
+    would then land over older ones."""
+    data, off = [], 0
+    while True:
+        chunk = os.pread(f.fileno(), 1 << 16, off)
+        if not chunk:
+            return b"".join(data).decode("utf-8", errors="replace")
+        data.append(chunk)
+        off += len(chunk)
+
+
 class Tracer:
     """forkhazard running in the background with JSON output to a file."""
 
@@ -125,8 +139,7 @@ class Tracer:
     def _wait_ready(self, timeout):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            self.stderr_file.seek(0)
-            err = self.stderr_file.read()
+            err = read_while_written(self.stderr_file)
             if "Tracing" in err:
                 return
             if self.proc.poll() is not None:
