@@ -90,8 +90,11 @@ def blocked_on(pid, tid, lock):
             and line[2:5] == ["0x80", "0x2", "0x0"])
 
 
-def status_fields(pid):
-    with open("/proc/%d/status" % pid) as f:
+def status_fields(pid, tid=None):
+    """/proc/PID/status, or with tid that thread's own (its State is its
+    own; the process's is its main thread's)."""
+    path = "/proc/%d/status" % pid if tid is None else "/proc/%d/task/%d/status" % (pid, tid)
+    with open(path) as f:
         return dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
 
 
@@ -99,13 +102,14 @@ def check_left_as_it_was(pid, tid, lock):
     """Still there, not traced, sleeping in the very same futex wait. (Right
     after the detach the wait is being restarted: allow it a moment.)"""
     def same():
-        st = status_fields(pid)
+        st = status_fields(pid, tid)
         return (blocked_on(pid, tid, lock) and st["TracerPid"].strip() == "0"
+                and status_fields(pid)["TracerPid"].strip() == "0"
                 and st["State"].strip().startswith("S"))
     wait_until(same, 2.0, "thread %d back in its futex wait, untraced" % tid)
     time.sleep(0.2)     # and it stays there
     check(same(), "thread %d left its wait after inspect" % tid, thread_syscall(pid, tid),
-          status_fields(pid))
+          status_fields(pid, tid))
 
 
 def test_inspect_inherited_mutex_is_deadlock():
